@@ -1,0 +1,11 @@
+"""critic-guard: decide with honest statistics whether a critic's interventions help an agent.
+
+The core package is framework-neutral (numpy, scipy, pydantic, OpenTelemetry); integrations such as
+``critic_guard_langgraph`` depend on it, never the reverse.
+"""
+
+from critic_guard.types import Action, Arm, Message, Mode, StepContext, Verdict
+
+__version__ = "0.1.0"
+
+__all__ = ["Action", "Arm", "Message", "Mode", "StepContext", "Verdict", "__version__"]

@@ -1,0 +1,87 @@
+"""The shared vocabulary of critic-guard (see DESIGN.md §2).
+
+Everything here is framework-neutral: a trajectory is a list of OpenAI-style chat messages, so an integration for
+any agent framework only has to convert its messages to and from this shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+Message: TypeAlias = dict[str, Any]
+"""One OpenAI-style chat message.
+
+Keys: ``role`` (``system | user | assistant | tool``), ``content`` (str), and for assistant messages an optional
+``tool_calls`` list of ``{"id": str, "name": str, "arguments": dict}``; tool messages carry ``tool_call_id``.
+Integrations may add ``id`` (their own message id) and ``name``.
+"""
+
+
+class Action(StrEnum):
+    """What the guard does after judging a step."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"  # drop the proposed step before its tools run and ask the model again
+    APPEND = "append"  # let the step run, then show the agent a warning
+
+
+class Arm(StrEnum):
+    """Which branch of a pair a run belongs to."""
+
+    CONTROL = "control"  # no intervention
+    TREATMENT = "treatment"  # the intervention policy
+
+
+class Mode(StrEnum):
+    """How much the guard is allowed to do (DESIGN.md §5)."""
+
+    OFF = "off"  # nothing: the critic is not even called
+    OBSERVE = "observe"  # the critic runs and is recorded, never acts
+    PILOT = "pilot"  # forks at the first flag, serves one arm, the other runs in shadow
+    ON = "on"  # always intervene when the policy flags
+    AUTO = "auto"  # lifecycle: pilot -> enabled / disabled from the sequential monitor
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A critic's prediction that the run will fail, made after one step.
+
+    ``p_fail`` is a probability in [0, 1]; ``label`` is an optional discrete label (e.g. "fail" / "ok") and
+    ``rationale`` an optional human-readable reason, both shown to the agent only if the feedback template uses them.
+    """
+
+    p_fail: float
+    rationale: str | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        p = self.p_fail
+        if isinstance(p, bool) or not isinstance(p, int | float):
+            raise TypeError(f"Verdict.p_fail must be a number, got {type(p).__name__}")
+        if not math.isfinite(p) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Verdict.p_fail must be in [0, 1], got {p!r}")
+        object.__setattr__(self, "p_fail", float(p))
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a critic sees: the trajectory prefix up to and including the step being judged.
+
+    ``messages[-1]`` is the assistant message the model just proposed (its tool calls have not run yet).
+    ``step`` is the 0-based index of that model step within the run (retries after a ROLLBACK keep the index).
+    """
+
+    run_id: str
+    step: int
+    messages: tuple[Message, ...]
+    task: Mapping[str, Any] = field(default_factory=dict)
+    arm: Arm = Arm.CONTROL
+
+    @property
+    def proposed(self) -> Message:
+        """The assistant message under judgement."""
+        return self.messages[-1]

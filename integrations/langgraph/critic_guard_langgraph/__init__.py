@@ -1,0 +1,1 @@
+"""critic-guard for LangChain ``create_agent`` agents and compiled LangGraph graphs."""
