@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from importlib import metadata
+
+import pytest
+from pg_server import PostgresUnavailable, postgres_server
 
 _REPORTED = (
     "critic-guard",
@@ -29,3 +34,20 @@ def pytest_report_header() -> list[str]:
         except metadata.PackageNotFoundError:
             versions.append(f"{name}=absent")
     return ["versions: " + ", ".join(versions)]
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip locally with a clear reason; in CI a missing real component is a failure, not a skip."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole test session (see tests/pg_server.py)."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        require_or_skip(str(exc))
