@@ -1,0 +1,58 @@
+"""``GuardConfig``: everything that configures a :class:`~critic_guard.guard.CriticGuard`, validated up front.
+
+Pydantic v2 with ``extra="forbid"``: a typo such as ``polcy=`` is an error with a did-you-mean hint, not a silently
+ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from critic_guard.policy import Policy, reject_unknown_fields
+from critic_guard.store.base import parse_store_url
+from critic_guard.types import Mode
+
+__all__ = ["DEFAULT_STORE_URL", "GuardConfig"]
+
+DEFAULT_STORE_URL = "sqlite:///critic_guard.db"
+
+
+class GuardConfig(BaseModel):
+    """Configuration of one guard. Frozen, because the guard key is derived from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    agent_name: str = Field(default="agent", min_length=1, description="first part of the guard key")
+    mode: Mode = Field(default=Mode.OBSERVE, description="off | observe | pilot | on | auto")
+    policy: Policy = Field(default_factory=Policy)
+    critic_timeout_s: float | None = Field(
+        default=5.0,
+        gt=0.0,
+        description="seconds before a critic call fails open; None = no timeout (critic runs inline)",
+    )
+    critic_workers: int = Field(default=8, ge=1, le=256, description="threads for sync critics run under the timeout")
+    store: str | None = Field(default=DEFAULT_STORE_URL, description="store URL; None persists nothing")
+    capture_content: bool = Field(default=False, description="record message content in traces (GenAI convention: off)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        return reject_unknown_fields(cls, data)
+
+    @field_validator("agent_name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if name != name.strip() or "/" in name:
+            raise ValueError(
+                f"agent_name must not contain '/' or surrounding spaces (it is part of the guard key): {name!r}"
+            )
+        return name
+
+    @field_validator("store")
+    @classmethod
+    def _valid_store_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_store_url(url)
+        return url

@@ -1,0 +1,230 @@
+"""Critics: anything that maps a trajectory prefix (a :class:`StepContext`) to a :class:`Verdict`.
+
+A critic has a ``name`` (its identity, including a version: it is part of the guard key, so changing the critic
+starts fresh evidence) and a sync and an async way to judge. Plain functions become critics through
+:func:`as_critic`; :class:`ConstantCritic` and :class:`RuleCritic` exist for tests and demos.
+
+Critics do not need to be defensive: the guard runs them with a timeout and turns any exception or malformed
+output into a recorded ``critic_error`` with no intervention (fail open). :func:`to_verdict` is the one place that
+decides which outputs of a plain function are acceptable.
+
+Optional attribute ``native_async: bool``: tells the guard whether ``ajudge`` is truly non-blocking. When true,
+``CriticGuard.areview`` awaits ``ajudge`` under ``asyncio.wait_for``; when false, it runs ``judge`` in the guard's
+worker pool instead, so a blocking critic cannot stall the event loop. Without the attribute, a critic counts as
+native async when its ``ajudge`` is an ``async def``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from numbers import Real
+from typing import Any, Protocol, runtime_checkable
+
+from critic_guard.types import StepContext, Verdict
+
+__all__ = [
+    "ConstantCritic",
+    "Critic",
+    "FunctionCritic",
+    "MalformedVerdictError",
+    "RuleCritic",
+    "ThresholdCritic",
+    "as_critic",
+    "is_native_async",
+    "to_verdict",
+]
+
+
+@runtime_checkable
+class Critic(Protocol):
+    """The critic protocol: a named, versioned judge of trajectory prefixes."""
+
+    name: str
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        """Predict whether the run will fail, given the prefix up to the proposed step."""
+        ...
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        """Async variant of :meth:`judge`."""
+        ...
+
+
+class MalformedVerdictError(ValueError):
+    """A critic returned something that is not a verdict (the guard records it as a critic error)."""
+
+
+def to_verdict(out: object) -> Verdict:
+    """Convert a critic function's output to a :class:`Verdict`.
+
+    Accepted: a ``Verdict``; a real number ``p_fail``; a pair ``(p_fail, rationale)``; a mapping with a
+    ``p_fail`` key and optional ``rationale`` / ``label``. Booleans are rejected (is ``True`` "fails" or "fine"?).
+    Out-of-range or NaN probabilities raise ``ValueError`` from ``Verdict`` itself.
+    """
+    if isinstance(out, Verdict):
+        return out
+    if isinstance(out, bool):
+        raise MalformedVerdictError("critic returned a bool; return p_fail in [0, 1] (1.0 = certain failure)")
+    if isinstance(out, Real):
+        return Verdict(float(out))
+    if isinstance(out, tuple | list) and len(out) == 2:
+        p_fail, rationale = out
+        if rationale is not None and not isinstance(rationale, str):
+            raise MalformedVerdictError(f"critic rationale must be a str or None, got {type(rationale).__name__}")
+        return Verdict(_as_probability(p_fail), rationale=rationale)
+    if isinstance(out, Mapping) and "p_fail" in out:
+        unknown = set(out) - {"p_fail", "rationale", "label"}
+        if unknown:
+            raise MalformedVerdictError(f"critic output has unknown keys {sorted(unknown)}")
+        for key in ("rationale", "label"):
+            if out.get(key) is not None and not isinstance(out[key], str):
+                raise MalformedVerdictError(f"critic {key} must be a str or None, got {type(out[key]).__name__}")
+        return Verdict(_as_probability(out["p_fail"]), rationale=out.get("rationale"), label=out.get("label"))
+    raise MalformedVerdictError(
+        f"critic returned {type(out).__name__}; expected a Verdict, a float p_fail, (p_fail, rationale) "
+        "or a mapping with 'p_fail'"
+    )
+
+
+def _as_probability(p: object) -> float:
+    if isinstance(p, bool) or not isinstance(p, Real):
+        raise MalformedVerdictError(f"critic p_fail must be a number, got {type(p).__name__}")
+    return float(p)
+
+
+def is_native_async(critic: Critic) -> bool:
+    """Whether the guard may await ``critic.ajudge`` on the event loop (see the module docstring)."""
+    declared = getattr(critic, "native_async", None)
+    if isinstance(declared, bool):
+        return declared
+    return inspect.iscoroutinefunction(critic.ajudge)
+
+
+def _run_sync(awaitable: Awaitable[Any]) -> Any:
+    """Run an awaitable to completion from sync code; refuse inside a running loop (it would deadlock)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(awaitable))
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    raise RuntimeError("an async critic cannot be judged synchronously inside a running event loop; use ajudge")
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class FunctionCritic:
+    """A critic from a plain function ``fn(ctx) -> Verdict | float | (p_fail, rationale)``, sync or async.
+
+    The default name is the function's qualified name; pass ``name="my-critic@v2"`` to version it, since the name
+    is part of the guard key.
+    """
+
+    def __init__(self, fn: Callable[[StepContext], Any], *, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"FunctionCritic needs a callable, got {type(fn).__name__}")
+        self._fn = fn
+        self.name = name or _callable_name(fn)
+        # A callable object with an `async def __call__` is async too.
+        self.native_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        out = self._fn(ctx)
+        if inspect.isawaitable(out):
+            out = _run_sync(out)
+        return to_verdict(out)
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        if not self.native_async:
+            return await asyncio.to_thread(self.judge, ctx)
+        out = self._fn(ctx)
+        if inspect.isawaitable(out):
+            out = await out
+        return to_verdict(out)
+
+    def __repr__(self) -> str:
+        return f"FunctionCritic({self.name!r})"
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return str(name)
+
+
+class ConstantCritic:
+    """Always the same verdict: the simplest critic for tests, benchmarks and dry runs."""
+
+    native_async = True
+
+    def __init__(self, p_fail: float, *, rationale: str | None = None, name: str | None = None) -> None:
+        self._verdict = Verdict(p_fail, rationale=rationale)
+        self.name = name or f"constant-{self._verdict.p_fail:g}"
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        return self._verdict
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        return self._verdict
+
+    def __repr__(self) -> str:
+        return f"ConstantCritic({self._verdict.p_fail!r}, name={self.name!r})"
+
+
+class RuleCritic:
+    """A critic from a predicate over the step: ``p_hi`` when ``predicate(ctx)`` is true, else ``p_lo``.
+
+    Handy for demos and tests (e.g. "flag any step that calls the `delete` tool"). The predicate is plain sync code,
+    so the guard runs it in its worker pool under the timeout like any sync critic.
+    """
+
+    native_async = False
+
+    def __init__(
+        self,
+        predicate: Callable[[StepContext], bool],
+        *,
+        p_hi: float = 0.9,
+        p_lo: float = 0.1,
+        rationale: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not callable(predicate):
+            raise TypeError(f"RuleCritic needs a callable predicate, got {type(predicate).__name__}")
+        if not (math.isfinite(p_lo) and math.isfinite(p_hi)) or p_lo > p_hi:
+            raise ValueError(f"RuleCritic needs p_lo <= p_hi, got p_lo={p_lo!r}, p_hi={p_hi!r}")
+        self._predicate = predicate
+        self._hi = Verdict(p_hi, rationale=rationale)
+        self._lo = Verdict(p_lo)
+        self.name = name or f"rule-{_callable_name(predicate)}"
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        hit = self._predicate(ctx)
+        if not isinstance(hit, bool):
+            raise MalformedVerdictError(f"RuleCritic predicate must return a bool, got {type(hit).__name__}")
+        return self._hi if hit else self._lo
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        return await asyncio.to_thread(self.judge, ctx)
+
+    def __repr__(self) -> str:
+        return f"RuleCritic({self.name!r}, p_hi={self._hi.p_fail}, p_lo={self._lo.p_fail})"
+
+
+ThresholdCritic = RuleCritic
+"""Alias of :class:`RuleCritic` (the issue names both)."""
+
+
+def as_critic(obj: Critic | Callable[..., Any]) -> Critic:
+    """Return ``obj`` if it already is a critic, else wrap a callable in :class:`FunctionCritic`."""
+    if isinstance(obj, Critic):
+        if not isinstance(obj.name, str) or not obj.name:
+            raise TypeError(f"critic {obj!r} needs a non-empty str `name` (its identity, part of the guard key)")
+        return obj
+    if callable(obj):
+        return FunctionCritic(obj)
+    raise TypeError(f"expected a Critic or a callable(ctx) -> Verdict, got {type(obj).__name__}")
