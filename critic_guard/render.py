@@ -52,7 +52,7 @@ def _estimates_table(report: PilotReport) -> Table:
     gap = "undefined" if p is None or p_star is None else _num(p - p_star, signed=True)
     table.add_row("p - p_star", gap, _interval(post.p_minus_p_star, True), "> 0 iff intervening helps")
     table.add_row("net", _estimate(report.net, True), _interval(post.net, True), "change in success rate")
-    table.add_row("d/r", _estimate(report.d_over_r), "", "disruptions per recovery")
+    table.add_row("d/r", _estimate(report.d_over_r), "", "disruption rate / recovery rate")
     return table
 
 

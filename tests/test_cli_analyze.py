@@ -136,3 +136,13 @@ def test_malformed_files_are_one_line_errors(tmp_path: Path, name: str, content:
 def test_a_directory_is_not_a_pairs_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze", str(tmp_path)])
     assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_readme_shows_the_actual_output_of_the_worked_example() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    command = "$ critic-guard analyze --cells 118 16 9 7\n"
+    assert command in readme, "the README's statistics section lost its worked example"
+    shown = readme.split(command, 1)[1].split("\n```", 1)[0]
+    result = runner.invoke(app, ["analyze", "--cells", "118", "16", "9", "7"], env={"COLUMNS": "110"})
+    actual = "\n".join(line.rstrip() for line in result.stdout.splitlines())
+    assert shown == actual
