@@ -78,7 +78,7 @@ def read_pairs(path: str | Path) -> PairedCounts:
     """Count the pairs in a JSONL or CSV file; an empty file is an error (there is nothing to analyse)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: tolerate a BOM from spreadsheet exports
     except FileNotFoundError:
         raise PairsFileError(f"{path}: no such file") from None
     except IsADirectoryError:

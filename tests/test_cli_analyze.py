@@ -146,3 +146,17 @@ def test_readme_shows_the_actual_output_of_the_worked_example() -> None:
     result = runner.invoke(app, ["analyze", "--cells", "118", "16", "9", "7"], env={"COLUMNS": "110"})
     actual = "\n".join(line.rstrip() for line in result.stdout.splitlines())
     assert shown == actual
+
+
+def test_parser_level_mistakes_exit_2_without_traceback() -> None:
+    # Option syntax errors are reported by typer's parser in its own (boxed) format, still with exit code 2.
+    result = runner.invoke(app, ["analyze", "--cells", "1", "2", "3"])
+    assert result.exit_code == 2
+    assert "requires 4 arguments" in result.output and "Traceback" not in result.output
+
+
+def test_csv_exported_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_bytes("\ufeffcontrol,treatment\n0,1\n1,1\n".encode())
+    data = _json(["analyze", str(path), "--json"])
+    assert (data["n01"], data["n11"]) == (1, 1)
