@@ -90,10 +90,9 @@ def run_pilot_pair(tel: GuardTelemetry) -> None:
         step.verdict(Verdict(p, rationale="the agent ignored the refund policy"), critic="llm-critic",
                      flagged=p >= 0.6, tau=0.6)  # fmt: skip
         if i == 2:
-            shadow = tel.start_run("run-1", "support-bot", guard_key="gk-1", arm="treatment",
-                                   link_to=str(step.ref), fork_checkpoint_id="ckpt-2", fork_step=2)  # fmt: skip
-            assert shadow.ref is not None
-            prod.set_shadow(str(shadow.ref), step=2, fork_checkpoint_id="ckpt-2")
+            shadow = tel.start_run("run-1", "support-bot", guard_key="gk-1", arm="treatment", shadow=True,
+                                   link_to=step.ref, fork_checkpoint_id="ckpt-2", fork_step=2)  # fmt: skip
+            prod.set_shadow(shadow.ref, step=2, fork_checkpoint_id="ckpt-2")
             sstep = shadow.start_step(2)
             sstep.verdict(Verdict(0.85, label="fail"), critic="llm-critic", flagged=True, tau=0.6)
             sstep.intervention(Action.ROLLBACK, feedback="Re-read the refund policy before answering.")
@@ -175,6 +174,20 @@ def test_shadow_run_is_its_own_trace_linked_to_the_production_step(rig: Rig) -> 
     fork_ev = event(prod, A.EVENT_FORK)
     assert fork_ev[A.SHADOW_TRACE_ID] == shadow_trace and fork_ev[A.FORK_STEP] == 2
     assert fork_ev[A.FORK_CHECKPOINT_ID] == "ckpt-2"
+
+
+def test_a_shadow_links_from_the_traceparent_string_kept_in_graph_state(rig: Rig) -> None:
+    prod = rig.tel.start_run("r", "a", guard_key="k", arm="treatment")
+    step = prod.start_step(4)
+    state = {"fork_ref": str(step.ref)}  # what the integration stores (LangGraph state / the store)
+    step.end()
+    prod.end()
+    shadow = rig.tel.start_run("r", "a", guard_key="k", arm="control", shadow=True, link_to=state["fork_ref"])
+    shadow.end()
+    span = next(s for s in rig.by_name("invoke_agent a") if s.attributes[A.RUN_ROLE] == "shadow")
+    (link,) = span.links
+    assert link.context.span_id == step.span.get_span_context().span_id
+    assert link.context.is_remote
 
 
 def test_intervention_event_carries_action_arm_step_key_checkpoint(rig: Rig) -> None:
@@ -266,9 +279,9 @@ def test_production_run_nests_under_the_current_span_like_openinference(rig: Rig
     with outer_tracer.start_as_current_span("LangGraph") as outer:
         run = rig.tel.start_run("r", "agent", guard_key="k", arm="control")
         step = run.start_step(0)
-        with step.activate():  # e.g. around the critic call: its LLM spans nest under our step
-            with outer_tracer.start_as_current_span("ChatModel critic"):
-                pass
+        # e.g. around the critic call: its LLM spans nest under our step
+        with step.activate(), outer_tracer.start_as_current_span("ChatModel critic"):
+            pass
         step.end()
         run.end()
     run_span = rig.by_name("invoke_agent agent")[0]
@@ -282,7 +295,7 @@ def test_production_run_nests_under_the_current_span_like_openinference(rig: Rig
     with outer_tracer.start_as_current_span("LangGraph again"):
         shadow = rig.tel.start_run("r", "agent", guard_key="k", arm="treatment", shadow=True)
         shadow.end()
-    shadow_span = [s for s in rig.by_name("invoke_agent agent") if s.attributes[A.RUN_ROLE] == "shadow"][0]
+    shadow_span = next(s for s in rig.by_name("invoke_agent agent") if s.attributes[A.RUN_ROLE] == "shadow")
     assert shadow_span.parent is None and shadow_span.context.trace_id != outer_ctx.trace_id
 
 
@@ -408,7 +421,7 @@ def test_bad_input_is_rejected_with_clear_errors(rig: Rig) -> None:
     with pytest.raises(ValueError, match="run_id"):
         tel.start_run("", "a", guard_key="k", arm="control")
     with pytest.raises(ValueError, match="production run cannot"):
-        tel.start_run("r", "a", guard_key="k", arm="control", link_to=SpanRef("1" * 32, "2" * 16), shadow=False)
+        tel.start_run("r", "a", guard_key="k", arm="control", link_to=SpanRef("1" * 32, "2" * 16))
     run = tel.start_run("r", "a", guard_key="k", arm="control")
     with pytest.raises(ValueError, match="step must be"):
         run.start_step(-1)

@@ -95,8 +95,8 @@ class GuardTelemetry:
         guard_key: str,
         arm: Arm | str,
         conversation_id: str | None = None,
+        shadow: bool = False,
         link_to: SpanRef | str | None = None,
-        shadow: bool | None = None,
         fork_checkpoint_id: str | None = None,
         fork_step: int | None = None,
         mode: Mode | str | None = None,
@@ -105,14 +105,16 @@ class GuardTelemetry:
         """Open the ``invoke_agent {agent}`` span of one run.
 
         A production run is parented under the current span if one is active, else starts a new trace. A shadow
-        run (``shadow=True``, implied by ``link_to``) always starts a new trace; ``link_to`` is the production
-        step span it forked at (a ``SpanRef`` or its ``traceparent`` string) and becomes a span link.
+        run (``shadow=True``) always starts a new trace; ``link_to`` is the production step span it forked at (a
+        ``SpanRef`` or its ``traceparent`` string; None when the production run was not traced) and becomes a
+        span link. The role is explicit, not inferred from ``link_to``, so metrics count a shadow run as one even
+        when tracing is off and there is nothing to link to.
         """
         if not run_id or not isinstance(run_id, str):
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         if not guard_key or not isinstance(guard_key, str):
             raise ValueError(f"guard_key must be a non-empty string, got {guard_key!r}")
-        is_shadow = (link_to is not None) if shadow is None else bool(shadow)
+        is_shadow = bool(shadow)
         if link_to is not None and not is_shadow:
             raise ValueError("link_to is the fork point of a shadow run; a production run cannot have one")
         arm_value = _arm(arm)
@@ -192,7 +194,7 @@ class GuardTelemetry:
 
     def record_outcome(
         self,
-        run: SpanRef | str,
+        run: SpanRef | str | None,
         *,
         run_id: str,
         guard_key: str,
@@ -203,9 +205,9 @@ class GuardTelemetry:
         """Record an outcome that arrives after the run span ended (e.g. ``record_outcome(run_id, arm, ...)``).
 
         Emits a short ``critic_guard.outcome`` span in the run's own trace, as a child of the run span (by its
-        ref, so this works from another process).
+        ref, so this works from another process). Returns that span's ref; None (and no span) when ``run`` is
+        None, i.e. the run itself was not traced.
         """
-        ref = SpanRef.coerce(run)
         attrs: _Attrs = {
             A.RUN_ID: run_id,
             A.GUARD_KEY: guard_key,
@@ -213,6 +215,9 @@ class GuardTelemetry:
             A.OUTCOME_SUCCESS: bool(success),
         }
         _set_present(attrs, A.PAIR_CELL, _cell(cell))
+        if run is None:
+            return None
+        ref = SpanRef.coerce(run)
         parent = trace.set_span_in_context(trace.NonRecordingSpan(ref.span_context()), otel_context.Context())
         span = self.tracer.start_span(A.SPAN_OUTCOME, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
         if span.is_recording():
@@ -303,14 +308,17 @@ class RunTrace(_Handle):
         return step_trace
 
     def set_shadow(
-        self, shadow: SpanRef | str, *, step: int | None = None, fork_checkpoint_id: str | None = None
+        self, shadow: SpanRef | str | None, *, step: int | None = None, fork_checkpoint_id: str | None = None
     ) -> None:
-        """Record on this production run that a shadow branch forked from it (its trace id, fork point)."""
-        ref = SpanRef.coerce(shadow)
+        """Record on this production run that a shadow branch forked from it (its trace id, fork point).
+
+        ``shadow`` is the shadow run's ref (None when it is not traced: only the checkpoint id is kept then).
+        """
         if fork_checkpoint_id is not None:
             self.fork_checkpoint_id = fork_checkpoint_id
-        if not self.span.is_recording():
+        if shadow is None or not self.span.is_recording():
             return
+        ref = SpanRef.coerce(shadow)
         attrs: _Attrs = {A.SHADOW_TRACE_ID: ref.trace_id, A.SHADOW_SPAN_ID: ref.span_id}
         _set_present(attrs, A.FORK_CHECKPOINT_ID, fork_checkpoint_id)
         _set_present(attrs, A.FORK_STEP, step)
