@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -116,7 +117,7 @@ class Calibrator(ABC):
     @overload
     def transform(self, p: float) -> float: ...
     @overload
-    def transform(self, p: ArrayLike) -> FloatArray | float: ...
+    def transform(self, p: NDArray[Any] | Sequence[float]) -> FloatArray: ...
     def transform(self, p: ArrayLike) -> FloatArray | float:
         """Calibrate one score (returns a float) or an array of scores (returns an array)."""
         arr = np.asarray(p, dtype=np.float64)

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, Self
 
 from critic_guard.config import GuardConfig
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
@@ -334,7 +334,7 @@ class CriticGuard:
         if self._owns_store and self.store is not None:
             self.store.close()
 
-    def __enter__(self) -> CriticGuard:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

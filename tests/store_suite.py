@@ -7,6 +7,8 @@ LangGraph does for its checkpoint savers. Nothing here may depend on a particula
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -34,27 +36,29 @@ __all__ = [
 ]
 
 
-def make_run(
-    run_id: str, guard_key: str = "agent/critic/abcd1234", started_at: float = 1000.0, **kw: object
-) -> RunRecord:
-    return RunRecord(
-        run_id=run_id, guard_key=guard_key, agent_name="agent", arm=Arm.CONTROL, started_at=started_at, **kw
-    )  # type: ignore[arg-type]
+def make_run(run_id: str, guard_key: str = "agent/critic/abcd1234", started_at: float = 1000.0, **kw: Any) -> RunRecord:
+    """A run with test defaults; ``kw`` overrides any other field."""
+    run = RunRecord(run_id=run_id, guard_key=guard_key, agent_name="agent", arm=Arm.CONTROL, started_at=started_at)
+    return replace(run, **kw)
 
 
-def make_step(run_id: str, step: int, attempt: int = 0, p_fail: float | None = 0.5, **kw: object) -> StepRecord:
-    fields: dict[str, object] = {
-        "label": None,
-        "rationale": None,
-        "flagged": False,
-        "action": Action.NONE,
-        "reason": "below_tau",
-        "critic_error": None,
-        "latency_s": 0.001,
-        "created_at": 2000.0 + step,
-    }
-    fields.update(kw)
-    return StepRecord(run_id=run_id, step=step, attempt=attempt, p_fail=p_fail, **fields)  # type: ignore[arg-type]
+def make_step(run_id: str, step: int, attempt: int = 0, p_fail: float | None = 0.5, **kw: Any) -> StepRecord:
+    """A step with test defaults; ``kw`` overrides any other field."""
+    record = StepRecord(
+        run_id=run_id,
+        step=step,
+        attempt=attempt,
+        p_fail=p_fail,
+        label=None,
+        rationale=None,
+        flagged=False,
+        action=Action.NONE,
+        reason="below_tau",
+        critic_error=None,
+        latency_s=0.001,
+        created_at=2000.0 + step,
+    )
+    return replace(record, **kw)
 
 
 def test_run_round_trip(store: Store) -> None:

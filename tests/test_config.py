@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from critic_guard.config import GuardConfig
 from critic_guard.policy import Policy
 from critic_guard.store import SQLiteStore, open_store, parse_store_url
-from critic_guard.types import Mode
+from critic_guard.types import Action, Mode
 
 
 def test_defaults() -> None:
@@ -29,7 +29,7 @@ def test_coercion_from_plain_values() -> None:
         {"mode": "on", "policy": {"tau": 0.5, "action": "append"}, "critic_timeout_s": None, "store": None}
     )
     assert config.mode is Mode.ON
-    assert config.policy == Policy(tau=0.5, action="append")  # type: ignore[arg-type]
+    assert config.policy == Policy(tau=0.5, action=Action.APPEND)
     assert config.critic_timeout_s is None
     assert config.store is None
 
@@ -63,7 +63,7 @@ def test_invalid_configs(kwargs: dict[str, object], message: str) -> None:
 
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
-        GuardConfig().mode = Mode.ON  # type: ignore[misc]
+        GuardConfig().mode = Mode.ON
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,7 @@ def test_invalid_policies(kwargs: dict[str, object], message: str) -> None:
 
 def test_policy_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
-        Policy().tau = 0.3  # type: ignore[misc]
+        Policy().tau = 0.3
 
 
 def test_decide_rejects_negative_counts() -> None:

@@ -19,7 +19,7 @@ from critic_guard.store.sqlite import MIGRATIONS, migrate
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
     path = tmp_path / "guard.db" if request.param == "file" else ":memory:"
     with SQLiteStore(path) as opened:
-        yield opened  # type: ignore[misc]
+        yield opened
 
 
 def test_wal_and_synchronous_normal(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from critic_guard.types import Action, Arm
 
@@ -131,7 +131,7 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections. Idempotent."""
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
