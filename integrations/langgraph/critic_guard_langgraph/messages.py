@@ -17,7 +17,7 @@ only way this package places a note.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from langchain_core.messages import (
     AIMessage,
@@ -41,6 +41,8 @@ __all__ = [
     "to_neutral",
 ]
 
+M = TypeVar("M", bound=BaseMessage)
+
 NOTE_ID_PREFIX = "critic-guard-note-"
 """Message ids of guard notes start with this, so UIs and scripted models can recognise them."""
 
@@ -62,7 +64,8 @@ def to_neutral(messages: BaseMessage | Sequence[BaseMessage]) -> Message | list[
     """Convert one LangChain message, or a sequence of them, to the neutral (OpenAI-style) form."""
     if isinstance(messages, BaseMessage):
         return _message_to_neutral(messages)
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    given: object = messages
+    if isinstance(given, str | bytes) or not isinstance(given, Sequence):
         raise TypeError(f"to_neutral expects a BaseMessage or a sequence of them, got {type(messages).__name__}")
     return [_message_to_neutral(m) for m in messages]
 
@@ -105,7 +108,8 @@ def from_neutral(
     """Convert one neutral message, or a sequence of them, to LangChain messages."""
     if isinstance(messages, Mapping):
         return _message_from_neutral(messages)
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    given: object = messages
+    if isinstance(given, str | bytes) or not isinstance(given, Sequence):
         raise TypeError(f"from_neutral expects a message dict or a sequence of them, got {type(messages).__name__}")
     return [_message_from_neutral(m) for m in messages]
 
@@ -177,7 +181,7 @@ def note_index(messages: Sequence[BaseMessage]) -> int:
     return len(messages)
 
 
-def insert_note(messages: Sequence[BaseMessage], note: BaseMessage) -> list[BaseMessage]:
+def insert_note(messages: Sequence[M], note: M) -> list[M]:
     """A copy of ``messages`` with ``note`` placed at :func:`note_index`."""
     at = note_index(messages)
     return [*messages[:at], note, *messages[at:]]

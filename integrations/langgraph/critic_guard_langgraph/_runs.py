@@ -1,0 +1,104 @@
+"""What the middleware and the graph wrapper share: fail-open calls into the guard, run arms, task metadata.
+
+Fail open, but never swallow LangGraph control flow: ``GraphBubbleUp`` (``interrupt()``, ``Command`` to a parent
+graph) must reach LangGraph, so every ``except Exception`` here re-raises it first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.errors import GraphBubbleUp
+from pydantic import BaseModel
+
+from critic_guard.guard import CriticGuard, StepReview
+from critic_guard.types import Action, Arm, Mode, StepContext
+from critic_guard_langgraph.messages import is_guard_note
+
+logger = logging.getLogger("critic_guard_langgraph")
+
+T = TypeVar("T")
+
+
+def is_off(guard: CriticGuard) -> bool:
+    """Mode ``off``: the integration does nothing at all (no critic call, no store write, no message)."""
+    return guard.config.mode is Mode.OFF
+
+
+def run_arm(guard: CriticGuard, arm: Arm | None) -> Arm:
+    """The arm of a new user-facing run: the caller's choice, else ``treatment`` only in mode ``on``.
+
+    In modes ``pilot`` and ``auto`` the served run is the control arm (DESIGN §3: users are not exposed to an
+    intervention that is not proven to help); the treatment arm of a pilot runs in a shadow fork.
+    """
+    if arm is not None:
+        return Arm(arm)
+    return Arm.TREATMENT if guard.config.mode is Mode.ON else Arm.CONTROL
+
+
+def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str, Any]:
+    """Task metadata for a new run: the run's first user message and the runtime context, if any.
+
+    The run's first user message is the first non-note user message after the last assistant message (in a
+    multi-turn thread the earlier turns belong to earlier runs). ``context`` (LangGraph's ``runtime.context``)
+    contributes its fields when it is a mapping, a dataclass instance or a pydantic model.
+    """
+    task: dict[str, Any] = {}
+    start = 0
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], AIMessage):
+            start = i + 1
+            break
+    for message in messages[start:]:
+        if isinstance(message, HumanMessage) and not is_guard_note(message):
+            task["input"] = message.text
+            break
+    if isinstance(context, Mapping):
+        task.update(context)
+    elif dataclasses.is_dataclass(context) and not isinstance(context, type):
+        task.update(dataclasses.asdict(context))
+    elif isinstance(context, BaseModel):
+        task.update(context.model_dump(mode="json"))
+    return task
+
+
+def safely(what: str, fn: Callable[..., T], *args: Any, default: T, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, or ``default`` (logged) if it raises anything but LangGraph control flow."""
+    try:
+        return fn(*args, **kwargs)
+    except GraphBubbleUp:
+        raise
+    except Exception:
+        logger.exception("critic-guard: %s failed; the run continues unguarded for this step", what)
+        return default
+
+
+async def asafely(what: str, fn: Callable[..., Awaitable[T]], *args: Any, default: T, **kwargs: Any) -> T:
+    """Async :func:`safely`."""
+    try:
+        return await fn(*args, **kwargs)
+    except GraphBubbleUp:
+        raise
+    except Exception:
+        logger.exception("critic-guard: %s failed; the run continues unguarded for this step", what)
+        return default
+
+
+def review_or_none(guard: CriticGuard, ctx: StepContext, interventions: int, last: int | None) -> StepReview | None:
+    return safely("review", guard.review, ctx, interventions=interventions, last_intervention_step=last, default=None)
+
+
+async def areview_or_none(
+    guard: CriticGuard, ctx: StepContext, interventions: int, last: int | None
+) -> StepReview | None:
+    return await asafely(
+        "review", guard.areview, ctx, interventions=interventions, last_intervention_step=last, default=None
+    )
+
+
+def action_of(review: StepReview | None) -> Action:
+    return Action.NONE if review is None else review.action

@@ -1,0 +1,392 @@
+"""CriticGuardMiddleware on a real create_agent graph: real tools, the scripted model, a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from calc_agent import (
+    RIGHT,
+    TASK,
+    GuardFactory,
+    assert_tool_groups_adjacent,
+    build_agent,
+    calc_model,
+    comparable,
+    final_answer,
+    oracle_critic,
+    task_input,
+    thread,
+    wrong_answer,
+)
+from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command, interrupt
+
+from critic_guard.guard import CriticGuard
+from critic_guard.policy import Policy
+from critic_guard.store.base import StepRecord
+from critic_guard.types import Action, Arm, StepContext, Verdict
+
+NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
+
+
+def steps_of(guard: CriticGuard) -> list[StepRecord]:
+    assert guard.store is not None
+    [run] = guard.store.runs(guard.guard_key)
+    return guard.store.steps_of(run.run_id)
+
+
+def summary(guard: CriticGuard) -> list[tuple[int, int, Action, str]]:
+    return [(s.step, s.attempt, s.action, s.reason) for s in steps_of(guard)]
+
+
+def proposals(messages: list[Any]) -> list[dict[str, Any]]:
+    return [m.tool_calls[0]["args"] for m in messages if isinstance(m, AIMessage) and m.tool_calls]
+
+
+RIGHT_PROPOSALS = [{"a": 2, "b": 3}, {"a": 5, "b": 4}, {"a": 20, "b": 1}, {"a": 21, "b": 2}]
+
+
+# -- off and observe change nothing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["off", "observe"])
+def test_off_and_observe_end_in_the_unguarded_state(mode: str, checkpointer: Any, make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=2)
+    plain = build_agent(model).invoke(task_input(), thread())
+    judged: list[int] = []
+
+    def critic(ctx: StepContext) -> Verdict:
+        judged.append(ctx.step)
+        return oracle_critic(ctx)
+
+    guard = make_guard(critic, mode=mode, policy=Policy(min_step=0))
+    guarded = build_agent(model, [CriticGuardMiddleware(guard)], checkpointer).invoke(task_input(), thread())
+
+    assert comparable(guarded["messages"]) == comparable(plain["messages"])
+    assert set(guarded) == set(plain) == {"messages"}  # private counters stay out of the output
+    assert final_answer(guarded["messages"]) == wrong_answer(2) == "44"
+    assert guard.store is not None
+    if mode == "off":
+        assert judged == []
+        assert guard.store.runs() == []
+    else:
+        assert judged == [0, 1, 2, 3, 4]
+        assert summary(guard) == [
+            (0, 0, NONE, "below_tau"),
+            (1, 0, NONE, "below_tau"),
+            (2, 0, NONE, "observe"),
+            (3, 0, NONE, "below_tau"),
+            (4, 0, NONE, "below_tau"),
+        ]
+        [run] = guard.store.runs()
+        assert (run.status, run.arm, run.task) == ("completed", Arm.CONTROL, {"input": TASK})
+
+
+@pytest.mark.parametrize("mode", ["off", "observe"])
+async def test_off_and_observe_end_in_the_unguarded_state_async(
+    mode: str, acheckpointer: Any, make_guard: GuardFactory
+) -> None:
+    model, _ = calc_model(bad_step=2)
+    plain = await build_agent(model).ainvoke(task_input(), thread())
+    guard = make_guard(oracle_critic, mode=mode, policy=Policy(min_step=0))
+    agent = build_agent(model, [CriticGuardMiddleware(guard)], acheckpointer)
+    guarded = await agent.ainvoke(task_input(), thread())
+    assert comparable(guarded["messages"]) == comparable(plain["messages"])
+    assert final_answer(guarded["messages"]) == "44"
+    assert guard.store is not None
+    assert len(guard.store.runs()) == (0 if mode == "off" else 1)
+
+
+# -- ROLLBACK -----------------------------------------------------------------------------------------------------
+
+
+def check_rollback(guard: CriticGuard, out: dict[str, Any], calls: list[list[Any]]) -> None:
+    assert final_answer(out["messages"]) == RIGHT
+    assert proposals(out["messages"]) == RIGHT_PROPOSALS  # the withdrawn {"a": 20, "b": 2} never ran
+    assert not any(is_guard_note(m) for m in out["messages"])  # the feedback is not persisted
+    assert_tool_groups_adjacent(out["messages"])
+    # model calls: steps 0, 1, 2 (withdrawn), 2 (retry), 3, 4; only the retry saw the feedback, after the tool result
+    assert len(calls) == 6
+    retry = calls[3]
+    assert is_guard_note(retry[-1]) and isinstance(retry[-2], ToolMessage) and retry[-2].text == "20"
+    expected = guard.policy.feedback_text(Verdict(0.9, rationale="step 2 uses the wrong operand"), step=2)
+    assert retry[-1].text == expected
+    assert [i for i, c in enumerate(calls) if any(is_guard_note(m) for m in c)] == [3]
+    assert summary(guard) == [
+        (0, 0, NONE, "below_tau"),
+        (1, 0, NONE, "below_tau"),
+        (2, 0, ROLLBACK, "flag"),
+        (2, 1, NONE, "below_tau"),
+        (3, 0, NONE, "below_tau"),
+        (4, 0, NONE, "below_tau"),
+    ]
+
+
+def test_rollback_withdraws_the_flagged_step_and_the_retry_succeeds(
+    checkpointer: Any, make_guard: GuardFactory
+) -> None:
+    model, calls = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(action="rollback"))
+    agent = build_agent(model, [CriticGuardMiddleware(guard)], checkpointer)
+    out = agent.invoke(task_input(), thread())
+    check_rollback(guard, out, calls)
+    if checkpointer is not None:
+        state = agent.get_state(thread()).values
+        assert state["critic_guard_interventions"] == 1
+        assert state["critic_guard_last_intervention_step"] == 2
+        assert state["critic_guard_step"] == 5
+        assert state["critic_guard_run_id"] is None  # ended
+        assert state["critic_guard_note"] is None
+
+
+async def test_rollback_withdraws_the_flagged_step_and_the_retry_succeeds_async(
+    acheckpointer: Any, make_guard: GuardFactory
+) -> None:
+    model, calls = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(action="rollback"))
+    out = await build_agent(model, [CriticGuardMiddleware(guard)], acheckpointer).ainvoke(task_input(), thread())
+    check_rollback(guard, out, calls)
+
+
+def test_silent_rollback_loops_end_when_the_budget_is_spent(make_guard: GuardFactory) -> None:
+    # A deterministic model re-proposes the same step after a silent rollback: only the budget ends the loop.
+    model, calls = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(feedback=False, max_interventions=3))
+    out = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread())
+    assert final_answer(out["messages"]) == wrong_answer(2)
+    assert not any(is_guard_note(m) for c in calls for m in c)
+    assert [r for r in summary(guard) if r[0] == 2] == [
+        (2, 0, ROLLBACK, "flag"),
+        (2, 1, ROLLBACK, "flag"),
+        (2, 2, ROLLBACK, "flag"),
+        (2, 3, NONE, "budget_exhausted"),
+    ]
+
+
+def test_no_intervention_before_min_step(make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=1)
+    guard = make_guard(oracle_critic, mode="on")  # paper default: min_step=2
+    out = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread())
+    assert final_answer(out["messages"]) == wrong_answer(1)
+    assert summary(guard)[1] == (1, 0, NONE, "before_min_step")
+    assert all(action is NONE for _, _, action, _ in summary(guard))
+
+
+def test_rollbacks_stop_short_of_the_recursion_limit(make_guard: GuardFactory) -> None:
+    model = ScriptedChatModel.from_script(["done"])
+    guard = make_guard(lambda ctx: 0.9, mode="on", policy=Policy(min_step=0, max_interventions=1000, feedback=False))
+    agent = create_agent(model, [], middleware=[CriticGuardMiddleware(guard)])
+    out = agent.invoke(task_input(), {"recursion_limit": 12})
+    assert final_answer(out["messages"]) == "done"
+    records = summary(guard)
+    assert records[-1] == (0, len(records) - 1, NONE, "budget_exhausted")
+    assert [r[2] for r in records[:-1]] == [ROLLBACK] * (len(records) - 1)
+    assert len(records) >= 3
+
+
+# -- APPEND -------------------------------------------------------------------------------------------------------
+
+
+def check_append(out: dict[str, Any], calls: list[list[Any]]) -> None:
+    assert proposals(out["messages"])[2] == {"a": 20, "b": 2}  # the flagged step ran
+    assert final_answer(out["messages"]) == wrong_answer(2)
+    assert [i for i, c in enumerate(calls) if any(is_guard_note(m) for m in c)] == [3]
+    warned = calls[3]
+    assert is_guard_note(warned[-1]) and isinstance(warned[-2], ToolMessage) and warned[-2].text == "22"
+    assert warned[-1].text.startswith("Warning from a reviewer")
+    for model_input in calls:
+        assert_tool_groups_adjacent(model_input)
+    assert_tool_groups_adjacent(out["messages"])
+    assert not any(is_guard_note(m) for m in out["messages"])
+
+
+def test_append_runs_the_step_and_warns_after_its_tool_results(checkpointer: Any, make_guard: GuardFactory) -> None:
+    model, calls = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(action="append"))
+    out = build_agent(model, [CriticGuardMiddleware(guard)], checkpointer).invoke(task_input(), thread())
+    check_append(out, calls)
+    assert [r[:3] for r in summary(guard)] == [(0, 0, NONE), (1, 0, NONE), (2, 0, APPEND), (3, 0, NONE), (4, 0, NONE)]
+
+
+async def test_append_runs_the_step_and_warns_after_its_tool_results_async(
+    acheckpointer: Any, make_guard: GuardFactory
+) -> None:
+    model, calls = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(action="append"))
+    out = await build_agent(model, [CriticGuardMiddleware(guard)], acheckpointer).ainvoke(task_input(), thread())
+    check_append(out, calls)
+
+
+def flags_unchecked_answers(ctx: StepContext) -> Verdict:
+    final = not ctx.proposed.get("tool_calls")
+    return Verdict(0.9 if final and "checked" not in ctx.proposed["content"] else 0.1)
+
+
+@pytest.mark.parametrize("feedback", [True, False])
+def test_append_on_a_final_answer_reenters_the_model_once(feedback: bool, make_guard: GuardFactory) -> None:
+    model, calls = calc_model(final_suffix_after_note=" (checked)")
+    guard = make_guard(flags_unchecked_answers, mode="on", policy=Policy(action="append", feedback=feedback))
+    out = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread())
+    answers = [m.text for m in out["messages"] if isinstance(m, AIMessage) and not m.tool_calls]
+    if feedback:
+        assert answers == ["42", "42 (checked)"]
+        assert is_guard_note(calls[-1][-1]) and calls[-1][-2].text == "42"
+        assert [r[:3] for r in summary(guard)][-2:] == [(4, 0, APPEND), (5, 0, NONE)]
+    else:  # a silent warning on a final answer has nothing to show: the run just ends
+        assert answers == ["42"]
+        assert [r[:3] for r in summary(guard)][-1] == (4, 0, APPEND)
+
+
+def test_budget_and_cooldown_hold_across_steps(make_guard: GuardFactory) -> None:
+    model, _ = calc_model()
+    policy = Policy(action="append", min_step=0, max_interventions=2, cooldown=1)
+    guard = make_guard(lambda ctx: 0.9, mode="on", policy=policy)
+    out = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread())
+    assert final_answer(out["messages"]) == RIGHT
+    assert [r[2:] for r in summary(guard)] == [
+        (APPEND, "flag"),
+        (NONE, "cooldown"),
+        (APPEND, "flag"),
+        (NONE, "budget_exhausted"),
+        (NONE, "budget_exhausted"),
+    ]
+
+
+# -- failing critics fail open ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Lets hung sync critics return at the end of the test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def failing_critic(kind: str, release: threading.Event) -> Any:
+    if kind == "raises":
+        return lambda ctx: 1 / 0
+    if kind == "garbage":
+        return lambda ctx: "looks bad"
+    if kind == "out_of_range":
+        return lambda ctx: 7.5
+    if kind == "hangs":
+        return lambda ctx: release.wait(60) and 0.9
+
+    async def hangs_async(ctx: StepContext) -> float:
+        await asyncio.sleep(60)
+        return 0.9
+
+    return hangs_async
+
+
+FAILURES = ["raises", "garbage", "out_of_range", "hangs", "hangs_async"]
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+def test_a_failing_critic_never_breaks_or_stalls_the_run(
+    kind: str, release: threading.Event, make_guard: GuardFactory
+) -> None:
+    model, _ = calc_model(bad_step=2)
+    plain = build_agent(model).invoke(task_input(), thread())
+    policy = Policy(min_step=0, tau=0.0)  # any verdict at all would trigger a rollback
+    guard = make_guard(failing_critic(kind, release), mode="on", policy=policy, critic_timeout_s=0.05)
+    started = time.perf_counter()
+    out = build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver()).invoke(task_input(), thread())
+    assert time.perf_counter() - started < 2.0
+    assert comparable(out["messages"]) == comparable(plain["messages"])
+    records = steps_of(guard)
+    assert len(records) == 5
+    assert all(r.critic_error and r.action is NONE and r.reason == "critic_error" for r in records)
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+async def test_a_failing_critic_never_breaks_or_stalls_the_run_async(
+    kind: str, release: threading.Event, make_guard: GuardFactory
+) -> None:
+    model, _ = calc_model(bad_step=2)
+    guard = make_guard(
+        failing_critic(kind, release), mode="on", policy=Policy(min_step=0, tau=0.0), critic_timeout_s=0.05
+    )
+    started = time.perf_counter()
+    out = await build_agent(model, [CriticGuardMiddleware(guard)]).ainvoke(task_input(), thread())
+    assert time.perf_counter() - started < 2.0
+    assert final_answer(out["messages"]) == wrong_answer(2)
+    assert all(r.reason == "critic_error" for r in steps_of(guard))
+
+
+# -- runs, arms, interrupts ---------------------------------------------------------------------------------------
+
+
+def test_each_invocation_is_a_run_with_fresh_counters(make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on")
+    agent = build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver())
+    agent.invoke(task_input(), thread())
+    out = agent.invoke(task_input("And now say it again.", msg_id="again"), thread())
+    assert final_answer(out["messages"]) == RIGHT
+    assert guard.store is not None
+    runs = sorted(guard.store.runs(), key=lambda r: r.started_at)
+    assert [r.task for r in runs] == [{"input": TASK}, {"input": "And now say it again."}]
+    assert [r.status for r in runs] == ["completed", "completed"]
+    assert [(s.step, s.attempt) for s in guard.store.steps_of(runs[1].run_id)] == [(0, 0)]
+
+
+def test_runtime_context_is_part_of_the_task(make_guard: GuardFactory) -> None:
+    model, _ = calc_model()
+    guard = make_guard(oracle_critic, mode="observe")
+    agent = build_agent(model, [CriticGuardMiddleware(guard)])
+    agent.invoke(task_input(), thread(), context={"task_id": "calc-7", "difficulty": 2})
+    assert guard.store is not None
+    [run] = guard.store.runs()
+    assert run.task == {"input": TASK, "task_id": "calc-7", "difficulty": 2}
+    assert run.task_id == "calc-7"
+
+
+@pytest.mark.parametrize(
+    ("mode", "arm", "expected"),
+    [
+        ("on", None, Arm.TREATMENT),
+        ("observe", None, Arm.CONTROL),
+        ("pilot", None, Arm.CONTROL),
+        ("pilot", Arm.TREATMENT, Arm.TREATMENT),
+    ],
+)
+def test_the_arm_of_a_run(mode: str, arm: Arm | None, expected: Arm, make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode=mode)
+    out = build_agent(model, [CriticGuardMiddleware(guard, arm=arm)]).invoke(task_input(), thread())
+    assert guard.store is not None
+    [run] = guard.store.runs()
+    assert run.arm is expected
+    assert final_answer(out["messages"]) == (RIGHT if guard.acts(expected) else wrong_answer(2))
+
+
+def test_an_interrupt_under_the_guard_reaches_langgraph_and_resumes(make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=2)
+    guard = make_guard(oracle_critic, mode="on")
+    review = guard.review
+    answers: list[str] = []
+
+    def review_with_a_human(ctx: StepContext, **kwargs: Any) -> Any:
+        if ctx.step == 2 and not answers:  # the first time step 2 is judged (not its retry)
+            answers.append(interrupt({"step": ctx.step}))
+        return review(ctx, **kwargs)
+
+    guard.review = review_with_a_human  # type: ignore[method-assign]
+    agent = build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver())
+    paused = agent.invoke(task_input(), thread())
+    assert [i.value for i in paused["__interrupt__"]] == [{"step": 2}]
+    out = agent.invoke(Command(resume="go on"), thread())
+    assert answers == ["go on"]
+    assert final_answer(out["messages"]) == RIGHT
+    assert (2, 0, ROLLBACK, "flag") in summary(guard)
