@@ -129,7 +129,7 @@ class CriticGuard:
         if mode is Mode.ON:
             return True
         if mode is Mode.PILOT or mode is Mode.AUTO:
-            return arm is Arm.TREATMENT
+            return arm == Arm.TREATMENT  # == so a plain "treatment" string works too
         return False
 
     # -- runs --------------------------------------------------------------------------------------------------
@@ -219,7 +219,10 @@ class CriticGuard:
     async def areview(
         self, ctx: StepContext, *, interventions: int = 0, last_intervention_step: int | None = None
     ) -> StepReview:
-        """Async :meth:`review`: awaits a native-async critic, runs a sync one off the event loop."""
+        """Async :meth:`review`: awaits a native-async critic, runs a sync one off the event loop.
+
+        The store write stays synchronous (about 20 µs for SQLite), which is cheaper than a thread hop.
+        """
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
         verdict: Verdict | None = None

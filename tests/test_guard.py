@@ -122,6 +122,7 @@ def test_interventions_so_far_come_from_the_caller(store: Store) -> None:
 def test_acts(mode: Mode, control: bool, treatment: bool) -> None:
     guard = CriticGuard(Counting(), mode=mode, store=None)
     assert (guard.acts(Arm.CONTROL), guard.acts(Arm.TREATMENT)) == (control, treatment)
+    assert guard.acts("treatment") is treatment  # type: ignore[arg-type]
 
 
 def test_pilot_acts_on_treatment_only() -> None:
