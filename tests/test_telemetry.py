@@ -138,13 +138,21 @@ def test_steps_are_children_of_their_run_and_carry_the_verdict_event(rig: Rig) -
     for s in steps:
         assert s.parent is not None and trace.format_span_id(s.parent.span_id) == prod_span
     step2 = next(s for s in steps if s.attributes[A.STEP] == 2)
-    ev = event(step2, A.EVENT_EVALUATION_RESULT)
-    assert ev[A.GEN_AI_EVALUATION_NAME] == "llm-critic"
-    assert ev[A.GEN_AI_EVALUATION_SCORE_VALUE] == pytest.approx(0.85)
-    assert ev[A.FLAGGED] is True
-    assert ev[A.TAU] == pytest.approx(0.6)
-    assert ev[A.STEP] == 2 and ev[A.ARM] == "control" and ev[A.GUARD_KEY] == "gk-1"
-    assert A.GEN_AI_EVALUATION_SCORE_LABEL not in ev  # the critic gave none; we do not invent one
+    # the critic gave no label (we do not invent one) and the rationale is content (off by default)
+    assert event(step2, A.EVENT_EVALUATION_RESULT) == {
+        A.GEN_AI_EVALUATION_NAME: "llm-critic",
+        A.GEN_AI_EVALUATION_SCORE_VALUE: 0.85,
+        A.FLAGGED: True,
+        A.TAU: 0.6,
+    }
+    # the step span carries who/where, and the score and decision for filtering in a backend
+    assert {k: step2.attributes[k] for k in (A.STEP, A.ARM, A.GUARD_KEY, A.RUN_ID, A.FLAGGED)} == {
+        A.STEP: 2,
+        A.ARM: "control",
+        A.GUARD_KEY: "gk-1",
+        A.RUN_ID: "run-1",
+        A.FLAGGED: True,
+    }
     step0 = next(s for s in steps if s.attributes[A.STEP] == 0)
     assert event(step0, A.EVENT_EVALUATION_RESULT)[A.FLAGGED] is False
 
@@ -471,3 +479,25 @@ print(type(trace.get_tracer_provider()).__name__, run.is_recording, run.ref, ste
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["ProxyTracerProvider", "False", "None", "None"]
     assert out.stderr == ""
+
+
+def test_a_sampled_out_run_records_no_spans_but_still_counts_metrics() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    tel = GuardTelemetry(tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    rig = Rig(tel, exporter, reader, provider)
+    run = tel.start_run("r", "a", guard_key="k", arm="treatment")
+    step = run.start_step(0)
+    step.verdict(Verdict(0.9), critic="c", flagged=True)
+    step.intervention(Action.APPEND)
+    step.end()
+    run.end()
+    assert rig.finished() == []
+    assert run.ref is not None and run.ref.sampled is False and step.ref == run.ref
+    assert rig.points(A.METRIC_INTERVENTIONS) == {
+        frozenset({A.GUARD_KEY: "k", A.ARM: "treatment", A.RUN_ROLE: "production", A.ACTION: "append"}.items()): 1
+    }

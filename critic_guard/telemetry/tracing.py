@@ -285,6 +285,14 @@ class RunTrace(_Handle):
         self.interventions = 0
         self._open_steps: set[StepTrace] = set()
         self.metric_attrs: dict[str, str] = {A.GUARD_KEY: guard_key, A.ARM: arm, A.RUN_ROLE: role}
+        self._verdict_attrs: dict[str, dict[str, str]] = {}
+
+    def verdict_metric_attrs(self, critic: str) -> dict[str, str]:
+        """Metric attributes of a verdict by ``critic`` (cached: built once per critic, not once per step)."""
+        attrs = self._verdict_attrs.get(critic)
+        if attrs is None:
+            attrs = self._verdict_attrs[critic] = {**self.metric_attrs, A.CRITIC_NAME: critic}
+        return attrs
 
     def start_step(self, step: int, *, attempt: int = 0) -> StepTrace:
         """Open the span of model step ``step`` (0-based); ``attempt`` counts re-asks after a ROLLBACK."""
@@ -292,6 +300,11 @@ class RunTrace(_Handle):
             raise ValueError(f"step must be an int >= 0, got {step!r}")
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
             raise ValueError(f"attempt must be an int >= 0, got {attempt!r}")
+        if not self.span.is_recording():
+            # Fast path (no provider, or the run was sampled out, which the default parent-based sampler
+            # applies to its steps too): no span to create, nothing to close later. The step shares the
+            # run's span context, so its ref, if any, still points into the run's trace.
+            return StepTrace(self, self.span, step, owns_span=False)
         attrs: _Attrs = {
             A.STEP: step,
             A.ATTEMPT: attempt,
@@ -374,10 +387,11 @@ class RunTrace(_Handle):
 class StepTrace(_Handle):
     """The span of one judged step. Create with ``RunTrace.start_step``; end with ``end()`` (idempotent)."""
 
-    def __init__(self, run: RunTrace, span: trace.Span, step: int) -> None:
+    def __init__(self, run: RunTrace, span: trace.Span, step: int, *, owns_span: bool = True) -> None:
         super().__init__(span)
         self.run = run
         self.step = step
+        self._owns_span = owns_span
 
     def _common(self) -> _Attrs:
         run = self.run
@@ -405,7 +419,7 @@ class StepTrace(_Handle):
         if not critic or not isinstance(critic, str):
             raise ValueError(f"critic must be a non-empty string naming the critic, got {critic!r}")
         metrics_ = self.run.telemetry.metrics
-        metrics_.verdict(verdict.p_fail, {**self.run.metric_attrs, A.CRITIC_NAME: critic})
+        metrics_.verdict(verdict.p_fail, self.run.verdict_metric_attrs(critic))
         if flagged:
             metrics_.flag(self.run.metric_attrs)
         if not self.span.is_recording():
@@ -414,7 +428,6 @@ class StepTrace(_Handle):
             A.GEN_AI_EVALUATION_NAME: critic,
             A.GEN_AI_EVALUATION_SCORE_VALUE: verdict.p_fail,
             A.FLAGGED: bool(flagged),
-            **self._common(),
         }
         _set_present(attrs, A.GEN_AI_EVALUATION_SCORE_LABEL, verdict.label)
         _set_present(attrs, A.GEN_AI_EVALUATION_EXPLANATION, self.run.telemetry.content.text(verdict.rationale))
@@ -453,7 +466,7 @@ class StepTrace(_Handle):
         self.span.add_event(A.EVENT_CRITIC_ERROR, {A.ERROR_TYPE: kind, **self._common()})
 
     def end(self) -> None:
-        if not self._claim_end():
+        if not self._owns_span or not self._claim_end():
             return
         self.run._step_ended(self)
         self.span.end()
