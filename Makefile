@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean phoenix
+.PHONY: install demo test lint typecheck pytest bench clean phoenix bench-envs
 
 $(STAMP): pyproject.toml integrations/langgraph/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,19 @@ $(PHOENIX_STAMP):
 
 phoenix: $(PHOENIX_STAMP)
 
+# Real task environments for benchmarks/envs and their tests: TextWorld (the `bench` extra) and BFCL v4, whose
+# bfcl-eval goes in without its dependencies (see pyproject.toml). The stamp names the version, so bumping it
+# reinstalls. Cold install about 30 s (jericho is built from source, needs a C compiler).
+BFCL_EVAL_VERSION ?= 2026.3.23
+BENCH_STAMP       := $(VENV)/.bench-envs-$(BFCL_EVAL_VERSION)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps 'bfcl-eval==$(BFCL_EVAL_VERSION)'
+	touch $(BENCH_STAMP)
+
+bench-envs: $(BENCH_STAMP)
+
 demo: install
 	$(BIN)/critic-guard demo
 
@@ -37,7 +50,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install bench-envs
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
