@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from critic_guard.telemetry import GuardTelemetry, SpanRef
@@ -307,6 +308,23 @@ def test_production_run_nests_under_the_current_span_like_openinference(rig: Rig
     assert shadow_span.parent is None and shadow_span.context.trace_id != outer_ctx.trace_id
 
 
+def test_an_explicit_parent_wins_over_the_current_span(rig: Rig) -> None:
+    """OpenInference keeps its LangChain spans per callback run, not as the current span inside hooks; the
+    integration hands its span over as ``parent`` (a live span, or a ref string from another process)."""
+    outer = rig.provider.get_tracer("openinference.instrumentation.langchain").start_span("LangGraph")
+    with rig.provider.get_tracer("app").start_as_current_span("unrelated current span"):
+        rig.tel.start_run("r", "a", guard_key="k", arm="control", parent=outer).end()
+    outer.end()
+    ref = SpanRef.from_span_context(outer.get_span_context())
+    rig.tel.start_run("r2", "a", guard_key="k", arm="control", parent=str(ref)).end()
+    first, second = rig.by_name("invoke_agent a")
+    for span in (first, second):
+        assert span.parent is not None and span.parent.span_id == outer.get_span_context().span_id
+        assert span.context.trace_id == outer.get_span_context().trace_id
+    with pytest.raises(ValueError, match="takes link_to, not parent"):
+        rig.tel.start_run("r3", "a", guard_key="k", arm="treatment", shadow=True, parent=outer)
+
+
 def test_transition_goes_on_the_current_span_or_a_short_span_of_its_own(rig: Rig) -> None:
     rig.tel.transition("gk", "pilot", "disabled", "harm proven (wealth 21.3 >= 20)")
     (own,) = rig.by_name(A.SPAN_LIFECYCLE)
@@ -482,8 +500,6 @@ print(type(trace.get_tracer_provider()).__name__, run.is_recording, run.ref, ste
 
 
 def test_a_sampled_out_run_records_no_spans_but_still_counts_metrics() -> None:
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(exporter))

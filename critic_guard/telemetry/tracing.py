@@ -97,6 +97,7 @@ class GuardTelemetry:
         conversation_id: str | None = None,
         shadow: bool = False,
         link_to: SpanRef | str | None = None,
+        parent: trace.Span | SpanRef | str | None = None,
         fork_checkpoint_id: str | None = None,
         fork_step: int | None = None,
         mode: Mode | str | None = None,
@@ -109,6 +110,11 @@ class GuardTelemetry:
         ``SpanRef`` or its ``traceparent`` string; None when the production run was not traced) and becomes a
         span link. The role is explicit, not inferred from ``link_to``, so metrics count a shadow run as one even
         when tracing is off and there is nothing to link to.
+
+        ``parent`` overrides "the current span" for a production run: instrumentations that do not make their
+        spans current inside framework hooks (OpenInference's LangChain tracer keeps them per callback run; the
+        integration can fetch it with ``openinference.instrumentation.langchain.get_current_span()``) still get
+        the run nested under their span.
         """
         if not run_id or not isinstance(run_id, str):
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
@@ -117,6 +123,8 @@ class GuardTelemetry:
         is_shadow = bool(shadow)
         if link_to is not None and not is_shadow:
             raise ValueError("link_to is the fork point of a shadow run; a production run cannot have one")
+        if parent is not None and is_shadow:
+            raise ValueError("a shadow run is the root of its own trace; it takes link_to, not parent")
         arm_value = _arm(arm)
         role = A.ROLE_SHADOW if is_shadow else A.ROLE_PRODUCTION
         attrs: _Attrs = {
@@ -135,9 +143,16 @@ class GuardTelemetry:
         _set_present(attrs, A.FORK_CHECKPOINT_ID, fork_checkpoint_id)
         _set_present(attrs, A.FORK_STEP, fork_step)
         links: list[Link] = []
-        parent: otel_context.Context | None = None  # None: the current context (OpenInference's span, if any)
+        context: otel_context.Context | None = None  # None: the current context (an outer span, if any)
+        if parent is not None:
+            outer = (
+                parent
+                if isinstance(parent, trace.Span)
+                else trace.NonRecordingSpan(SpanRef.coerce(parent).span_context())
+            )
+            context = trace.set_span_in_context(outer, otel_context.Context())
         if is_shadow:
-            parent = otel_context.Context()  # empty context: the shadow branch is the root of its own trace
+            context = otel_context.Context()  # empty context: the shadow branch is the root of its own trace
             if link_to is not None:
                 target = SpanRef.coerce(link_to)
                 link_attrs: _Attrs = {A.LINK_TYPE: A.LINK_FORK}
@@ -146,7 +161,7 @@ class GuardTelemetry:
                 attrs[A.FORK_TRACE_ID] = target.trace_id
                 attrs[A.FORK_SPAN_ID] = target.span_id
         name = f"{A.SPAN_RUN_PREFIX} {agent_name}" if agent_name else A.SPAN_RUN_PREFIX
-        span = self.tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs, links=links)
+        span = self.tracer.start_span(name, context=context, kind=SpanKind.INTERNAL, attributes=attrs, links=links)
         return RunTrace(self, span, run_id=run_id, guard_key=guard_key, arm=arm_value, role=role,
                         fork_checkpoint_id=fork_checkpoint_id)  # fmt: skip
 
