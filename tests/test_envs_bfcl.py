@@ -198,6 +198,7 @@ def test_model_mistakes_are_observations_and_harness_misuse_raises() -> None:
     env = BfclEnv.from_id("multi_turn_base_1")
     assert env.step("format_disk", {}) == "Error during execution: name 'format_disk' is not defined"
     assert env.step("exit", {}) == "Error during execution: Function call exit is not allowed."
+    assert env.step("ls", {"a-b": True}) == "Error during execution: invalid argument names ['a-b'] for ls"
     assert env.step("tail", {"lines": 3}).startswith("Error during execution: ")  # missing file_name
     assert env.calls == (("tail(lines=3)",),)  # only calls the judge can replay are recorded
     with pytest.raises(TypeError, match="not a JSON value"):

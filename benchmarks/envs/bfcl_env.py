@@ -310,8 +310,8 @@ class BfclEnv:
             raise TypeError(f"args must be a mapping, got {type(args).__name__}")
         # The APIs keep argument objects in their state; the caller's objects must not become part of the world
         # (BFCL's executor evaluates fresh literals for every call).
-        args = copy.deepcopy(dict(args))
-        for key, value in args.items():
+        call_args: dict[str, Any] = copy.deepcopy(dict(args))
+        for key, value in call_args.items():
             if not isinstance(key, str):
                 raise TypeError(f"argument name {key!r} is not a string")
             _check_json_like(value, f"{tool_name}.{key}")
@@ -322,14 +322,14 @@ class BfclEnv:
         owner = self._owner.get(tool_name)
         if owner is None:
             return f"Error during execution: name '{tool_name}' is not defined"
-        if not all(key.isidentifier() for key in args):
-            return f"Error during execution: invalid argument names {sorted(args)} for {tool_name}"
-        self._calls[self._turn].append(format_call(tool_name, args))
+        if not all(key.isidentifier() for key in call_args):
+            return f"Error during execution: invalid argument names {sorted(call_args)} for {tool_name}"
+        self._calls[self._turn].append(format_call(tool_name, call_args))
         expected = self.oracle_next()
-        if expected is not None and self._same_call(tool_name, args, *expected):
+        if expected is not None and self._same_call(tool_name, call_args, *expected):
             self._gt_pos += 1
         try:
-            result = getattr(self._instances[owner], tool_name)(**args)
+            result = getattr(self._instances[owner], tool_name)(**call_args)
         except Exception as exc:  # the model sees the error, as it would in BFCL
             return f"Error during execution: {exc}"
         return _format_result(result)
@@ -398,13 +398,14 @@ class BfclEnv:
         model_result += [[] for _ in range(self.n_turns - len(model_result))]
         model_name = f"critic_guard_{uuid.uuid4().hex}"
         try:
-            return multi_turn_checker(
+            verdict: dict[str, Any] = multi_turn_checker(
                 model_result,
                 [list(turn) for turn in self._task.ground_truth],
                 copy.deepcopy(dict(self._task.entry)),
                 self._task.category,
                 model_name,
             )
+            return verdict
         finally:
             cached = vars(multi_turn_utils)
             for key in [key for key in cached if key.startswith(model_name)]:
