@@ -1,0 +1,140 @@
+"""Guard spans beside the LangChain instrumentations users already run: OpenInference and OpenLLMetry (Traceloop).
+
+A real ``create_agent`` with a scripted model and a probe middleware that calls ``GuardTelemetry`` from its hooks the
+way the guard middleware does (run span opened in ``before_agent``, one step span per ``after_model``, closed in
+``after_agent``). Each case runs in a fresh interpreter: instrumentors patch LangChain globally and a global tracer
+provider can be set only once per process.
+
+What the cases pin down (and what the guard's integration relies on):
+- OpenLLMetry wraps every node, middleware hooks included, and makes its span current: the run nests under it;
+- OpenInference does not make its spans current inside hooks: the integration passes its span as ``parent=``
+  (``openinference.instrumentation.langchain.get_current_span()``), and the run nests under it;
+- either way our step spans are children of our run span, whatever nodes the instrumentation adds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import require_or_skip
+
+from critic_guard.telemetry import attributes as A
+
+_SCRIPT = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+which = sys.argv[1]
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+trace.set_tracer_provider(provider)
+if which == "openinference":
+    from openinference.instrumentation.langchain import LangChainInstrumentor, get_current_span
+    LangChainInstrumentor().instrument(tracer_provider=provider)
+else:
+    from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+    LangchainInstrumentor().instrument(tracer_provider=provider)
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+from critic_guard.telemetry import GuardTelemetry
+from critic_guard.types import Verdict
+
+tel = GuardTelemetry()
+current_at_start = []
+
+class Scripted(GenericFakeChatModel):
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+@tool
+def add(a: int, b: int) -> int:
+    \"\"\"Add two integers.\"\"\"
+    return a + b
+
+class Probe(AgentMiddleware):
+    def before_agent(self, state, runtime):
+        current = trace.get_current_span()
+        current_at_start.append(current.get_span_context().is_valid)
+        parent = get_current_span() if which == "openinference" else None
+        self.run = tel.start_run("run-1", "calc", guard_key="k", arm="control", parent=parent)
+        self.steps = 0
+
+    def after_model(self, state, runtime):
+        step = self.run.start_step(self.steps)
+        step.verdict(Verdict(0.2), critic="c", flagged=False)
+        step.end()
+        self.steps += 1
+
+    def after_agent(self, state, runtime):
+        self.run.end()
+
+model = Scripted(messages=iter([
+    AIMessage(content="", tool_calls=[{"id": "t1", "name": "add", "args": {"a": 1, "b": 2}}]),
+    AIMessage(content="3"),
+]))
+create_agent(model, tools=[add], middleware=[Probe()]).invoke({"messages": [{"role": "user", "content": "1+2?"}]})
+spans = [
+    {
+        "name": s.name,
+        "scope": s.instrumentation_scope.name,
+        "trace": format(s.context.trace_id, "032x"),
+        "span": format(s.context.span_id, "016x"),
+        "parent": format(s.parent.span_id, "016x") if s.parent else None,
+    }
+    for s in memory.get_finished_spans()
+]
+print(json.dumps({"current_at_start": current_at_start, "spans": spans}))
+"""
+
+_PACKAGES = {
+    "openinference": "openinference.instrumentation.langchain",
+    "traceloop": "opentelemetry.instrumentation.langchain",
+}
+
+
+def _run(which: str) -> dict[str, object]:
+    if importlib.util.find_spec(_PACKAGES[which]) is None:
+        require_or_skip(f"{_PACKAGES[which]} not installed (dev extra)")
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_SCRIPT), which], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("which", "their_scope", "current_in_hooks"),
+    [
+        ("traceloop", "opentelemetry.instrumentation.langchain", True),
+        ("openinference", "openinference.instrumentation.langchain", False),
+    ],
+)
+def test_guard_spans_nest_under_the_instrumentations_span(which: str, their_scope: str, current_in_hooks: bool) -> None:
+    result = _run(which)
+    assert result["current_at_start"] == [current_in_hooks]
+    spans = result["spans"]
+    assert isinstance(spans, list)
+    by_id = {s["span"]: s for s in spans}
+    (run,) = [s for s in spans if s["name"] == "invoke_agent calc"]
+    steps = [s for s in spans if s["name"] == A.SPAN_STEP]
+    assert len(steps) == 2  # one per model call, however many nodes the instrumentation wraps
+    assert all(s["parent"] == run["span"] and s["trace"] == run["trace"] for s in steps)
+    parent = by_id[run["parent"]]
+    assert parent["scope"] == their_scope and parent["trace"] == run["trace"]
+    # the run sits in the instrumentation's trace of the request, beside its node / model / tool spans
+    assert sum(1 for s in spans if s["scope"] == their_scope and s["trace"] == run["trace"]) >= 5
