@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_or_skip
-from phoenix_server import PhoenixUnavailable, phoenix_server
+from phoenix_server import PhoenixUnavailable, phoenix_server, skip_or_fail
 from test_telemetry import run_pilot_pair
 
 from critic_guard.telemetry import attributes as A
@@ -39,7 +38,7 @@ def phoenix_url() -> Iterator[str]:
         with phoenix_server() as url:
             yield url
     except PhoenixUnavailable as exc:
-        require_or_skip(str(exc))
+        skip_or_fail(str(exc))
 
 
 def _get_spans(base: str, project: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
