@@ -462,6 +462,8 @@ def test_bad_input_is_rejected_with_clear_errors(rig: Rig) -> None:
         run.outcome(True, cell="n2")
     with pytest.raises(ValueError, match="status must be"):
         run.end("done")
+    with pytest.raises(ValueError, match="pair cell"):
+        tel.pair("k", "n5")
 
 
 def test_attribute_names_never_nest_inside_each_other() -> None:

@@ -163,9 +163,11 @@ def test_metrics_path_sits_beside_the_trace_file() -> None:
 def test_configure_telemetry_privately_leaves_globals_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout-agent")
     before = trace.get_tracer_provider()
     handles = configure_telemetry(file=tmp_path / "t.jsonl", set_global=False)
     try:
+        assert handles.tracer_provider.resource.attributes["service.name"] == "checkout-agent"
         assert trace.get_tracer_provider() is before
         assert handles.otlp_traces is True and handles.otlp_metrics is False  # only the traces endpoint is set
         assert handles.trace_file == tmp_path / "t.jsonl"

@@ -36,6 +36,7 @@ from critic_guard.telemetry.export import OTLPJsonLinesMetricExporter, OTLPJsonL
 from critic_guard.telemetry.tracing import GuardTelemetry
 
 DEFAULT_TRACE_FILE = "critic_guard_traces.jsonl"
+DEFAULT_SERVICE_NAME = "critic-guard"
 _HTTP_PROTOCOLS = frozenset({"", "http/protobuf"})
 
 
@@ -134,7 +135,7 @@ def configure_telemetry(
     file: str | Path | None = DEFAULT_TRACE_FILE,
     metrics_to_file: bool = True,
     otlp: bool | None = None,
-    service_name: str = "critic-guard",
+    service_name: str | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     set_global: bool = True,
     capture_content: bool | None = None,
@@ -146,12 +147,14 @@ def configure_telemetry(
 
     ``file``: OTLP/JSON lines trace file (None: no file); metrics go to ``metrics_path_for(file)`` unless
     ``metrics_to_file=False``. ``otlp``: None follows the ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables, True
-    always exports OTLP/HTTP (default endpoint http://localhost:4318), False never. ``resource_attributes`` are
-    added to the resource (e.g. ``{"openinference.project.name": "my-agent"}`` picks the Phoenix project).
+    always exports OTLP/HTTP (default endpoint http://localhost:4318), False never. ``service_name`` defaults to
+    ``OTEL_SERVICE_NAME``, else ``critic-guard``. ``resource_attributes`` are added to the resource (e.g.
+    ``{"openinference.project.name": "my-agent"}`` picks the Phoenix project).
     """
     if metric_export_interval_s <= 0:
         raise ValueError(f"metric_export_interval_s must be > 0, got {metric_export_interval_s!r}")
-    resource = Resource.create({"service.name": service_name, **dict(resource_attributes or {})})
+    service = service_name or _env("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    resource = Resource.create({"service.name": service, **dict(resource_attributes or {})})
     trace_path = Path(file) if file is not None else None
     metrics_path = metrics_path_for(trace_path) if trace_path is not None and metrics_to_file else None
     interval_ms = metric_export_interval_s * 1000.0

@@ -8,8 +8,9 @@ a step current for the duration of a ``with`` block inside a single hook, e.g. a
 critic's own LLM spans (OpenInference, OpenLLMetry) nest under the step.
 
 Trace shape:
-- production run: span ``invoke_agent {agent}`` (kind INTERNAL), child of whatever span is current when the run
-  starts (OpenInference's chain span, if that instrumentation runs), else the root of a new trace;
+- production run: span ``invoke_agent {agent}`` (kind INTERNAL), child of an explicit ``parent`` (OpenInference's
+  span: it keeps its spans per LangChain run and does not make them current), else of whatever span is current
+  when the run starts (OpenLLMetry's hook span, an application request span), else the root of a new trace;
 - one child span ``critic_guard.step`` per judged step, holding the ``gen_ai.evaluation.result`` event of the
   critic's verdict and ``critic_guard.intervention`` / ``critic_guard.critic_error`` events;
 - shadow run: always the root of its own trace, with a span link (and ``critic_guard.fork.*`` attributes, for
@@ -176,8 +177,8 @@ class GuardTelemetry:
     ) -> None:
         """Record a lifecycle transition (DESIGN.md §5) and update the lifecycle-state gauge.
 
-        The event goes on ``on`` if given and recording, else on the current span if one records, else on a
-        short ``critic_guard.lifecycle`` span of its own (transitions often happen outside any run).
+        The event goes on ``on`` (default: the current span) when that span records, else on a short
+        ``critic_guard.lifecycle`` span of its own (transitions often happen outside any run).
         """
         self.metrics.lifecycle(guard_key, to_state, previous=from_state)
         attrs: _Attrs = {
@@ -203,9 +204,9 @@ class GuardTelemetry:
 
     def pair(self, guard_key: str, cell: str) -> None:
         """Count one completed pair in its cell (call once per pair, not once per arm)."""
-        checked = _cell(cell)
-        assert checked is not None
-        self.metrics.pair(guard_key, checked)
+        if cell not in A.PAIR_CELLS:
+            raise ValueError(f"pair cell must be one of {A.PAIR_CELLS}, got {cell!r}")
+        self.metrics.pair(guard_key, cell)
 
     def record_outcome(
         self,
@@ -394,6 +395,10 @@ class RunTrace(_Handle):
                 span.set_status(Status(StatusCode.OK))
         span.end()
 
+    def _count_intervention(self) -> None:
+        with self._lock:
+            self.interventions += 1
+
     def _step_ended(self, step: StepTrace) -> None:
         with self._lock:
             self._open_steps.discard(step)
@@ -458,8 +463,7 @@ class StepTrace(_Handle):
             raise ValueError(f"action must be one of {[a.value for a in Action]}, got {action!r}") from None
         if act is Action.NONE:
             raise ValueError("Action.NONE is not an intervention; record the verdict instead")
-        with self.run._lock:
-            self.run.interventions += 1
+        self.run._count_intervention()
         self.run.telemetry.metrics.intervention({**self.run.metric_attrs, A.ACTION: act.value})
         if not self.span.is_recording():
             return
@@ -481,7 +485,7 @@ class StepTrace(_Handle):
         self.span.add_event(A.EVENT_CRITIC_ERROR, {A.ERROR_TYPE: kind, **self._common()})
 
     def end(self) -> None:
-        if not self._owns_span or not self._claim_end():
-            return
+        if not self._claim_end() or not self._owns_span:
+            return  # a fast-path step shares its run's (non-recording) span and never ends it
         self.run._step_ended(self)
         self.span.end()
