@@ -50,7 +50,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install bench-envs
+pytest: install bench-envs phoenix
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

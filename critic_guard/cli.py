@@ -129,3 +129,16 @@ def power_command(
             Console().print(render_detectable(tasks, discordant, alpha, power_, mde))
     except ValueError as exc:
         fail(str(exc))
+
+
+@app.command("traces")
+def traces_command(
+    file: Annotated[Path, typer.Argument(help="An OTLP/JSON lines trace file (e.g. critic_guard_traces.jsonl).")],
+) -> None:
+    """Show the runs, steps, verdicts, interventions and shadow links recorded in a trace file."""
+    from critic_guard.telemetry import render_traces  # loads the OTel SDK and protobuf only for this command
+
+    try:
+        render_traces(file, Console())
+    except OSError as exc:
+        fail(f"cannot read trace file {str(file)!r}: {exc.strerror or exc}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from importlib import metadata
 
 import pytest
 from pg_server import PostgresUnavailable, postgres_server
+from support import skip_or_fail
 
 _REPORTED = (
     "critic-guard",
@@ -36,13 +36,6 @@ def pytest_report_header() -> list[str]:
     return ["versions: " + ", ".join(versions)]
 
 
-def require_or_skip(reason: str) -> None:
-    """Skip locally with a clear reason; in CI a missing real component is a failure, not a skip."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the whole test session (see tests/pg_server.py)."""
@@ -50,4 +43,4 @@ def postgres_url() -> Iterator[str]:
         with postgres_server() as url:
             yield url
     except PostgresUnavailable as exc:
-        require_or_skip(str(exc))
+        skip_or_fail(str(exc))

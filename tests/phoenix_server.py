@@ -23,25 +23,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PHOENIX_BIN = REPO / ".venv-phoenix" / "bin" / "phoenix"
 
 
 class PhoenixUnavailable(RuntimeError):
     """Phoenix is not installed here (locally: skip; in CI: fail)."""
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally with a clear reason; in CI (``CI=true``) a missing real component is a failure, not a skip.
-
-    The same rule as ``require_or_skip`` in tests/conftest.py, which cannot be imported by module name here: the
-    integration's tests have a ``conftest`` module too, and in a full run the first one loaded owns the name.
-    """
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
 
 
 def _free_port() -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from support import in_ci
 
 try:
     import bfcl_eval  # noqa: F401
 except ImportError:
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+    if in_ci():
         raise
     pytest.skip("bfcl-eval is not installed: run `make bench-envs`", allow_module_level=True)
 

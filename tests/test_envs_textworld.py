@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
+from support import in_ci
 
 try:
     import textworld  # noqa: F401
 except ImportError:
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+    if in_ci():
         raise
     pytest.skip("textworld is not installed: run `make bench-envs`", allow_module_level=True)
 

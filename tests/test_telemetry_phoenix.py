@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from phoenix_server import PhoenixUnavailable, phoenix_server, skip_or_fail
+from phoenix_server import PhoenixUnavailable, phoenix_server
+from support import skip_or_fail
 from test_telemetry import run_pilot_pair
 
 from critic_guard.telemetry import attributes as A
