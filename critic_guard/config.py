@@ -2,17 +2,22 @@
 
 Pydantic v2 with ``extra="forbid"``: a typo such as ``polcy=`` is an error with a did-you-mean hint, not a silently
 ignored setting.
+
+Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
+starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``max_pilot_pairs``,
+``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) do not: they say how evidence is collected and acted on,
+not what is being tested, so replicas with different knobs still share one record (docs/lifecycle.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from critic_guard.policy import Policy, reject_unknown_fields
 from critic_guard.store.base import parse_store_url
-from critic_guard.types import Mode
+from critic_guard.types import Arm, Mode
 
 __all__ = ["DEFAULT_STORE_URL", "GuardConfig"]
 
@@ -35,6 +40,31 @@ class GuardConfig(BaseModel):
     critic_workers: int = Field(default=8, ge=1, le=256, description="threads for sync critics run under the timeout")
     store: str | None = Field(default=DEFAULT_STORE_URL, description="store URL; None persists nothing")
     capture_content: bool = Field(default=False, description="record message content in traces (GenAI convention: off)")
+    serve: Arm = Field(default=Arm.CONTROL, description="the arm production runs follow during a pilot")
+    design: Literal["fork", "full"] = Field(
+        default="fork", description="fork: both arms continue from the first flag; full: two full runs per task"
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="monitor level: a wrong harm (or benefit) proof has probability at most alpha, ever; fixed "
+        "when a guard key's evidence starts",
+    )
+    max_pilot_pairs: int | None = Field(
+        default=None, ge=1, description="AUTO: disable after this many pilot pairs without proof; None = no budget"
+    )
+    shadow_fraction: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="AUTO, enabled: share of flagged runs that still fork a shadow control"
+    )
+    aa_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of flagged runs that also fork an A/A shadow (rerun noise)"
+    )
+    lifecycle_ttl_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="seconds the guard caches the lifecycle state between store reads (0 = read every time)",
+    )
 
     @model_validator(mode="before")
     @classmethod

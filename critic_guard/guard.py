@@ -8,35 +8,62 @@ recorded ``critic_error`` (fail open), and a failing store write is logged and c
 The state that must survive checkpoints and forks (how many interventions this run had, and when the last one was)
 lives in the agent's state, so the integration passes it to ``review``; the guard keeps only an attempt counter per
 recent run (bounded, in memory) to number retries of the same step.
+
+Pilots and the lifecycle (docs/pilot-design.md, docs/lifecycle.md): the guard opens *pairs* of runs, completes them
+when outcomes arrive (one atomic store operation per pair, shared by all replicas), and in ``auto`` mode follows
+the lifecycle state (pilot -> enabled / disabled) that the pure rule in :mod:`critic_guard.lifecycle` derives from
+the sequential monitor. The state is cached for ``lifecycle_ttl_s`` so that :meth:`CriticGuard.acts` on the hot
+path costs a clock read, not a store query. Without a store (``store=None``) the same code runs on a private
+in-memory SQLite database: the same transactions, nothing persisted.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import logging
+import random
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 from critic_guard.config import GuardConfig
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
 from critic_guard.critics import Critic, as_critic
+from critic_guard.lifecycle import ACTOR_HUMAN, GuardRecord, GuardState, Transition, apply_pair, override
 from critic_guard.policy import Decision, Policy, Reason
-from critic_guard.store.base import OutcomeConflictError, RunRecord, StepRecord, Store, UnknownRunError, open_store
+from critic_guard.store.base import (
+    PairDesign,
+    PairKind,
+    PairRecord,
+    PairStatus,
+    PairUpdate,
+    RunRecord,
+    StepRecord,
+    Store,
+    UnknownRunError,
+    open_store,
+)
+from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
 
-__all__ = ["CriticGuard", "GuardCounters", "StepReview"]
+__all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "GuardEvent", "Listener", "StepReview"]
 
 logger = logging.getLogger("critic_guard")
 
 _MAX_TRACKED_RUNS = 10_000
 _MODE_OFF = Decision(False, Action.NONE, None, Reason.MODE_OFF)
 _CRITIC_ERROR = Decision(False, Action.NONE, None, Reason.CRITIC_ERROR)
+DISABLED_REASON = "guard_disabled"
+"""Decision reason for a flag on the treatment arm while the AUTO lifecycle has disabled intervention."""
 
 
 class _Unset(enum.Enum):
@@ -62,6 +89,30 @@ class StepReview:
         return self.decision.action
 
 
+class EventKind(StrEnum):
+    """What a :class:`GuardEvent` reports."""
+
+    VERDICT = "verdict"  # every review (``review.verdict`` is None after a critic error)
+    INTERVENTION = "intervention"  # a review whose action is not NONE (also reported as a verdict)
+    PAIR_COMPLETED = "pair_completed"  # a pair this guard completed (``update``)
+    TRANSITION = "transition"  # a lifecycle transition this guard made (``transition``)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardEvent:
+    """One event for listeners (telemetry, dashboards); exactly the field that matches ``kind`` is set."""
+
+    kind: EventKind
+    guard_key: str
+    review: StepReview | None = None
+    update: PairUpdate | None = None
+    transition: Transition | None = None
+
+
+Listener = Callable[[GuardEvent], object]
+"""A callable that receives every :class:`GuardEvent`; it runs inline, so it must be quick and must not block."""
+
+
 @dataclass(frozen=True, slots=True)
 class GuardCounters:
     """A snapshot of what the guard did since it was created (process-local; the store has the full record)."""
@@ -71,6 +122,7 @@ class GuardCounters:
     interventions: Mapping[Action, int]
     critic_errors: int
     store_errors: int
+    listener_errors: int = 0
 
     @property
     def total_interventions(self) -> int:
@@ -81,7 +133,16 @@ class GuardCounters:
 class _RunState:
     last_step: int = -1
     attempt: int = 0
-    outcome: bool | None = None
+
+
+def _fraction_hit(key: str, fraction: float) -> bool:
+    """A deterministic coin with P(True) = ``fraction`` for ``key``: every replica flips the same way."""
+    if fraction >= 1.0:
+        return True
+    if fraction <= 0.0:
+        return False
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * 2.0**64
 
 
 class CriticGuard:
@@ -90,7 +151,8 @@ class CriticGuard:
     ``CriticGuard(critic, config, store=..., **overrides)``: ``overrides`` are :class:`GuardConfig` fields, e.g.
     ``CriticGuard(fn, mode="on", policy=Policy(tau=0.5))``. A :class:`Store` passed as ``store`` is used instead
     of ``config.store`` and is not closed by :meth:`close` (its owner closes it); a str or None passed as ``store``
-    is the ``GuardConfig.store`` URL override (None: persist nothing).
+    is the ``GuardConfig.store`` URL override (None: persist nothing; runs, pairs and the lifecycle then live in
+    memory for the life of the guard).
     """
 
     def __init__(
@@ -110,27 +172,300 @@ class CriticGuard:
         self.guard_key = f"{self.config.agent_name}/{self.critic.name}/{self.policy.fingerprint()}"
         self._owns_store = not isinstance(store, Store)
         self.store: Store | None = store if isinstance(store, Store) else open_store(self.config.store)
+        # Runs, outcomes, pairs and the lifecycle go to the store, or without one to a private in-memory database
+        # (the same code and transactions; steps are not kept there).
+        self._ledger: Store = self.store if self.store is not None else SQLiteStore(":memory:")
         self._pool = CriticPool(self.config.critic_workers, name=f"critic-guard-{self.config.agent_name}")
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
-        self._verdicts = self._flags = self._critic_errors = self._store_errors = 0
+        self._verdicts = self._flags = self._critic_errors = self._store_errors = self._listener_errors = 0
         self._interventions = dict.fromkeys((Action.ROLLBACK, Action.APPEND), 0)
+        self._listeners: tuple[Listener, ...] = ()
+        self._cached: GuardRecord | None = None
+        self._cached_until = 0.0
+        self._alpha_warned = False
+        self._coin = random.Random(self.guard_key)  # fraction coins for callers that give no run id
         self._closed = False
+        if self.config.mode is Mode.AUTO:
+            self._refresh()  # warm the cache (and the statistics import) before the first step
 
-    # -- modes -------------------------------------------------------------------------------------------------
+    # -- modes and the lifecycle -------------------------------------------------------------------------------
 
     def acts(self, arm: Arm) -> bool:
-        """Whether a run in ``arm`` may intervene: the single place that maps mode and arm to acting.
+        """Whether a run in ``arm`` may intervene: the single place that maps mode, lifecycle and arm to acting.
 
-        ON acts on every arm; OFF and OBSERVE never act; PILOT and AUTO act on the treatment arm only (the AUTO
-        lifecycle refines this in a later release).
+        ON acts on every arm; OFF and OBSERVE never act; PILOT acts on the treatment arm only; AUTO acts on the
+        treatment arm while the lifecycle is pilot or enabled (when enabled, production runs *are* treatment runs,
+        see :meth:`serve_arm`, and a shadow control must stay a control), and never once it is disabled.
         """
         mode = self.config.mode
         if mode is Mode.ON:
             return True
-        if mode is Mode.PILOT or mode is Mode.AUTO:
+        if mode is Mode.PILOT:
             return arm == Arm.TREATMENT  # == so a plain "treatment" string works too
+        if mode is Mode.AUTO:
+            return arm == Arm.TREATMENT and self._record().state is not GuardState.DISABLED
         return False
+
+    def serve_arm(self) -> Arm:
+        """The arm a new production run follows now.
+
+        ON: treatment. OFF/OBSERVE: control. PILOT: ``config.serve``. AUTO: ``config.serve`` during the pilot,
+        treatment once enabled, control once disabled. The shadow branch of a pair runs the other arm.
+        """
+        mode = self.config.mode
+        if mode is Mode.ON:
+            return Arm.TREATMENT
+        if mode is Mode.PILOT:
+            return self.config.serve
+        if mode is Mode.AUTO:
+            state = self._record().state
+            if state is GuardState.ENABLED:
+                return Arm.TREATMENT
+            return Arm.CONTROL if state is GuardState.DISABLED else self.config.serve
+        return Arm.CONTROL
+
+    def should_fork(self, run_id: str | None = None) -> bool:
+        """Whether a run's first flag should fork a shadow branch of the other arm (``design="fork"`` only).
+
+        PILOT and AUTO-pilot: always. AUTO-enabled: for ``shadow_fraction`` of runs, so the monitor keeps learning
+        (a shadow control beside the treatment production run). Otherwise never. With a ``run_id`` the coin is a
+        hash of the guard key and the run id, so every replica (and a resumed run) decides the same way.
+        """
+        if self.config.design != "fork":
+            return False
+        mode = self.config.mode
+        if mode is Mode.PILOT:
+            return True
+        if mode is not Mode.AUTO:
+            return False
+        state = self._record().state
+        if state is GuardState.PILOT:
+            return True
+        return state is GuardState.ENABLED and self._coin_for("shadow", run_id, self.config.shadow_fraction)
+
+    def should_fork_aa(self, run_id: str | None = None) -> bool:
+        """Whether a flagged run also forks an A/A shadow (a second branch of the served arm, rerun noise).
+
+        For ``aa_fraction`` of runs in PILOT and in AUTO while not disabled (``design="fork"`` only); the coin is
+        independent of :meth:`should_fork`'s.
+        """
+        mode = self.config.mode
+        if self.config.design != "fork" or mode not in (Mode.PILOT, Mode.AUTO):
+            return False
+        if mode is Mode.AUTO and self._record().state is GuardState.DISABLED:
+            return False
+        return self._coin_for("aa", run_id, self.config.aa_fraction)
+
+    def _coin_for(self, purpose: str, run_id: str | None, fraction: float) -> bool:
+        if run_id is None:
+            with self._lock:
+                return self._coin.random() < fraction
+        return _fraction_hit(f"{purpose}\x00{self.guard_key}\x00{run_id}", fraction)
+
+    def lifecycle(self) -> GuardRecord:
+        """The guard's lifecycle record, read from the store now (state, monitor, counts, last transition)."""
+        record = self._ledger.get_guard(self.guard_key) or self._initial_record()
+        return self._remember(record)
+
+    def set_state(
+        self, state: GuardState | str, *, reason: str, actor: str = ACTOR_HUMAN, reset_monitor: bool = False
+    ) -> Transition:
+        """Override the lifecycle state (``critic-guard enable|disable``), atomically, with a recorded transition.
+
+        Refused (:class:`~critic_guard.lifecycle.LifecycleError`) when it is the current state, or when a standing
+        proof would revert it at the next pair, unless ``reset_monitor=True``, which starts fresh evidence at
+        ``config.alpha`` (see :func:`critic_guard.lifecycle.override`).
+        """
+        now = time.time()
+        alpha = self.config.alpha
+
+        def change(record: GuardRecord) -> tuple[GuardRecord, Transition]:
+            return override(
+                record, state, reason=reason, actor=actor, reset_monitor=reset_monitor, alpha=alpha, now=now
+            )
+
+        record, transition = self._ledger.set_guard_state(self.guard_key, change, self._initial_record())
+        self._remember(record)
+        self._emit(EventKind.TRANSITION, transition=transition)
+        return transition
+
+    def transitions(self) -> list[Transition]:
+        """Every transition of this guard key, oldest first (from the store: all replicas' and humans')."""
+        return self._ledger.transitions(self.guard_key)
+
+    def _initial_record(self) -> GuardRecord:
+        return GuardRecord.start(self.guard_key, self.config.alpha, now=time.time())
+
+    def _record(self) -> GuardRecord:
+        """The cached lifecycle record (the hot path: a clock read while fresh)."""
+        cached = self._cached
+        if cached is not None and time.monotonic() < self._cached_until:
+            return cached
+        return self._refresh()
+
+    def _refresh(self) -> GuardRecord:
+        try:
+            record = self._ledger.get_guard(self.guard_key) or self._initial_record()
+        except Exception as exc:  # keep acting on the last known state; fail safe to a fresh pilot
+            self._store_failed(exc)
+            record = self._cached or self._initial_record()
+        return self._remember(record)
+
+    def _remember(self, record: GuardRecord) -> GuardRecord:
+        """Cache ``record`` unless a newer version is cached already; return the cached one."""
+        with self._lock:
+            if self._cached is None or record.version >= self._cached.version:
+                self._cached = record
+            self._cached_until = time.monotonic() + self.config.lifecycle_ttl_s
+            cached = self._cached
+            warn = not self._alpha_warned and record.monitor.alpha != self.config.alpha
+            self._alpha_warned |= warn
+        if warn:
+            logger.warning(
+                "guard %r: the stored monitor runs at alpha=%s, the config says alpha=%s; the stored level holds "
+                "until the monitor is reset (set_state(..., reset_monitor=True))",
+                self.guard_key,
+                record.monitor.alpha,
+                self.config.alpha,
+            )
+        return cached
+
+    # -- pairs -------------------------------------------------------------------------------------------------
+
+    def open_pair(
+        self,
+        pair_id: str,
+        *,
+        control_run_id: str,
+        treatment_run_id: str,
+        flagged: bool,
+        fork_step: int | None = None,
+        task_id: str | None = None,
+        kind: PairKind | str = PairKind.AB,
+        design: PairDesign | str | None = None,
+        fork_checkpoint_id: str | None = None,
+    ) -> PairRecord:
+        """Open a pair (idempotent on ``pair_id``, the production run id) and return it as stored.
+
+        ``design`` defaults to ``config.design``; ``task_id`` to the control run's. One run for both arms means
+        a task never flagged in the fork design (concordant by construction); a flagged pair and a ``full``
+        design pair need two runs. If the runs already have outcomes the pair completes at once.
+        """
+        pair = PairRecord(
+            pair_id=pair_id,
+            guard_key=self.guard_key,
+            control_run_id=control_run_id,
+            treatment_run_id=treatment_run_id,
+            flagged=flagged,
+            created_at=time.time(),
+            kind=PairKind(kind),
+            design=PairDesign(self.config.design if design is None else design),
+            task_id=task_id if task_id is not None else self._task_of(control_run_id),
+            fork_step=fork_step,
+            fork_checkpoint_id=fork_checkpoint_id,
+        )
+        one_run = not pair.flagged and pair.design is PairDesign.FORK
+        if pair.single_run != one_run:
+            raise ValueError(
+                f"pair {pair_id!r}: "
+                + (
+                    "a task never flagged (fork design) has one run standing for both arms; pass the production "
+                    "run id as both control_run_id and treatment_run_id"
+                    if one_run
+                    else "a flagged pair (or a design='full' pair) needs two different runs, one per arm"
+                )
+            )
+        stored = self._ledger.open_pair(pair)
+        if stored.status is PairStatus.OPEN and self._complete([stored]):
+            return self._ledger.get_pair(pair_id)
+        return stored
+
+    def _task_of(self, run_id: str) -> str | None:
+        with suppress(UnknownRunError):
+            return self._ledger.get_run(run_id).task_id
+        return None
+
+    def mark_incomplete(self, pair_id: str, reason: str) -> None:
+        """Exclude an open pair whose shadow branch could not finish (reported, never fed to the monitor).
+
+        Idempotent; marking a complete pair raises :class:`~critic_guard.store.PairStateError`.
+        """
+        if self._ledger.mark_incomplete(pair_id, reason, initial=self._initial_record(), at=time.time()):
+            with self._lock:
+                self._cached_until = 0.0  # the counts changed: read them again next time
+
+    def pairs(self, status: PairStatus | str | None = None) -> list[PairRecord]:
+        """This guard's pairs, oldest first, optionally only those with one status."""
+        return self._ledger.pairs(self.guard_key, status)
+
+    def complete_pairs(self) -> list[PairUpdate]:
+        """Complete every open pair of this guard whose runs have outcomes (e.g. after a crash between recording
+        an outcome and completing its pair). Safe to run on any replica at any time."""
+        return self._complete(self._ledger.pairs(self.guard_key, PairStatus.OPEN))
+
+    def _complete(self, pairs: Iterable[PairRecord]) -> list[PairUpdate]:
+        updates = []
+        for pair in pairs:
+            now = time.time()
+            apply = functools.partial(apply_pair, mode=self.config.mode, config=self.config, now=now)
+            update = self._ledger.complete_pair(pair.pair_id, apply, self._initial_record(), at=now)
+            if update is None:
+                continue
+            updates.append(update)
+            self._remember(update.guard)
+            self._emit(EventKind.PAIR_COMPLETED, update=update)
+            if update.transition is not None:
+                logger.info(
+                    "guard %r: %s -> %s (%s)",
+                    self.guard_key,
+                    update.transition.from_state.value,
+                    update.transition.to_state.value,
+                    update.transition.reason,
+                )
+                self._emit(EventKind.TRANSITION, transition=update.transition)
+        return updates
+
+    # -- listeners ---------------------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for every :class:`GuardEvent` of this guard (inline: keep it quick).
+
+        A listener that raises is logged (once) and counted in ``counters.listener_errors``; the agent goes on.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; ``ValueError`` if it was not added."""
+        with self._lock:
+            listeners = list(self._listeners)
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        *,
+        review: StepReview | None = None,
+        update: PairUpdate | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        listeners = self._listeners
+        if not listeners:
+            return
+        event = GuardEvent(kind, self.guard_key, review, update, transition)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                with self._lock:
+                    self._listener_errors += 1
+                    first = self._listener_errors == 1
+                if first:
+                    logger.warning("critic-guard listener %r failed (logged once)", listener, exc_info=exc)
 
     # -- runs --------------------------------------------------------------------------------------------------
 
@@ -153,50 +488,48 @@ class CriticGuard:
         task_id = None if task_map is None else task_map.get("task_id", task_map.get("id"))
         with self._lock:
             self._track(run_id)
-        if self.store is not None:
-            record = RunRecord(
-                run_id=run_id,
-                guard_key=self.guard_key,
-                agent_name=self.config.agent_name,
-                arm=Arm(arm),
-                started_at=time.time(),
-                task_id=None if task_id is None else str(task_id),
-                task=task_map,
-                parent_run_id=parent_run_id,
-                fork_step=fork_step,
-            )
-            self._soft_write(self.store.add_run, record)
+        record = RunRecord(
+            run_id=run_id,
+            guard_key=self.guard_key,
+            agent_name=self.config.agent_name,
+            arm=Arm(arm),
+            started_at=time.time(),
+            task_id=None if task_id is None else str(task_id),
+            task=task_map,
+            parent_run_id=parent_run_id,
+            fork_step=fork_step,
+        )
+        self._soft_write(self._ledger.add_run, record)
         return run_id
 
-    def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> None:
-        """Mark a run ended (and record its outcome if ``success`` is given)."""
-        if self.store is not None:
-            try:
-                self.store.end_run(run_id, status=status, ended_at=time.time())
-            except UnknownRunError:
-                raise
-            except Exception as exc:
-                self._store_failed(exc)
-        elif run_id not in self._runs:
-            raise UnknownRunError(f"unknown run id {run_id!r} (not started by this guard)")
-        if success is not None:
-            self.record_outcome(run_id, success)
+    def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> list[PairUpdate]:
+        """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates)."""
+        try:
+            self._ledger.end_run(run_id, status=status, ended_at=time.time())
+        except UnknownRunError:
+            raise UnknownRunError(f"unknown run id {run_id!r}: start it with guard.start_run() first") from None
+        except Exception as exc:
+            self._store_failed(exc)
+        return [] if success is None else self.record_outcome(run_id, success)
 
-    def record_outcome(self, run_id: str, success: bool) -> None:
-        """Record whether the run succeeded. Idempotent for the same value; the other value raises
-        :class:`OutcomeConflictError`; an unknown run raises :class:`UnknownRunError` (a ``KeyError``)."""
+    def record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
+        """Record whether the run succeeded and complete every open pair of this guard that now has both outcomes.
+
+        Idempotent: the same value again records nothing new (and completes any pair a crash left open); the
+        other value raises :class:`~critic_guard.store.OutcomeConflictError`; an unknown run raises
+        :class:`UnknownRunError` (a ``KeyError``). Returns the pair updates this call made (empty when another
+        replica completed the pair, or when the other arm's outcome is still missing).
+        """
         if not isinstance(success, bool):
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
-        if self.store is not None:
-            self.store.record_outcome(run_id, success, recorded_at=time.time())
-            return
-        with self._lock:
-            state = self._runs.get(run_id)
-            if state is None:
-                raise UnknownRunError(f"unknown run id {run_id!r} (not started by this guard)")
-            if state.outcome is not None and state.outcome != success:
-                raise OutcomeConflictError(f"run {run_id!r} already has outcome success={state.outcome}")
-            state.outcome = success
+        try:
+            self._ledger.record_outcome(run_id, success, recorded_at=time.time())
+        except UnknownRunError:
+            raise UnknownRunError(
+                f"unknown run id {run_id!r}: no run with this id was started (guard.start_run) in this store"
+            ) from None
+        pairs = self._ledger.pairs_of_run(run_id)
+        return self._complete(p for p in pairs if p.guard_key == self.guard_key and p.status is PairStatus.OPEN)
 
     # -- steps -------------------------------------------------------------------------------------------------
 
@@ -251,8 +584,7 @@ class CriticGuard:
                 verdict, step=ctx.step, interventions=interventions, last_intervention_step=last_intervention_step
             )
             if decision.flagged and not self.acts(ctx.arm):
-                reason = Reason.OBSERVE if self.config.mode is Mode.OBSERVE else Reason.CONTROL_ARM
-                decision = Decision(True, Action.NONE, None, reason)
+                decision = Decision(True, Action.NONE, None, self._not_acting_reason(ctx.arm))
         with self._lock:
             attempt = self._next_attempt(ctx.run_id, ctx.step)
             if verdict is None:
@@ -280,7 +612,20 @@ class CriticGuard:
                 created_at=time.time(),
             )
             self._soft_write(self.store.add_step, record)
-        return StepReview(ctx.run_id, ctx.step, verdict, decision, error, latency)
+        review = StepReview(ctx.run_id, ctx.step, verdict, decision, error, latency)
+        if self._listeners:
+            self._emit(EventKind.VERDICT, review=review)
+            if decision.action is not Action.NONE:
+                self._emit(EventKind.INTERVENTION, review=review)
+        return review
+
+    def _not_acting_reason(self, arm: Arm) -> str:
+        mode = self.config.mode
+        if mode is Mode.OBSERVE:
+            return Reason.OBSERVE
+        if mode is Mode.AUTO and arm == Arm.TREATMENT:
+            return DISABLED_REASON
+        return Reason.CONTROL_ARM
 
     def _track(self, run_id: str) -> _RunState:
         """The in-memory state of a recent run (LRU, bounded). Call with ``self._lock`` held."""
@@ -326,6 +671,7 @@ class CriticGuard:
                 interventions=MappingProxyType(dict(self._interventions)),
                 critic_errors=self._critic_errors,
                 store_errors=self._store_errors,
+                listener_errors=self._listener_errors,
             )
 
     def close(self) -> None:
@@ -334,8 +680,8 @@ class CriticGuard:
             return
         self._closed = True
         self._pool.shutdown()
-        if self._owns_store and self.store is not None:
-            self.store.close()
+        if self._owns_store:
+            self._ledger.close()
 
     def __enter__(self) -> Self:
         return self

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from critic_guard.config import GuardConfig
 from critic_guard.policy import Policy
 from critic_guard.store import SQLiteStore, open_store, parse_store_url
-from critic_guard.types import Action, Mode
+from critic_guard.types import Action, Arm, Mode
 
 
 def test_defaults() -> None:
@@ -22,6 +22,13 @@ def test_defaults() -> None:
     assert config.critic_workers == 8
     assert config.store == "sqlite:///critic_guard.db"
     assert config.capture_content is False
+    assert config.serve is Arm.CONTROL
+    assert config.design == "fork"
+    assert config.alpha == 0.05
+    assert config.max_pilot_pairs is None
+    assert config.shadow_fraction == 0.1
+    assert config.aa_fraction == 0.0
+    assert config.lifecycle_ttl_s == 1.0
 
 
 def test_coercion_from_plain_values() -> None:
@@ -43,7 +50,16 @@ def test_every_mode_is_accepted(mode: Mode) -> None:
     ("kwargs", "message"),
     [
         ({"polcy": {}}, "unknown GuardConfig field 'polcy'; did you mean 'policy'"),
-        ({"zzz": 1}, "known fields: agent_name, capture_content"),
+        ({"zzz": 1}, "known fields: aa_fraction, agent_name, alpha, capture_content"),
+        ({"srve": "treatment"}, "did you mean 'serve'"),
+        ({"serve": "both"}, "'control' or 'treatment'"),
+        ({"design": "paired"}, "'fork' or 'full'"),
+        ({"alpha": 0}, "greater than 0"),
+        ({"alpha": 1}, "less than 1"),
+        ({"max_pilot_pairs": 0}, "greater than or equal to 1"),
+        ({"shadow_fraction": 1.5}, "less than or equal to 1"),
+        ({"aa_fraction": -0.1}, "greater than or equal to 0"),
+        ({"lifecycle_ttl_s": -1}, "greater than or equal to 0"),
         ({"mode": "sometimes"}, "'off', 'observe', 'pilot', 'on' or 'auto'"),
         ({"critic_timeout_s": 0}, "greater than 0"),
         ({"critic_timeout_s": float("inf")}, "finite number"),
@@ -93,6 +109,14 @@ def test_open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     memory.close()
 
 
-def test_postgres_backend_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="PostgreSQL store is not available"):
-        open_store("postgresql://user@localhost/db")
+def test_pilot_knobs_from_plain_values() -> None:
+    config = GuardConfig.model_validate(
+        {"serve": "treatment", "design": "full", "alpha": 0.01, "max_pilot_pairs": 200, "shadow_fraction": 1}
+    )
+    assert (config.serve, config.design, config.alpha, config.max_pilot_pairs, config.shadow_fraction) == (
+        Arm.TREATMENT,
+        "full",
+        0.01,
+        200,
+        1.0,
+    )

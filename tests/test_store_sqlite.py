@@ -25,7 +25,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStor
 def test_wal_and_synchronous_normal(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     with SQLiteStore(path) as store:
-        assert store.schema_version == MIGRATIONS[-1][0] == 1
+        assert store.schema_version == MIGRATIONS[-1][0] == 2
         store.add_run(make_run("r1"))
         assert (tmp_path / "g.db-wal").exists()
         with store._lock:
@@ -45,10 +45,10 @@ def test_data_survives_reopening_and_migration_is_idempotent(tmp_path: Path) -> 
         assert store.get_run("r1") == make_run("r1")
         assert [s.p_fail for s in store.steps_of("r1")] == [0.75]
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn) == 1
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert migrate(conn) == 2
+    assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"schema_version", "runs", "steps", "outcomes"}
+    assert tables == {"schema_version", "runs", "steps", "outcomes", "pairs", "guards", "transitions"}
     conn.close()
 
 

@@ -1,4 +1,4 @@
-"""The store interface: what the guard persists (runs, steps, outcomes) and how it is read back.
+"""The store interface: what the guard persists (runs, steps, outcomes, pairs, the lifecycle) and how it is read back.
 
 One interface, one module per backend (SQLite now, PostgreSQL later), and one shared test suite
 (``tests/store_suite.py``) that every backend must pass, as LangGraph does for its checkpoint savers.
@@ -6,25 +6,42 @@ One interface, one module per backend (SQLite now, PostgreSQL later), and one sh
 Records are frozen dataclasses with plain values (times are UNIX seconds as floats) so that a backend only has to
 map columns. Backends must be safe to call from several threads at once: the guard is called from LangGraph worker
 threads and from asyncio code.
+
+Pairs and the lifecycle (docs/pilot-design.md, docs/lifecycle.md) are shared by every replica of a guard, so the
+operations that change them are atomic: :meth:`Store.complete_pair` locks the guard's row, reads the pair and both
+outcomes, and writes the completed pair, the new :class:`~critic_guard.lifecycle.GuardRecord` and the transition (if
+any) in one transaction. The lifecycle rule itself is a pure function passed in by the caller.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
+from critic_guard.lifecycle import GuardRecord, Transition
 from critic_guard.types import Action, Arm
 
 __all__ = [
+    "ApplyPair",
+    "ChangeState",
     "OutcomeConflictError",
     "OutcomeRecord",
+    "PairConflictError",
+    "PairDesign",
+    "PairKind",
+    "PairRecord",
+    "PairStateError",
+    "PairStatus",
+    "PairUpdate",
     "RunRecord",
     "StepRecord",
     "Store",
+    "UnknownPairError",
     "UnknownRunError",
     "open_store",
     "parse_store_url",
@@ -40,6 +57,111 @@ class UnknownRunError(KeyError):
 
 class OutcomeConflictError(ValueError):
     """An outcome was already recorded for this run with the other value."""
+
+
+class UnknownPairError(KeyError):
+    """No pair with this id is in the store."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown pair"
+
+
+class PairConflictError(ValueError):
+    """A pair id was opened again with different runs, kind, design or guard key."""
+
+
+class PairStateError(ValueError):
+    """An operation that the pair's status does not allow (e.g. marking a complete pair incomplete)."""
+
+
+class PairKind(StrEnum):
+    """``ab``: control vs treatment (fed to the monitor); ``aa``: two runs of the served arm (rerun noise)."""
+
+    AB = "ab"
+    AA = "aa"
+
+
+class PairDesign(StrEnum):
+    """``fork``: both arms continue from the first flag; ``full``: two full runs per task (paper-faithful)."""
+
+    FORK = "fork"
+    FULL = "full"
+
+
+class PairStatus(StrEnum):
+    OPEN = "open"  # waiting for outcomes
+    COMPLETE = "complete"  # both outcomes in, counted
+    INCOMPLETE = "incomplete"  # a branch could not finish (e.g. an undeclared side-effecting tool): excluded
+
+
+@dataclass(frozen=True, slots=True)
+class PairRecord:
+    """One pair (docs/pilot-design.md): keyed by the production run id, one run per arm.
+
+    For a task the critic never flagged (fork design) both run ids are the production run: one outcome counts for
+    both arms. For an A/A pair ``control_run_id`` is the served run and ``treatment_run_id`` its second shadow.
+    """
+
+    pair_id: str
+    guard_key: str
+    control_run_id: str
+    treatment_run_id: str
+    flagged: bool
+    created_at: float
+    kind: PairKind = PairKind.AB
+    design: PairDesign = PairDesign.FORK
+    task_id: str | None = None
+    fork_step: int | None = None
+    fork_checkpoint_id: str | None = None
+    status: PairStatus = PairStatus.OPEN
+    reason: str | None = None
+    control_success: bool | None = None
+    treatment_success: bool | None = None
+    completed_at: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pair_id", "guard_key", "control_run_id", "treatment_run_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"PairRecord.{name} must be a non-empty string, got {value!r}")
+        object.__setattr__(self, "kind", PairKind(self.kind))
+        object.__setattr__(self, "design", PairDesign(self.design))
+        object.__setattr__(self, "status", PairStatus(self.status))
+        if self.kind is PairKind.AA and self.control_run_id == self.treatment_run_id:
+            raise ValueError(f"an A/A pair needs two different runs, got {self.control_run_id!r} twice")
+
+    @property
+    def single_run(self) -> bool:
+        """True for an unflagged task in the fork design: one run stands for both arms."""
+        return self.control_run_id == self.treatment_run_id
+
+    @property
+    def cell(self) -> str | None:
+        """``n00`` / ``n01`` / ``n10`` / ``n11`` once complete (control digit first), else None."""
+        if self.control_success is None or self.treatment_success is None:
+            return None
+        return f"n{int(self.control_success)}{int(self.treatment_success)}"
+
+
+@dataclass(frozen=True, slots=True)
+class PairUpdate:
+    """What completing one pair did: the pair as completed, the guard record after it, the transition it caused."""
+
+    pair: PairRecord
+    guard: GuardRecord
+    transition: Transition | None
+
+    @property
+    def counted(self) -> bool:
+        """Whether the pair reached the monitor (A/B pairs do, A/A pairs do not)."""
+        return self.pair.kind is PairKind.AB
+
+
+ApplyPair: TypeAlias = Callable[[GuardRecord, bool, bool], tuple[GuardRecord, Transition | None]]
+"""The lifecycle rule for one A/B pair: ``(record, control_success, treatment_success) -> (record, transition)``."""
+
+ChangeState: TypeAlias = Callable[[GuardRecord], tuple[GuardRecord, Transition]]
+"""A state change decided from the current record, e.g. a human override (``lifecycle.override``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +248,63 @@ class Store(ABC):
     @abstractmethod
     def runs(self, guard_key: str | None = None, *, limit: int | None = None) -> list[RunRecord]:
         """Runs in order of start (oldest first), optionally only those of one guard key, at most ``limit``."""
+
+    # -- pairs and the lifecycle -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def open_pair(self, pair: PairRecord) -> PairRecord:
+        """Insert an open pair, or return the stored one if ``pair_id`` exists (idempotent).
+
+        Raises :class:`PairConflictError` if the stored pair names other runs, kind, design or guard key.
+        """
+
+    @abstractmethod
+    def get_pair(self, pair_id: str) -> PairRecord:
+        """The pair with this id, or :class:`UnknownPairError`."""
+
+    @abstractmethod
+    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
+        """Pairs that name this run in either arm, oldest first (empty for an unknown run)."""
+
+    @abstractmethod
+    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
+        """The guard's pairs, oldest first, optionally only those with one status."""
+
+    @abstractmethod
+    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
+        """Complete an open pair whose runs all have outcomes, atomically; None (and no change) otherwise.
+
+        In one transaction: lock the guard row of ``pair.guard_key`` (created from ``initial`` if missing), re-read
+        the pair (skip unless open) and its runs' outcomes (skip if one is missing), fold the outcomes in (``apply``
+        for an A/B pair; an A/A pair only counts, :func:`~critic_guard.lifecycle.apply_aa_pair`), and write the
+        completed pair, the new record and the transition. Two replicas completing the same pair: exactly one
+        returns the update. Raises :class:`UnknownPairError`, or ``ValueError`` if ``initial`` is for another key.
+        """
+
+    @abstractmethod
+    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
+        """Exclude an open pair (a branch could not finish) and count it on the guard record, atomically.
+
+        True if this call changed it, False if it already was incomplete; :class:`PairStateError` if complete.
+        """
+
+    @abstractmethod
+    def get_guard(self, guard_key: str) -> GuardRecord | None:
+        """The guard's lifecycle record with its last transition, or None if nothing was recorded yet."""
+
+    @abstractmethod
+    def set_guard_state(
+        self, guard_key: str, change: ChangeState, initial: GuardRecord
+    ) -> tuple[GuardRecord, Transition]:
+        """Apply ``change`` to the locked guard record and store the result and its transition atomically."""
+
+    @abstractmethod
+    def transitions(self, guard_key: str) -> list[Transition]:
+        """The guard's transitions, oldest first."""
+
+    @abstractmethod
+    def guard_keys(self) -> list[str]:
+        """Every guard key with a lifecycle record or a pair, sorted."""
 
     @abstractmethod
     def close(self) -> None:

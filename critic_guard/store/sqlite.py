@@ -15,18 +15,26 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from critic_guard.lifecycle import GuardRecord, Transition
 from critic_guard.store.base import (
+    ApplyPair,
+    ChangeState,
     OutcomeConflictError,
     OutcomeRecord,
+    PairRecord,
+    PairStatus,
+    PairUpdate,
     RunRecord,
     StepRecord,
     Store,
     UnknownRunError,
 )
+from critic_guard.store.ledger import SQLITE, Ledger
 from critic_guard.types import Action, Arm
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "migrate"]
@@ -72,8 +80,60 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        (
+            """CREATE TABLE pairs (
+                pair_id TEXT PRIMARY KEY,
+                guard_key TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('ab', 'aa')),
+                design TEXT NOT NULL CHECK (design IN ('fork', 'full')),
+                task_id TEXT,
+                control_run_id TEXT NOT NULL,
+                treatment_run_id TEXT NOT NULL,
+                flagged INTEGER NOT NULL,
+                fork_step INTEGER,
+                fork_checkpoint_id TEXT,
+                status TEXT NOT NULL CHECK (status IN ('open', 'complete', 'incomplete')),
+                reason TEXT,
+                control_success INTEGER,
+                treatment_success INTEGER,
+                created_at REAL NOT NULL,
+                completed_at REAL
+            )""",
+            "CREATE INDEX pairs_by_guard ON pairs (guard_key, status, created_at)",
+            "CREATE INDEX pairs_by_control_run ON pairs (control_run_id)",
+            "CREATE INDEX pairs_by_treatment_run ON pairs (treatment_run_id)",
+            """CREATE TABLE guards (
+                guard_key TEXT PRIMARY KEY,
+                state TEXT NOT NULL CHECK (state IN ('pilot', 'enabled', 'disabled')),
+                monitor TEXT NOT NULL,
+                n00 INTEGER NOT NULL,
+                n01 INTEGER NOT NULL,
+                n10 INTEGER NOT NULL,
+                n11 INTEGER NOT NULL,
+                aa_pairs INTEGER NOT NULL,
+                aa_discordant INTEGER NOT NULL,
+                incomplete INTEGER NOT NULL,
+                state_since_t INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE transitions (
+                id INTEGER PRIMARY KEY,
+                guard_key TEXT NOT NULL,
+                from_state TEXT NOT NULL,
+                to_state TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                at REAL NOT NULL,
+                evidence TEXT NOT NULL
+            )""",
+            "CREATE INDEX transitions_by_guard ON transitions (guard_key, id)",
+        ),
+    ),
 )
-"""Schema versions in order. A later release appends ``(2, (...))``; never edit an applied version."""
+"""Schema versions in order. A later release appends ``(3, (...))``; never edit an applied version."""
 
 _RUN_COLUMNS = (
     "run_id, guard_key, agent_name, arm, task_id, task, parent_run_id, fork_step, status, started_at, ended_at"
@@ -249,6 +309,67 @@ class SQLiteStore(Store):
             [*params, -1 if limit is None else limit],
         )
         return [_run_from_row(r) for r in rows]
+
+    # -- pairs and the lifecycle -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[Ledger]:
+        with self._lock:
+            yield Ledger(self._conn.execute, SQLITE)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Ledger]:
+        """One ``BEGIN IMMEDIATE`` transaction: the database write lock is held from the first read on."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Ledger(self._conn.execute, SQLITE)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def open_pair(self, pair: PairRecord) -> PairRecord:
+        with self._writing() as ledger:
+            return ledger.open_pair(pair)
+
+    def get_pair(self, pair_id: str) -> PairRecord:
+        with self._reading() as ledger:
+            return ledger.get_pair(pair_id)
+
+    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
+        with self._reading() as ledger:
+            return ledger.pairs_of_run(run_id)
+
+    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
+        with self._reading() as ledger:
+            return ledger.pairs(guard_key, status)
+
+    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
+        with self._writing() as ledger:
+            return ledger.complete_pair(pair_id, apply, initial, at=at)
+
+    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
+        with self._writing() as ledger:
+            return ledger.mark_incomplete(pair_id, reason, initial, at=at)
+
+    def get_guard(self, guard_key: str) -> GuardRecord | None:
+        with self._reading() as ledger:
+            return ledger.get_guard(guard_key)
+
+    def set_guard_state(
+        self, guard_key: str, change: ChangeState, initial: GuardRecord
+    ) -> tuple[GuardRecord, Transition]:
+        with self._writing() as ledger:
+            return ledger.set_guard_state(guard_key, change, initial)
+
+    def transitions(self, guard_key: str) -> list[Transition]:
+        with self._reading() as ledger:
+            return ledger.transitions(guard_key)
+
+    def guard_keys(self) -> list[str]:
+        with self._reading() as ledger:
+            return ledger.guard_keys()
 
     def close(self) -> None:
         with self._lock:
