@@ -4,31 +4,35 @@ After every model call (``after_model``, before the proposed tool calls run) the
 proposed assistant message, and the guard's policy decides:
 
 * **ROLLBACK**: the proposed message is removed (``RemoveMessage``) and the agent jumps back to the model, so its
-  tools never run. The retry keeps the same step index.
-* **APPEND**: the step runs (its tools execute) and the next model call sees a warning. On a final answer (no
-  tool calls) there is nothing left to run, so the agent re-enters the model once with the warning after its
-  answer and may revise it; a silent APPEND on a final answer changes nothing.
+  tools never run. The retry keeps the same step index and sees the feedback, if any.
+* **APPEND**: the step runs (its tools execute) and the next model call sees a warning after the tool results.
+  On a final answer (no tool calls) there is nothing left to run, so the agent re-enters the model once with the
+  warning after its answer and may revise it; a silent APPEND on a final answer changes nothing.
 * nothing, in modes ``off`` (not even the critic runs) and ``observe`` (the verdict is recorded, the state is not
-  touched beyond this middleware's private counters), or when the policy does not flag the step.
+  touched beyond this middleware's private record), or when the policy does not flag the step.
 
-Where the feedback goes. The text is shown as an *ephemeral* user message added in ``wrap_model_call`` to the one
-model request that follows the intervention; it is not written to the conversation state. Why:
+Where the feedback goes. The text is a user message (a *guard note*, recognisable by its id, see
+:func:`~critic_guard_langgraph.messages.is_guard_note`) written into the conversation at the place where the model
+sees it: at the end of the history after a rollback's ``RemoveMessage``, after the tool results for an APPEND
+(added by ``wrap_model_call`` to the request and to the model node's output), after the answer for an APPEND on
+a final answer. Why persisted rather than shown once and dropped:
 
-* after a rollback the withdrawn message is gone from the history, so feedback about it would be dangling
-  context for every later call; the retry is the one call that needs it;
-* it is placed on the exact message list sent to the provider (:func:`~critic_guard_langgraph.messages.insert_note`),
-  after complete tool-call groups, so it can never sit between an assistant tool call and its tool results,
-  whatever other middleware did to the history;
-* the thread's transcript stays the agent's own conversation: a chat UI does not show guard text as if the user
-  had typed it, and observe / off runs are byte-for-byte the unguarded agent's.
+* the history is exactly what the model saw, so a transcript can be audited, and a run resumed or forked from
+  any checkpoint (DESIGN §3) continues from the same context;
+* it is what :func:`~critic_guard_langgraph.graph.guard_graph` does for any graph, so both integrations behave
+  alike;
+* a rollback needs no ``wrap_model_call`` layer. LangChain wraps every ``wrap_model_call`` in a tracing layer that
+  costs about 50 µs per step (sync) and 200 µs (async) even when it does nothing, so only guards whose policy
+  acts by APPEND, which cannot place a warning after tool results from ``after_model``, get that hook.
 
-The pending note lives in checkpointed private state, so it survives an interrupt between the intervention and
-the next model call.
+A note never sits between an assistant tool call and its results: it is only added at the end of a history whose
+tool calls are all answered (:func:`~critic_guard_langgraph.messages.note_index`); otherwise the intervention
+happens silently and a warning is logged (create_agent never produces that case).
 
-State. Counters live in this middleware's private state (``PrivateStateAttr``: in the checkpoint, not in the
-agent's input or output): the run id, the step index, the interventions so far and the step of the last one, the
-pending note. A run is one agent invocation: ``before_agent`` starts it in the guard's store, ``after_agent`` ends
-it (a run that raises stays open in the store).
+State. The counters live in one private record (:class:`GuardRun`, ``PrivateStateAttr``: in the checkpoint, not
+in the agent's input or output): the run id, the step index, the interventions so far and the step of the last
+one, a pending APPEND warning. A run is one agent invocation: ``before_agent`` starts it in the guard's store,
+``after_agent`` ends it (a run that raises stays open in the store).
 
 Bounds. ``max_interventions`` bounds rollback loops; besides, the middleware does not intervene when fewer than
 :data:`HEADROOM` graph steps remain before the recursion limit, so a retry never causes a ``GraphRecursionError``.
@@ -36,7 +40,7 @@ Bounds. ``max_interventions`` bounds rollback loops; besides, the middleware doe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Final, NotRequired
+from typing import TYPE_CHECKING, Annotated, Any, Final, NotRequired, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -48,55 +52,59 @@ from langchain.agents.middleware.types import (
     ResponseT,
     hook_config,
 )
-from langchain_core.messages import AIMessage, RemoveMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
 from langgraph.managed.is_last_step import RemainingStepsManager
-from typing_extensions import override
+from typing_extensions import TypedDict, override
 
 from critic_guard.types import Action, Arm, StepContext
 from critic_guard_langgraph._runs import (
     action_of,
     areview_or_none,
     is_off,
+    logger,
     review_or_none,
     run_arm,
     safely,
     task_metadata,
 )
-from critic_guard_langgraph.messages import insert_note, make_note, to_neutral
+from critic_guard_langgraph.messages import make_note, note_index, to_neutral
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from langgraph.runtime import Runtime
 
     from critic_guard.guard import CriticGuard, StepReview
 
-__all__ = ["HEADROOM", "CriticGuardMiddleware", "CriticGuardState"]
+__all__ = ["HEADROOM", "CriticGuardMiddleware", "CriticGuardState", "GuardRun"]
 
 HEADROOM = 4
 """Graph steps that must remain before the recursion limit for the middleware to intervene: the retry needs the
 model node and the after-model hooks, and the agent must still be able to finish."""
 
-RUN_ID: Final = "critic_guard_run_id"
-ARM: Final = "critic_guard_arm"
-TASK: Final = "critic_guard_task"
-STEP: Final = "critic_guard_step"
-INTERVENTIONS: Final = "critic_guard_interventions"
-LAST_INTERVENTION: Final = "critic_guard_last_intervention_step"
-NOTE: Final = "critic_guard_note"
+RECORD: Final = "critic_guard"
 REMAINING: Final = "critic_guard_remaining_steps"
 
 
-class CriticGuardState(AgentState[ResponseT]):
-    """Private state of :class:`CriticGuardMiddleware` (hidden from the agent's input and output schemas)."""
+class GuardRun(TypedDict):
+    """This middleware's record of the current run, kept in the agent's state (one channel, written as a whole)."""
 
-    critic_guard_run_id: NotRequired[Annotated[str | None, PrivateStateAttr]]
-    critic_guard_arm: NotRequired[Annotated[str, PrivateStateAttr]]
-    critic_guard_task: NotRequired[Annotated[dict[str, Any], PrivateStateAttr]]
-    critic_guard_step: NotRequired[Annotated[int, PrivateStateAttr]]
-    critic_guard_interventions: NotRequired[Annotated[int, PrivateStateAttr]]
-    critic_guard_last_intervention_step: NotRequired[Annotated[int | None, PrivateStateAttr]]
-    critic_guard_note: NotRequired[Annotated[str | None, PrivateStateAttr]]
+    run_id: str | None  # None once the run has ended (or when starting it failed): nothing is judged
+    arm: str
+    task: dict[str, Any]
+    step: int  # 0-based index of the model step being judged; a retry after a rollback keeps it
+    interventions: int
+    last_intervention_step: int | None
+    warning: str | None  # an APPEND warning for the model call after the tool results
+
+
+class CriticGuardState(AgentState[ResponseT]):
+    """Private state of :class:`CriticGuardMiddleware` (hidden from the agent's input and output schemas).
+
+    One record instead of a channel per counter: every channel costs LangGraph a little on every superstep.
+    """
+
+    critic_guard: NotRequired[Annotated[GuardRun | None, PrivateStateAttr]]
     # Computed by LangGraph on every read, never stored (a managed value must be the last annotation).
     critic_guard_remaining_steps: NotRequired[Annotated[int, PrivateStateAttr, RemainingStepsManager]]
 
@@ -119,30 +127,42 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     state_schema = CriticGuardState  # type: ignore[assignment]
 
+    def __new__(cls, guard: CriticGuard, *, arm: Arm | None = None) -> CriticGuardMiddleware[ResponseT, ContextT]:
+        # Only APPEND needs a model-call hook (see the module docstring), so only its variant defines one.
+        if cls is CriticGuardMiddleware and guard.policy.action is Action.APPEND:
+            cls = _AppendingCriticGuardMiddleware
+        return super().__new__(cls)
+
     def __init__(self, guard: CriticGuard, *, arm: Arm | None = None) -> None:
         super().__init__()
         self.guard = guard
         self.arm = arm
 
+    @property
+    def name(self) -> str:
+        """The graph's node names derive from it: the same for both variants."""
+        return "CriticGuardMiddleware"
+
     # -- run lifecycle ------------------------------------------------------------------------------------------
 
     @override
     def before_agent(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
-        """Start a run in the guard's store and reset the counters (state from earlier runs may linger)."""
+        """Start a run in the guard's store with fresh counters (the record of an earlier run may linger)."""
         if is_off(self.guard):
-            return {RUN_ID: None} if state.get(RUN_ID) is not None else None
+            return {RECORD: None} if state.get(RECORD) is not None else None
         arm = run_arm(self.guard, self.arm)
         task = task_metadata(state["messages"], runtime.context)
         run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, default=None)
-        return {
-            RUN_ID: run_id,
-            ARM: arm.value,
-            TASK: task,
-            STEP: 0,
-            INTERVENTIONS: 0,
-            LAST_INTERVENTION: None,
-            NOTE: None,
-        }
+        record = GuardRun(
+            run_id=run_id,
+            arm=arm.value,
+            task=task,
+            step=0,
+            interventions=0,
+            last_intervention_step=None,
+            warning=None,
+        )
+        return {RECORD: record}
 
     async def abefore_agent(
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
@@ -152,12 +172,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     @override
     def after_agent(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
-        """End the run in the store; clear the run id and any note that no model call consumed."""
-        run_id = state.get(RUN_ID)
-        if run_id is None:
+        """End the run in the store; keep the counters for inspection, drop a warning no model call consumed."""
+        record = state.get(RECORD)
+        if record is None or record["run_id"] is None:
             return None
-        safely("end_run", self.guard.end_run, run_id, status="completed", default=None)
-        return {RUN_ID: None, NOTE: None}
+        safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
+        return {RECORD: {**record, "run_id": None, "warning": None}}
 
     async def aafter_agent(
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
@@ -188,20 +208,24 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         review = await areview_or_none(self.guard, ctx, *self._budget(state))
         return self._apply(state, review)
 
+    def _tracked(self, state: CriticGuardState[ResponseT]) -> GuardRun | None:
+        record = state.get(RECORD)
+        if record is None or record["run_id"] is None or is_off(self.guard):
+            return None
+        return record
+
     def _context(self, state: CriticGuardState[ResponseT]) -> StepContext | None:
         """The critic's view of this step, or None when there is nothing to judge."""
-        if is_off(self.guard):
-            return None
-        run_id = state.get(RUN_ID)
+        record = self._tracked(state)
         messages = state["messages"]
-        if run_id is None or not messages or not isinstance(messages[-1], AIMessage):
-            return None
+        if record is None or record["run_id"] is None or not messages or not isinstance(messages[-1], AIMessage):
+            return None  # (run_id is never None here; the check narrows the type)
         return StepContext(
-            run_id=run_id,
-            step=state.get(STEP, 0),
+            run_id=record["run_id"],
+            step=record["step"],
             messages=tuple(to_neutral(messages)),
-            task=state.get(TASK) or {},
-            arm=Arm(state.get(ARM, Arm.CONTROL)),
+            task=record["task"],
+            arm=Arm(record["arm"]),
         )
 
     def _budget(self, state: CriticGuardState[ResponseT]) -> tuple[int, int | None]:
@@ -209,45 +233,48 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
         Near the recursion limit the budget reads as spent, so the policy declines and records why.
         """
-        interventions = state.get(INTERVENTIONS, 0)
+        record = state.get(RECORD)
+        assert record is not None  # checked by _context
+        interventions = record["interventions"]
         if state.get(REMAINING, HEADROOM + 1) <= HEADROOM:
             interventions = max(interventions, self.guard.policy.max_interventions)
-        return interventions, state.get(LAST_INTERVENTION)
+        return interventions, record["last_intervention_step"]
 
     def _advance(self, state: CriticGuardState[ResponseT]) -> dict[str, Any] | None:
-        """No judgement: only move to the next step (and drop a consumed note) if this run is being tracked."""
-        if is_off(self.guard) or state.get(RUN_ID) is None:
+        """Nothing to judge: only move to the next step if this run is being tracked."""
+        record = self._tracked(state)
+        if record is None:
             return None
-        update: dict[str, Any] = {STEP: state.get(STEP, 0) + 1}
-        if state.get(NOTE) is not None:
-            update[NOTE] = None
-        return update
+        return {RECORD: {**record, "step": record["step"] + 1, "warning": None}}
 
     def _apply(self, state: CriticGuardState[ResponseT], review: StepReview | None) -> dict[str, Any]:
-        step = state.get(STEP, 0)
-        update: dict[str, Any] = {}
-        if state.get(NOTE) is not None:
-            update[NOTE] = None  # the model call that just returned consumed it
+        record = state.get(RECORD)
+        assert record is not None and record["run_id"] is not None  # checked by _context
+        step = record["step"]
         action = action_of(review)
-        if action is Action.NONE or review is None:
-            update[STEP] = step + 1
-            return update
-        proposed = state["messages"][-1]
+        if review is None or action is Action.NONE:  # (the model call that just returned consumed any warning)
+            return {RECORD: {**record, "step": step + 1, "warning": None}}
+        messages = state["messages"]
+        proposed = messages[-1]
         assert isinstance(proposed, AIMessage) and proposed.id is not None  # checked by _context; add_messages ids
         feedback = review.decision.feedback
-        update[INTERVENTIONS] = state.get(INTERVENTIONS, 0) + 1
-        update[LAST_INTERVENTION] = step
-        update[NOTE] = feedback
-        if action is Action.ROLLBACK:
-            update["messages"] = [RemoveMessage(id=proposed.id)]
-            update["jump_to"] = "model"
-        else:  # APPEND
-            update[STEP] = step + 1
-            if not proposed.tool_calls and feedback is not None:
-                update["jump_to"] = "model"
-        return update
+        record = GuardRun(
+            **{**record, "interventions": record["interventions"] + 1, "last_intervention_step": step, "warning": None}
+        )
+        note = None if feedback is None else make_note(feedback, _note_key(record))
+        if action is Action.ROLLBACK:  # the retry is the same step
+            shown = _placeable(note, messages[:-1])
+            return {RECORD: record, "messages": [RemoveMessage(id=proposed.id), *shown], "jump_to": "model"}
+        record["step"] = step + 1  # APPEND
+        if proposed.tool_calls:  # the warning waits for the tool results (see _AppendingCriticGuardMiddleware)
+            record["warning"] = feedback
+            return {RECORD: record}
+        shown = _placeable(note, messages)
+        return {RECORD: record, "messages": shown, "jump_to": "model"} if shown else {RECORD: record}
 
-    # -- showing the note ---------------------------------------------------------------------------------------
+
+class _AppendingCriticGuardMiddleware(CriticGuardMiddleware[ResponseT, ContextT]):
+    """The variant for APPEND policies: shows a pending warning to the model call after the tool results."""
 
     @override
     def wrap_model_call(
@@ -255,21 +282,46 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
     ) -> ModelResponse[ResponseT]:
-        """Add the pending feedback or warning to this model request only (see the module docstring)."""
-        return handler(self._with_note(request))
+        """Add the pending warning at the end of the request, and to the history just before the reply."""
+        note = self._warning(request)
+        if note is None:
+            return handler(request)
+        return _with_note_first(note, handler(request.override(messages=[*request.messages, note])))
 
+    @override
     async def awrap_model_call(
         self,
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
     ) -> ModelResponse[ResponseT]:
         """Async :meth:`wrap_model_call`."""
-        return await handler(self._with_note(request))
+        note = self._warning(request)
+        if note is None:
+            return await handler(request)
+        return _with_note_first(note, await handler(request.override(messages=[*request.messages, note])))
 
-    def _with_note(self, request: ModelRequest[ContextT]) -> ModelRequest[ContextT]:
-        state = request.state
-        note = state.get(NOTE)
-        if not isinstance(note, str) or not note or is_off(self.guard):
-            return request
-        key = f"{state.get(RUN_ID)}-{state.get(STEP, 0)}-{state.get(INTERVENTIONS, 0)}"
-        return request.override(messages=insert_note(request.messages, make_note(note, key)))
+    def _warning(self, request: ModelRequest[ContextT]) -> HumanMessage | None:
+        record = request.state.get(RECORD)
+        if not isinstance(record, dict) or not record.get("warning") or is_off(self.guard):
+            return None
+        note = make_note(record["warning"], _note_key(cast("GuardRun", record)))
+        return next(iter(_placeable(note, request.messages)), None)
+
+
+def _note_key(record: GuardRun) -> str:
+    """Unique per intervention: run, step, intervention count."""
+    return f"{record['run_id']}-{record['last_intervention_step']}-{record['interventions']}"
+
+
+def _placeable(note: HumanMessage | None, history: Sequence[BaseMessage]) -> list[HumanMessage]:
+    """``[note]`` if it can go at the end of ``history`` without splitting a tool-call group, else ``[]``."""
+    if note is None:
+        return []
+    if note_index(history) != len(history):
+        logger.warning("critic-guard: the history ends inside a tool-call group; the note is not shown")
+        return []
+    return [note]
+
+
+def _with_note_first(note: HumanMessage, response: ModelResponse[ResponseT]) -> ModelResponse[ResponseT]:
+    return ModelResponse(result=[note, *response.result], structured_response=response.structured_response)

@@ -26,6 +26,7 @@ from calc_agent import (
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel
 from langchain.agents import create_agent
+from langchain.agents.middleware.types import AgentMiddleware
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, interrupt
@@ -109,18 +110,25 @@ async def test_off_and_observe_end_in_the_unguarded_state_async(
 # -- ROLLBACK -----------------------------------------------------------------------------------------------------
 
 
+def notes(messages: list[Any]) -> list[int]:
+    return [i for i, m in enumerate(messages) if is_guard_note(m)]
+
+
 def check_rollback(guard: CriticGuard, out: dict[str, Any], calls: list[list[Any]]) -> None:
-    assert final_answer(out["messages"]) == RIGHT
-    assert proposals(out["messages"]) == RIGHT_PROPOSALS  # the withdrawn {"a": 20, "b": 2} never ran
-    assert not any(is_guard_note(m) for m in out["messages"])  # the feedback is not persisted
-    assert_tool_groups_adjacent(out["messages"])
-    # model calls: steps 0, 1, 2 (withdrawn), 2 (retry), 3, 4; only the retry saw the feedback, after the tool result
-    assert len(calls) == 6
-    retry = calls[3]
-    assert is_guard_note(retry[-1]) and isinstance(retry[-2], ToolMessage) and retry[-2].text == "20"
+    messages = out["messages"]
+    assert final_answer(messages) == RIGHT
+    assert proposals(messages) == RIGHT_PROPOSALS  # the withdrawn {"a": 20, "b": 2} never ran
+    # the feedback sits where the retry saw it: after the last tool result, before the retried step
+    [at] = notes(messages)
+    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "20"
+    assert isinstance(messages[at + 1], AIMessage) and messages[at + 1].tool_calls[0]["args"] == {"a": 20, "b": 1}
     expected = guard.policy.feedback_text(Verdict(0.9, rationale="step 2 uses the wrong operand"), step=2)
-    assert retry[-1].text == expected
-    assert [i for i, c in enumerate(calls) if any(is_guard_note(m) for m in c)] == [3]
+    assert messages[at].text == expected
+    assert_tool_groups_adjacent(messages)
+    # model calls: steps 0, 1, 2 (withdrawn), 2 (retry), 3, 4; the retry was the first to see the feedback, last
+    assert len(calls) == 6
+    assert [i for i, c in enumerate(calls) if notes(c)] == [3, 4, 5]
+    assert calls[3][-1] == messages[at] and calls[3][:-1] == calls[2]
     assert summary(guard) == [
         (0, 0, NONE, "below_tau"),
         (1, 0, NONE, "below_tau"),
@@ -140,12 +148,16 @@ def test_rollback_withdraws_the_flagged_step_and_the_retry_succeeds(
     out = agent.invoke(task_input(), thread())
     check_rollback(guard, out, calls)
     if checkpointer is not None:
-        state = agent.get_state(thread()).values
-        assert state["critic_guard_interventions"] == 1
-        assert state["critic_guard_last_intervention_step"] == 2
-        assert state["critic_guard_step"] == 5
-        assert state["critic_guard_run_id"] is None  # ended
-        assert state["critic_guard_note"] is None
+        record = agent.get_state(thread()).values["critic_guard"]
+        assert record == {
+            "run_id": None,  # ended
+            "arm": "treatment",
+            "task": {"input": TASK},
+            "step": 5,
+            "interventions": 1,
+            "last_intervention_step": 2,
+            "warning": None,
+        }
 
 
 async def test_rollback_withdraws_the_flagged_step_and_the_retry_succeeds_async(
@@ -197,16 +209,19 @@ def test_rollbacks_stop_short_of_the_recursion_limit(make_guard: GuardFactory) -
 
 
 def check_append(out: dict[str, Any], calls: list[list[Any]]) -> None:
-    assert proposals(out["messages"])[2] == {"a": 20, "b": 2}  # the flagged step ran
-    assert final_answer(out["messages"]) == wrong_answer(2)
-    assert [i for i, c in enumerate(calls) if any(is_guard_note(m) for m in c)] == [3]
-    warned = calls[3]
-    assert is_guard_note(warned[-1]) and isinstance(warned[-2], ToolMessage) and warned[-2].text == "22"
-    assert warned[-1].text.startswith("Warning from a reviewer")
+    messages = out["messages"]
+    assert proposals(messages)[2] == {"a": 20, "b": 2}  # the flagged step ran
+    assert final_answer(messages) == wrong_answer(2)
+    [at] = notes(messages)  # after the flagged step's tool result, before the next step
+    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "22"
+    assert isinstance(messages[at + 1], AIMessage) and messages[at + 1].tool_calls[0]["args"] == {"a": 22, "b": 2}
+    assert messages[at].text.startswith("Warning from a reviewer")
+    # model calls: steps 0..4; step 3 was the first to see the warning, at the end of its input
+    assert [i for i, c in enumerate(calls) if notes(c)] == [3, 4]
+    assert calls[3][-1] == messages[at] and isinstance(calls[3][-2], ToolMessage)
     for model_input in calls:
         assert_tool_groups_adjacent(model_input)
-    assert_tool_groups_adjacent(out["messages"])
-    assert not any(is_guard_note(m) for m in out["messages"])
+    assert_tool_groups_adjacent(messages)
 
 
 def test_append_runs_the_step_and_warns_after_its_tool_results(checkpointer: Any, make_guard: GuardFactory) -> None:
@@ -239,6 +254,7 @@ def test_append_on_a_final_answer_reenters_the_model_once(feedback: bool, make_g
     answers = [m.text for m in out["messages"] if isinstance(m, AIMessage) and not m.tool_calls]
     if feedback:
         assert answers == ["42", "42 (checked)"]
+        assert notes(out["messages"]) == [len(out["messages"]) - 2]  # between the two answers
         assert is_guard_note(calls[-1][-1]) and calls[-1][-2].text == "42"
         assert [r[:3] for r in summary(guard)][-2:] == [(4, 0, APPEND), (5, 0, NONE)]
     else:  # a silent warning on a final answer has nothing to show: the run just ends
@@ -390,3 +406,15 @@ def test_an_interrupt_under_the_guard_reaches_langgraph_and_resumes(make_guard: 
     assert answers == ["go on"]
     assert final_answer(out["messages"]) == RIGHT
     assert (2, 0, ROLLBACK, "flag") in summary(guard)
+
+
+def test_only_append_policies_pay_for_a_model_call_hook(make_guard: GuardFactory) -> None:
+    # LangChain adds a tracing layer per wrap_model_call hook (~50 µs per step); a rollback guard needs none.
+    rollback = CriticGuardMiddleware(make_guard(oracle_critic, mode="on"))
+    append = CriticGuardMiddleware(make_guard(oracle_critic, mode="on", policy=Policy(action="append")))
+    assert type(rollback).wrap_model_call is AgentMiddleware.wrap_model_call
+    assert type(rollback).awrap_model_call is AgentMiddleware.awrap_model_call
+    assert type(append).wrap_model_call is not AgentMiddleware.wrap_model_call
+    assert type(append).awrap_model_call is not AgentMiddleware.awrap_model_call
+    assert isinstance(append, CriticGuardMiddleware)
+    assert rollback.name == append.name == "CriticGuardMiddleware"
