@@ -1,42 +1,82 @@
 """The store test suite every backend must pass.
 
-A backend's test module provides a ``store`` fixture (a fresh, empty store) and star-imports these tests, as
-LangGraph does for its checkpoint savers. Nothing here may depend on a particular backend.
+A backend's test module provides a ``store`` fixture (a fresh, empty store) and a ``store_factory`` fixture (a
+callable that opens another store on one fresh database each time it is called, as a second replica or a restarted
+process would; the test closes what it opens), and star-imports these tests, as LangGraph does for its checkpoint
+savers. Nothing here may depend on a particular backend.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
 
+from critic_guard.config import GuardConfig
+from critic_guard.critics import ConstantCritic
+from critic_guard.guard import CriticGuard
+from critic_guard.lifecycle import GuardRecord, GuardState, LifecycleError, Transition, apply_pair, override
+from critic_guard.stats import MonitorState, PairedCounts
 from critic_guard.store import (
     OutcomeConflictError,
     OutcomeRecord,
+    PairConflictError,
+    PairKind,
+    PairRecord,
+    PairStateError,
+    PairStatus,
+    PairUpdate,
     RunRecord,
     StepRecord,
     Store,
+    UnknownPairError,
     UnknownRunError,
 )
-from critic_guard.types import Action, Arm
+from critic_guard.types import Action, Arm, Mode
 
 __all__ = [
+    "KEY",
+    "StoreFactory",
+    "make_pair",
     "make_run",
     "make_step",
+    "test_a_refused_override_changes_nothing",
+    "test_aa_pair_counts_noise_without_touching_the_monitor",
     "test_add_run_is_idempotent",
+    "test_complete_pair_waits_for_both_outcomes",
+    "test_concurrent_completions_count_each_pair_once",
     "test_concurrent_writes_from_threads",
     "test_end_run",
+    "test_guard_keys_and_empty_guard",
+    "test_human_override_is_atomic_with_its_transition",
+    "test_initial_record_must_be_for_the_pairs_guard",
+    "test_lifecycle_survives_a_restart",
+    "test_mark_incomplete",
+    "test_open_pair_conflict",
+    "test_open_pair_round_trip_and_idempotent",
     "test_outcomes",
+    "test_pairs_of_run_and_by_status",
+    "test_replicas_complete_interleaved_pairs_exactly_once",
     "test_run_round_trip",
     "test_runs_by_guard_key",
+    "test_single_run_pair_counts_one_outcome_for_both_arms",
     "test_steps_round_trip_in_order",
+    "test_transition_is_stored_with_the_pair_that_caused_it",
+    "test_unknown_pairs",
     "test_unknown_runs",
 ]
 
+KEY = "agent/critic/abcd1234"
+StoreFactory = Callable[[], Store]
+AUTO = GuardConfig(mode="auto", store=None)
 
-def make_run(run_id: str, guard_key: str = "agent/critic/abcd1234", started_at: float = 1000.0, **kw: Any) -> RunRecord:
+
+def make_run(run_id: str, guard_key: str = KEY, started_at: float = 1000.0, **kw: Any) -> RunRecord:
     """A run with test defaults; ``kw`` overrides any other field."""
     run = RunRecord(run_id=run_id, guard_key=guard_key, agent_name="agent", arm=Arm.CONTROL, started_at=started_at)
     return replace(run, **kw)
@@ -180,3 +220,369 @@ def test_concurrent_writes_from_threads(store: Store) -> None:
         assert [s.p_fail for s in steps] == [i / per_thread for i in range(per_thread)]
         outcome = store.get_outcome(f"run-{t}")
         assert outcome is not None and outcome.success is (t % 2 == 0)
+
+
+# -- pairs and the lifecycle -------------------------------------------------------------------------------------
+
+
+def make_pair(pair_id: str, control: str, treatment: str, *, flagged: bool = True, **kw: Any) -> PairRecord:
+    """An open pair of guard ``KEY`` with test defaults; ``kw`` overrides any other field."""
+    return PairRecord(pair_id, KEY, control, treatment, flagged=flagged, created_at=100.0, **kw)
+
+
+def initial(guard_key: str = KEY) -> GuardRecord:
+    return GuardRecord.start(guard_key, 0.05, now=1.0)
+
+
+def auto_rule(now: float = 500.0, config: GuardConfig = AUTO) -> Any:
+    return partial(apply_pair, mode=Mode.AUTO, config=config, now=now)
+
+
+def never(record: GuardRecord, control: bool, treatment: bool) -> tuple[GuardRecord, Transition | None]:
+    raise AssertionError("the lifecycle rule must not run here")
+
+
+def with_outcomes(store: Store, outcomes: dict[str, bool]) -> None:
+    for run_id, success in outcomes.items():
+        store.add_run(make_run(run_id))
+        store.record_outcome(run_id, success, recorded_at=10.0)
+
+
+def test_open_pair_round_trip_and_idempotent(store: Store) -> None:
+    pair = make_pair("p1", "c1", "t1", task_id="task-1", fork_step=3, fork_checkpoint_id="ckpt-9")
+    assert store.open_pair(pair) == pair
+    assert store.get_pair("p1") == pair
+    again = store.open_pair(replace(pair, created_at=999.0, fork_step=4))
+    assert again == pair  # the first record stays
+    full = make_pair("p2", "c2", "t2", flagged=False, design="full")
+    assert store.open_pair(full) == full
+    got = store.get_pair("p2")
+    assert (got.kind, got.design, got.status, got.flagged) == (PairKind.AB, "full", PairStatus.OPEN, False)
+    assert isinstance(got.status, PairStatus)
+
+
+def test_open_pair_conflict(store: Store) -> None:
+    store.open_pair(make_pair("p1", "c1", "t1"))
+    with pytest.raises(PairConflictError, match="treatment_run_id='t1' \\(new: 't2'\\)"):
+        store.open_pair(make_pair("p1", "c1", "t2"))
+    with pytest.raises(PairConflictError, match="kind"):
+        store.open_pair(make_pair("p1", "c1", "t1", kind="aa"))
+    assert store.get_pair("p1") == make_pair("p1", "c1", "t1")
+
+
+def test_unknown_pairs(store: Store) -> None:
+    with pytest.raises(UnknownPairError, match="unknown pair id 'nope'"):
+        store.get_pair("nope")
+    with pytest.raises(KeyError):
+        store.complete_pair("nope", never, initial(), at=1.0)
+    with pytest.raises(UnknownPairError):
+        store.mark_incomplete("nope", "tool with side effects", initial=initial(), at=1.0)
+    assert store.pairs_of_run("nope") == []
+
+
+def test_pairs_of_run_and_by_status(store: Store) -> None:
+    ab = store.open_pair(make_pair("p1", "c1", "t1"))
+    single = store.open_pair(replace(make_pair("p2", "c2", "c2", flagged=False), created_at=101.0))
+    aa = store.open_pair(replace(make_pair("p1:aa", "c1", "a1", kind="aa"), created_at=102.0))
+    store.open_pair(PairRecord("q1", "other/key/1", "c1", "t9", flagged=True, created_at=99.0))
+    assert [p.pair_id for p in store.pairs_of_run("c1")] == ["q1", "p1", "p1:aa"]
+    assert store.pairs_of_run("c2") == [single]
+    assert store.pairs(KEY) == [ab, single, aa]
+    with_outcomes(store, {"c2": True})
+    store.complete_pair("p2", auto_rule(), initial(), at=200.0)
+    assert [p.pair_id for p in store.pairs(KEY, "open")] == ["p1", "p1:aa"]
+    assert [p.pair_id for p in store.pairs(KEY, PairStatus.COMPLETE)] == ["p2"]
+    assert store.pairs(KEY, "incomplete") == []
+    with pytest.raises(ValueError, match="'done' is not a valid PairStatus"):
+        store.pairs(KEY, "done")
+
+
+def test_complete_pair_waits_for_both_outcomes(store: Store) -> None:
+    store.open_pair(make_pair("p1", "c1", "t1"))
+    assert store.complete_pair("p1", auto_rule(), initial(), at=200.0) is None
+    with_outcomes(store, {"c1": True})
+    assert store.complete_pair("p1", auto_rule(), initial(), at=200.0) is None
+    assert store.get_pair("p1").status is PairStatus.OPEN
+    with_outcomes(store, {"t1": False})
+    update = store.complete_pair("p1", auto_rule(), initial(), at=200.0)
+    assert isinstance(update, PairUpdate)
+    assert update.pair == replace(
+        make_pair("p1", "c1", "t1"),
+        status=PairStatus.COMPLETE,
+        control_success=True,
+        treatment_success=False,
+        completed_at=200.0,
+    )
+    assert (update.pair.cell, update.counted, update.transition) == ("n10", True, None)
+    guard = update.guard
+    assert (guard.state, guard.counts, guard.version, guard.updated_at) == (
+        GuardState.PILOT,
+        PairedCounts(0, 0, 1, 0),
+        1,
+        500.0,
+    )
+    assert guard.monitor == MonitorState.start(0.05).update_pair(True, False)  # exact through the store
+    assert store.get_pair("p1") == update.pair
+    assert store.get_guard(KEY) == guard
+    assert store.complete_pair("p1", auto_rule(), initial(), at=300.0) is None  # complete: skipped
+    assert store.get_guard(KEY) == guard
+
+
+def test_single_run_pair_counts_one_outcome_for_both_arms(store: Store) -> None:
+    store.open_pair(make_pair("r1", "r1", "r1", flagged=False))
+    with_outcomes(store, {"r1": True})
+    update = store.complete_pair("r1", auto_rule(), initial(), at=200.0)
+    assert update is not None and update.pair.cell == "n11"
+    assert update.guard.counts == PairedCounts(0, 0, 0, 1)
+    assert update.guard.monitor.t == 1 and update.guard.monitor.harm_log_wealth == 0.0
+
+
+def test_aa_pair_counts_noise_without_touching_the_monitor(store: Store) -> None:
+    store.open_pair(make_pair("p1:aa", "c1", "a1", kind="aa"))
+    store.open_pair(make_pair("p2:aa", "c2", "a2", kind="aa"))
+    with_outcomes(store, {"c1": True, "a1": False, "c2": False, "a2": False})
+    first = store.complete_pair("p1:aa", never, initial(), at=200.0)
+    second = store.complete_pair("p2:aa", never, initial(), at=201.0)
+    assert first is not None and second is not None
+    assert (first.counted, first.transition, first.pair.cell) == (False, None, "n10")
+    guard = store.get_guard(KEY)
+    assert guard is not None
+    assert (guard.aa_pairs, guard.aa_discordant, guard.pairs_counted, guard.version) == (2, 1, 0, 2)
+    assert guard.monitor == MonitorState.start(0.05)
+
+
+def test_transition_is_stored_with_the_pair_that_caused_it(store: Store) -> None:
+    expected, monitor = None, MonitorState.start(0.05)
+    for i in range(1, 40):
+        monitor = monitor.update_pair(True, False)
+        if expected is None and monitor.harm_proven:
+            expected = i
+    assert expected is not None
+    updates = []
+    for i in range(1, 31):
+        store.open_pair(make_pair(f"p{i}", f"c{i}", f"t{i}"))
+        with_outcomes(store, {f"c{i}": True, f"t{i}": False})  # every pair a disruption
+        update = store.complete_pair(f"p{i}", auto_rule(now=1000.0 + i), initial(), at=1000.0 + i)
+        assert update is not None
+        updates.append(update)
+    moved = [(i + 1, u.transition) for i, u in enumerate(updates) if u.transition is not None]
+    assert [i for i, _ in moved] == [expected]
+    transition = moved[0][1]
+    assert transition is not None
+    assert (transition.from_state, transition.to_state, transition.actor, transition.at) == (
+        GuardState.PILOT,
+        GuardState.DISABLED,
+        "monitor",
+        1000.0 + expected,
+    )
+    assert transition.reason.startswith("harm proven: harm e-value")
+    assert transition.evidence["t"] == expected and transition.evidence["counts"] == [0, 0, expected, 0]
+    assert transition.evidence["harm_wealth"] >= 20.0
+    assert store.transitions(KEY) == [transition]
+    guard = store.get_guard(KEY)
+    assert guard is not None
+    assert (guard.state, guard.state_since_t, guard.monitor.t, guard.last_transition) == (
+        GuardState.DISABLED,
+        expected,
+        30,
+        transition,
+    )
+    assert updates[expected - 1].guard.last_transition == transition
+    assert updates[-1].guard == guard
+
+
+def test_mark_incomplete(store: Store) -> None:
+    store.open_pair(make_pair("p1", "c1", "t1"))
+    assert store.mark_incomplete("p1", " shadow would run send_email ", initial=initial(), at=150.0) is True
+    assert store.mark_incomplete("p1", "again", initial=initial(), at=160.0) is False
+    pair = store.get_pair("p1")
+    assert (pair.status, pair.reason, pair.completed_at) == (
+        PairStatus.INCOMPLETE,
+        "shadow would run send_email",
+        150.0,
+    )
+    guard = store.get_guard(KEY)
+    assert guard is not None and (guard.incomplete, guard.pairs_counted, guard.version) == (1, 0, 1)
+    with_outcomes(store, {"c1": True, "t1": True})
+    assert store.complete_pair("p1", never, initial(), at=200.0) is None  # excluded for good
+    store.open_pair(make_pair("p2", "c1", "t1"))
+    assert store.complete_pair("p2", auto_rule(), initial(), at=200.0) is not None
+    with pytest.raises(PairStateError, match="pair 'p2' is complete \\(cell n11\\)"):
+        store.mark_incomplete("p2", "too late", initial=initial(), at=210.0)
+    with pytest.raises(ValueError, match="needs a reason"):
+        store.mark_incomplete("p1", " ", initial=initial(), at=210.0)
+
+
+def test_initial_record_must_be_for_the_pairs_guard(store: Store) -> None:
+    store.open_pair(make_pair("p1", "c1", "c1", flagged=False))
+    with_outcomes(store, {"c1": True})
+    with pytest.raises(ValueError, match="initial record is for guard 'other/key/1'"):
+        store.complete_pair("p1", auto_rule(), initial("other/key/1"), at=200.0)
+    assert store.get_pair("p1").status is PairStatus.OPEN
+    assert store.get_guard("other/key/1") is None
+
+
+def test_guard_keys_and_empty_guard(store: Store) -> None:
+    assert store.get_guard(KEY) is None
+    assert store.transitions(KEY) == []
+    assert store.guard_keys() == []
+    store.open_pair(PairRecord("q", "b/c/2", "r", "r", flagged=False, created_at=1.0))
+    store.set_guard_state(KEY, partial(override, state="disabled", reason="manual", now=5.0), initial())
+    assert store.guard_keys() == ["agent/critic/abcd1234", "b/c/2"]
+
+
+def test_human_override_is_atomic_with_its_transition(store: Store) -> None:
+    change = partial(override, state="disabled", reason="pager at 3am", actor="alice", now=5.0)
+    record, transition = store.set_guard_state(KEY, change, initial())
+    assert (record.state, record.version, record.updated_at, record.last_transition) == (
+        GuardState.DISABLED,
+        1,
+        5.0,
+        transition,
+    )
+    assert (transition.from_state, transition.to_state, transition.reason, transition.actor) == (
+        GuardState.PILOT,
+        GuardState.DISABLED,
+        "pager at 3am",
+        "alice",
+    )
+    assert transition.evidence["t"] == 0 and transition.evidence["net_low"] == -1.0
+    assert store.get_guard(KEY) == record
+    again = partial(override, state="pilot", reason="retry the pilot", now=6.0)
+    record2, transition2 = store.set_guard_state(KEY, again, initial())
+    assert (record2.state, record2.version) == (GuardState.PILOT, 2)
+    assert store.transitions(KEY) == [transition, transition2]
+
+
+def test_a_refused_override_changes_nothing(store: Store) -> None:
+    store.set_guard_state(KEY, partial(override, state="enabled", reason="trust me", now=5.0), initial())
+    before = store.get_guard(KEY)
+    with pytest.raises(LifecycleError, match="already enabled"):
+        store.set_guard_state(KEY, partial(override, state="enabled", reason="again", now=6.0), initial())
+    assert store.get_guard(KEY) == before
+    assert len(store.transitions(KEY)) == 1
+
+
+def test_concurrent_completions_count_each_pair_once(store: Store) -> None:
+    n_pairs, n_threads = 40, 6
+    for i in range(n_pairs):
+        store.open_pair(make_pair(f"p{i}", f"c{i}", f"t{i}"))
+        with_outcomes(store, {f"c{i}": i % 3 == 0, f"t{i}": i % 2 == 0})
+    barrier = threading.Barrier(n_threads)
+    won: list[PairUpdate] = []
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        order = list(range(n_pairs))
+        random.Random(seed).shuffle(order)
+        try:
+            barrier.wait()
+            for i in order:
+                update = store.complete_pair(f"p{i}", auto_rule(), initial(), at=200.0)
+                if update is not None:
+                    won.append(update)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(u.pair.pair_id for u in won) == sorted(f"p{i}" for i in range(n_pairs))
+    guard = store.get_guard(KEY)
+    assert guard is not None
+    assert (guard.monitor.t, guard.version) == (n_pairs, n_pairs)
+    expected = PairedCounts.from_pairs((i % 3 == 0, i % 2 == 0) for i in range(n_pairs))
+    assert guard.counts == expected == PairedCounts(13, 13, 7, 7)
+    assert sorted(u.guard.version for u in won) == list(range(1, n_pairs + 1))
+
+
+def _harmful_pairs(n: int) -> list[tuple[bool, bool]]:
+    """Seeded pairs from a harmful intervention: 30% disruptions, 5% recoveries."""
+    rng = random.Random(7)
+    pairs = []
+    for _ in range(n):
+        u = rng.random()
+        pairs.append((True, False) if u < 0.30 else (False, True) if u < 0.35 else (u < 0.7, u < 0.7))
+    return pairs
+
+
+def test_replicas_complete_interleaved_pairs_exactly_once(store_factory: StoreFactory) -> None:
+    """Two replicas (each its own guard and store connection) record the two arms of every pair at once."""
+    n = 60
+    pairs = _harmful_pairs(n)
+    stores = [store_factory(), store_factory()]
+    guards = [CriticGuard(ConstantCritic(0.7), mode="auto", store=s, lifecycle_ttl_s=0.0) for s in stores]
+    try:
+        for i in range(n):
+            guards[i % 2].start_run(run_id=f"c{i}", arm=Arm.CONTROL)
+            guards[(i + 1) % 2].start_run(run_id=f"t{i}", arm=Arm.TREATMENT)
+            guards[i % 2].open_pair(f"c{i}", control_run_id=f"c{i}", treatment_run_id=f"t{i}", flagged=True)
+        barrier = threading.Barrier(2)
+        updates: list[list[PairUpdate]] = [[], []]
+        errors: list[BaseException] = []
+
+        def replica(k: int) -> None:
+            try:
+                barrier.wait()
+                for i, (control, treatment) in enumerate(pairs):
+                    # replica k records the control arm of even pairs and the treatment arm of odd ones, and v.v.
+                    if (i + k) % 2 == 0:
+                        updates[k] += guards[k].record_outcome(f"c{i}", control)
+                        updates[k] += guards[k].record_outcome(f"t{i}", treatment)
+                    else:
+                        updates[k] += guards[k].record_outcome(f"t{i}", treatment)
+                        updates[k] += guards[k].record_outcome(f"c{i}", control)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=replica, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        done = sorted(u.pair.pair_id for u in updates[0] + updates[1])
+        assert done == sorted(f"c{i}" for i in range(n))  # every pair completed exactly once
+        record = guards[0].lifecycle()
+        assert record == guards[1].lifecycle()
+        assert (record.monitor.t, record.version, record.counts) == (n, n, PairedCounts.from_pairs(pairs))
+        transitions = guards[1].transitions()
+        assert len(transitions) == 1
+        assert (transitions[0].from_state, transitions[0].to_state) == (GuardState.PILOT, GuardState.DISABLED)
+        assert [u.transition for u in updates[0] + updates[1] if u.transition is not None] == transitions
+        assert record.state is GuardState.DISABLED
+    finally:
+        for guard in guards:
+            guard.close()
+        for opened in stores:
+            opened.close()
+
+
+def test_lifecycle_survives_a_restart(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    with CriticGuard(ConstantCritic(0.7), mode="auto", store=first) as guard:
+        for i, (control, treatment) in enumerate(_harmful_pairs(60)):
+            guard.start_run(run_id=f"c{i}")
+            guard.start_run(run_id=f"t{i}", arm=Arm.TREATMENT)
+            guard.open_pair(f"c{i}", control_run_id=f"c{i}", treatment_run_id=f"t{i}", flagged=True)
+            guard.record_outcome(f"c{i}", control)
+            guard.record_outcome(f"t{i}", treatment)
+        before = guard.lifecycle()
+        transitions = guard.transitions()
+    first.close()
+    assert before.state is GuardState.DISABLED
+    second = store_factory()
+    try:
+        with CriticGuard(ConstantCritic(0.7), mode="auto", store=second) as restarted:
+            assert restarted.lifecycle() == before
+            assert restarted.transitions() == transitions
+            assert (restarted.acts(Arm.TREATMENT), restarted.serve_arm(), restarted.should_fork("x")) == (
+                False,
+                Arm.CONTROL,
+                False,
+            )
+    finally:
+        second.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from store_suite import *  # noqa: F403 (the shared backend suite)
-from store_suite import make_run, make_step
+from store_suite import StoreFactory, make_run, make_step
 
-from critic_guard.store import SQLiteStore
+from critic_guard.store import SQLiteStore, Store
 from critic_guard.store.sqlite import MIGRATIONS, migrate
 
 
@@ -20,6 +20,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStor
     path = tmp_path / "guard.db" if request.param == "file" else ":memory:"
     with SQLiteStore(path) as opened:
         yield opened
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> StoreFactory:
+    """Each call opens another connection to one file, as a second process (replica) or a restart would."""
+    path = tmp_path / "shared.db"
+
+    def open_another() -> Store:
+        return SQLiteStore(path)
+
+    return open_another
 
 
 def test_wal_and_synchronous_normal(tmp_path: Path) -> None:

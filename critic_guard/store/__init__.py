@@ -1,11 +1,25 @@
-"""Persistence: the :class:`Store` interface, its records, and :func:`open_store` to pick a backend by URL."""
+"""Persistence: the :class:`Store` interface, its records, and :func:`open_store` to pick a backend by URL.
+
+``PostgresStore`` lives in :mod:`critic_guard.store.postgres` (it needs the ``postgres`` extra, psycopg 3), so that
+importing this package never imports psycopg.
+"""
 
 from critic_guard.store.base import (
+    ApplyPair,
+    ChangeState,
     OutcomeConflictError,
     OutcomeRecord,
+    PairConflictError,
+    PairDesign,
+    PairKind,
+    PairRecord,
+    PairStateError,
+    PairStatus,
+    PairUpdate,
     RunRecord,
     StepRecord,
     Store,
+    UnknownPairError,
     UnknownRunError,
     open_store,
     parse_store_url,
@@ -13,12 +27,22 @@ from critic_guard.store.base import (
 from critic_guard.store.sqlite import SQLiteStore
 
 __all__ = [
+    "ApplyPair",
+    "ChangeState",
     "OutcomeConflictError",
     "OutcomeRecord",
+    "PairConflictError",
+    "PairDesign",
+    "PairKind",
+    "PairRecord",
+    "PairStateError",
+    "PairStatus",
+    "PairUpdate",
     "RunRecord",
     "SQLiteStore",
     "StepRecord",
     "Store",
+    "UnknownPairError",
     "UnknownRunError",
     "open_store",
     "parse_store_url",

@@ -15,7 +15,6 @@ any) in one transaction. The lifecycle rule itself is a pure function passed in 
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -345,7 +344,8 @@ def parse_store_url(url: str) -> tuple[str, str]:
 
 
 def open_store(url: str | None) -> Store | None:
-    """Open the backend a URL names (None persists nothing). The PostgreSQL backend is imported lazily."""
+    """Open the backend a URL names (None persists nothing). The PostgreSQL backend (and psycopg) is imported only
+    when a ``postgresql://`` URL asks for it."""
     if url is None:
         return None
     backend, target = parse_store_url(url)
@@ -353,13 +353,6 @@ def open_store(url: str | None) -> Store | None:
         from critic_guard.store.sqlite import SQLiteStore
 
         return SQLiteStore(target)
-    try:
-        module = importlib.import_module("critic_guard.store.postgres")
-    except ModuleNotFoundError as exc:
-        if exc.name != "critic_guard.store.postgres":
-            raise
-        raise NotImplementedError(
-            "the PostgreSQL store is not available in this version of critic-guard yet; use a 'sqlite:///' URL"
-        ) from exc
-    store: Store = module.PostgresStore(target)
-    return store
+    from critic_guard.store.postgres import PostgresStore  # needs the `postgres` extra (psycopg 3)
+
+    return PostgresStore(target)

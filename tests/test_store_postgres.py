@@ -1,0 +1,189 @@
+"""The PostgreSQL store: the shared suite against a real server, plus what is specific to PostgreSQL.
+
+Every test gets its own schema (``search_path`` in the URL), so tests are independent and run on one server
+started once per session (``postgres_url`` in conftest.py; skipped locally without the binaries, a failure in CI).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import PoolClosed
+from store_suite import *  # noqa: F403 (the shared backend suite)
+from store_suite import StoreFactory, make_run, make_step
+
+from critic_guard.critics import ConstantCritic
+from critic_guard.guard import CriticGuard
+from critic_guard.lifecycle import GuardState
+from critic_guard.store import Store, open_store
+from critic_guard.store.postgres import MIGRATIONS, PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+
+def _schema_url(base_url: str, schema: str) -> str:
+    return f"{base_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def schema_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty schema for one test, dropped afterwards."""
+    name = f"cg_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield _schema_url(postgres_url, name)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def store(schema_url: str) -> Iterator[PostgresStore]:
+    with PostgresStore(schema_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def store_factory(schema_url: str) -> Iterator[StoreFactory]:
+    """Each call opens another store (its own pool) on the test's schema, as a replica or a restart would."""
+    opened: list[PostgresStore] = []
+
+    def open_another() -> Store:
+        opened.append(PostgresStore(schema_url))
+        return opened[-1]
+
+    yield open_another
+    for each in opened:
+        each.close()
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None:
+    store = open_store(schema_url)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.schema_version == MIGRATIONS[-1][0] == 2
+        assert _tables(schema_url) == {"schema_version", "runs", "steps", "outcomes", "pairs", "guards", "transitions"}
+    finally:
+        assert store is not None
+        store.close()
+
+
+def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
+    barrier = threading.Barrier(4)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            opened.append(PostgresStore(schema_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for each in opened:
+        each.close()
+    assert errors == [] and len(opened) == 4
+    with psycopg.connect(schema_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert versions == [(1,), (2,)]
+
+
+def test_data_survives_reopening(schema_url: str) -> None:
+    with PostgresStore(schema_url) as store:
+        store.add_run(make_run("r1", task={"task_id": "t", "n": [1, 2.5, None]}))
+        store.add_step(make_step("r1", 2, p_fail=0.75))
+    with PostgresStore(schema_url) as store:
+        assert store.get_run("r1") == make_run("r1", task={"task_id": "t", "n": [1, 2.5, None]})
+        assert [s.p_fail for s in store.steps_of("r1")] == [0.75]
+
+
+def test_newer_schema_is_refused(schema_url: str) -> None:
+    PostgresStore(schema_url).close()
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version (version) VALUES (99)")
+    with pytest.raises(RuntimeError, match="newer critic-guard"):
+        PostgresStore(schema_url)
+
+
+def test_close_closes_the_pool(schema_url: str) -> None:
+    store = PostgresStore(schema_url)
+    store.close()
+    store.close()
+    with pytest.raises(PoolClosed):
+        store.get_run("r1")
+
+
+def test_repr_hides_the_password(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    store.url = postgres_url.replace("postgres@", "postgres:s3cret@")
+    try:
+        assert "s3cret" not in repr(store) and "user=postgres" in repr(store)
+    finally:
+        store.close()
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"cannot connect to the PostgreSQL store .* within 0\.5s"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", connect_timeout_s=0.5)
+    assert time.perf_counter() - started < 5
+
+
+_REPLICA = """
+import sys
+from critic_guard.critics import ConstantCritic
+from critic_guard.guard import CriticGuard
+url, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with CriticGuard(ConstantCritic(0.7), mode="auto", store=url, lifecycle_ttl_s=0.0) as guard:
+    completed = 0
+    for i in range(n):  # this process records one arm of every pair (disruptions: control wins)
+        arm, success = ("c", True) if (i + k) % 2 == 0 else ("t", False)
+        completed += len(guard.record_outcome(f"{arm}{i}", success))
+print(completed)
+"""
+
+
+def test_two_processes_complete_interleaved_pairs_exactly_once(schema_url: str, tmp_path: Path) -> None:
+    """Two OS processes, each with its own pool, record the two arms of 40 pairs at the same time."""
+    n = 40
+    with CriticGuard(ConstantCritic(0.7), mode="auto", store=schema_url) as guard:
+        for i in range(n):
+            guard.start_run(run_id=f"c{i}")
+            guard.start_run(run_id=f"t{i}", arm="treatment")  # type: ignore[arg-type]
+            guard.open_pair(f"c{i}", control_run_id=f"c{i}", treatment_run_id=f"t{i}", flagged=True)
+        script = tmp_path / "replica.py"
+        script.write_text(_REPLICA)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), schema_url, str(k), str(n)], stdout=subprocess.PIPE, text=True
+            )
+            for k in range(2)
+        ]
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0]
+        assert sum(int(out) for out in outputs) == n
+        record = guard.lifecycle()
+        assert (record.monitor.t, record.counts.n10, record.version) == (n, n, n)
+        [transition] = guard.transitions()
+        assert (transition.to_state, record.state) == (GuardState.DISABLED, GuardState.DISABLED)
