@@ -60,6 +60,7 @@ __all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "Guar
 logger = logging.getLogger("critic_guard")
 
 _MAX_TRACKED_RUNS = 10_000
+_FORGET_EVERY = 1_000  # without a store: every this many new runs, forget all but the newest _MAX_TRACKED_RUNS
 _MODE_OFF = Decision(False, Action.NONE, None, Reason.MODE_OFF)
 _CRITIC_ERROR = Decision(False, Action.NONE, None, Reason.CRITIC_ERROR)
 DISABLED_REASON = "guard_disabled"
@@ -174,7 +175,13 @@ class CriticGuard:
         self.store: Store | None = store if isinstance(store, Store) else open_store(self.config.store)
         # Runs, outcomes, pairs and the lifecycle go to the store, or without one to a private in-memory database
         # (the same code and transactions; steps are not kept there).
-        self._ledger: Store = self.store if self.store is not None else SQLiteStore(":memory:")
+        self._memory: SQLiteStore | None = None
+        self._ledger: Store
+        if self.store is None:
+            self._ledger = self._memory = SQLiteStore(":memory:")
+        else:
+            self._ledger = self.store
+        self._started = 0
         self._pool = CriticPool(self.config.critic_workers, name=f"critic-guard-{self.config.agent_name}")
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
@@ -488,6 +495,10 @@ class CriticGuard:
         task_id = None if task_map is None else task_map.get("task_id", task_map.get("id"))
         with self._lock:
             self._track(run_id)
+            self._started += 1
+            forget = self._memory is not None and self._started % _FORGET_EVERY == 0
+        if forget and self._memory is not None:
+            self._memory.forget_old_runs(_MAX_TRACKED_RUNS)
         record = RunRecord(
             run_id=run_id,
             guard_key=self.guard_key,

@@ -482,3 +482,26 @@ def test_auto_mode_step_overhead_stays_well_under_half_a_millisecond(tmp_path: P
         for _ in range(10_000):
             guard.acts(Arm.TREATMENT)
         assert (time.perf_counter() - started) / 10_000 < 5e-6  # the cached lifecycle read
+
+
+def test_without_a_store_old_runs_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("critic_guard.guard._MAX_TRACKED_RUNS", 5)
+    monkeypatch.setattr("critic_guard.guard._FORGET_EVERY", 4)
+    guard = CriticGuard(ConstantCritic(0.9), mode="pilot", store=None)
+    guard.start_run(run_id="open-c")
+    guard.start_run(run_id="open-t", arm=Arm.TREATMENT)
+    guard.open_pair("open-c", control_run_id="open-c", treatment_run_id="open-t", flagged=True)
+    for i in range(10):
+        guard.start_run(run_id=f"r{i}")
+        guard.open_pair(f"r{i}", control_run_id=f"r{i}", treatment_run_id=f"r{i}", flagged=False)
+        guard.end_run(f"r{i}", success=True)
+    assert guard._memory is not None
+    kept = [r.run_id for r in guard._memory.runs()]
+    # checked before the 4th, 8th and 12th start; the 12th keeps the newest 5 (r4..r8) and the open pair's runs
+    assert kept == ["open-c", "open-t", "r4", "r5", "r6", "r7", "r8", "r9"]
+    assert [p.pair_id for p in guard.pairs()] == ["open-c", *(f"r{i}" for i in range(4, 10))]
+    with pytest.raises(UnknownRunError):
+        guard.record_outcome("r0", True)
+    assert guard.lifecycle().counts == PairedCounts(0, 0, 0, 10)  # evidence is never forgotten
+    [update] = [*guard.record_outcome("open-c", True), *guard.record_outcome("open-t", True)]
+    assert update.guard.counts == PairedCounts(0, 0, 0, 11)

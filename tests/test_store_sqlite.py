@@ -107,3 +107,32 @@ def test_non_json_task_values_are_stored_as_text(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "g.db") as store:
         store.add_run(make_run("r1", task={"path": tmp_path / "x", "n": 1}))
         assert store.get_run("r1").task == {"path": str(tmp_path / "x"), "n": 1}
+
+
+def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in MIGRATIONS[0][1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    conn.close()
+    with SQLiteStore(path) as store:
+        assert store.schema_version == 2
+        store.add_run(make_run("r1"))
+        assert store.get_run("r1") == make_run("r1")
+        assert store.pairs_of_run("r1") == [] and store.guard_keys() == []
+
+
+def test_forget_old_runs(tmp_path: Path) -> None:
+    with SQLiteStore(":memory:") as store:
+        for i in range(6):
+            store.add_run(make_run(f"r{i}", started_at=float(i)))
+            store.add_step(make_step(f"r{i}", 0))
+            store.record_outcome(f"r{i}", True, recorded_at=1.0)
+        assert store.forget_old_runs(4) == 2
+        assert [r.run_id for r in store.runs()] == ["r2", "r3", "r4", "r5"]
+        assert store.steps_of("r0") == [] and len(store.steps_of("r2")) == 1
+        assert store.forget_old_runs(4) == 0
+        with pytest.raises(ValueError, match="keep must be >= 0"):
+            store.forget_old_runs(-1)

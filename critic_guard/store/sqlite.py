@@ -310,6 +310,31 @@ class SQLiteStore(Store):
         )
         return [_run_from_row(r) for r in rows]
 
+    def forget_old_runs(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` runs (with their steps and outcomes) and the finished pairs of the
+        deleted runs; runs of open pairs stay. Returns how many runs were deleted.
+
+        For the guard's private in-memory store (``store=None``), which would otherwise grow with every run; never
+        called on a store the user passed or named.
+        """
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        with self._writing() as _:
+            deleted = self._conn.execute(
+                "DELETE FROM runs WHERE rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?) "
+                "AND run_id NOT IN (SELECT control_run_id FROM pairs WHERE status = 'open' "
+                "UNION SELECT treatment_run_id FROM pairs WHERE status = 'open')",
+                (keep,),
+            ).rowcount
+            if deleted:
+                self._conn.execute("DELETE FROM outcomes WHERE run_id NOT IN (SELECT run_id FROM runs)")
+                self._conn.execute("DELETE FROM steps WHERE run_id NOT IN (SELECT run_id FROM runs)")
+                self._conn.execute(
+                    "DELETE FROM pairs WHERE status != 'open' AND control_run_id NOT IN (SELECT run_id FROM runs) "
+                    "AND treatment_run_id NOT IN (SELECT run_id FROM runs)"
+                )
+        return int(deleted)
+
     # -- pairs and the lifecycle -------------------------------------------------------------------------------
 
     @contextmanager
