@@ -152,8 +152,8 @@ class CriticGuard:
     ``CriticGuard(critic, config, store=..., **overrides)``: ``overrides`` are :class:`GuardConfig` fields, e.g.
     ``CriticGuard(fn, mode="on", policy=Policy(tau=0.5))``. A :class:`Store` passed as ``store`` is used instead
     of ``config.store`` and is not closed by :meth:`close` (its owner closes it); a str or None passed as ``store``
-    is the ``GuardConfig.store`` URL override (None: persist nothing; runs, pairs and the lifecycle then live in
-    memory for the life of the guard).
+    is the ``GuardConfig.store`` URL override (None: persist nothing; runs, pairs and the lifecycle then live in a
+    private in-memory database, which keeps the newest 10,000 runs and the lifecycle record).
     """
 
     def __init__(

@@ -189,7 +189,18 @@ class PostgresStore(Store):
     ``?options=-csearch_path%3Dcritic_guard`` in the URL to use another schema (it must exist).
     """
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """``connect_timeout_s``: how long opening waits for the server. ``timeout_s``: how long a call waits for a
+        pooled connection when all are busy or the server went away (then ``psycopg_pool.PoolTimeout``; the guard
+        counts it as a store error and the agent goes on)."""
         self.url = url
         self._closed = False
         self._pool: ConnectionPool[_Conn] = ConnectionPool(
@@ -199,6 +210,7 @@ class PostgresStore(Store):
             kwargs={"autocommit": True},
             check=ConnectionPool.check_connection,
             name="critic-guard",
+            timeout=timeout_s,
             open=True,
         )
         try:
