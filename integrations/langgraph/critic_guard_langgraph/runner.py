@@ -1,0 +1,225 @@
+"""``ShadowRunner``: run a shadow branch in the background, judge it, and complete (or exclude) its pair.
+
+A branch is: clone the fork-point checkpoint into a new thread (:mod:`critic_guard_langgraph.fork`), resume the
+graph there with ``None`` input and a config naming the branch (:class:`~critic_guard_langgraph.shadow
+.ShadowBranch`), judge the final state, ``guard.record_outcome(branch.run_id, ok)``. Branches run off the user's
+path so that user-facing latency does not grow: sync submissions go to a small thread pool, async ones become
+asyncio tasks. :meth:`ShadowRunner.wait` / :meth:`ShadowRunner.drain` let a pilot or a test wait for them.
+
+A branch never raises into the production run. A branch stopped by the tool gate, or failing in any other way,
+marks its pair ``incomplete`` with the reason (and ends its run with status ``incomplete`` / ``failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, replace
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.pregel import Pregel
+
+from critic_guard.critic_pool import describe_error
+from critic_guard.guard import CriticGuard
+from critic_guard_langgraph.fork import DEFAULT_WAIT_S, aclone_checkpoint, clone_checkpoint
+from critic_guard_langgraph.shadow import BRANCH_KEY, ShadowBranch, ShadowIncomplete
+
+__all__ = ["ForkPoint", "Judge", "ShadowRunner"]
+
+logger = logging.getLogger("critic_guard_langgraph")
+
+Judge = Callable[[Mapping[str, Any], Mapping[str, Any]], "bool | Awaitable[bool]"]
+"""``judge(task, final_state) -> bool`` (or an awaitable of it): whether a run succeeded."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForkPoint:
+    """Where a branch starts: the production thread's checkpoint that holds the proposed message, and the id of
+    the hook task running from it (its writes belong to the production arm and are not copied)."""
+
+    thread_id: str
+    checkpoint_id: str
+    task_id: str
+    recursion_limit: int | None = None  # the production run's, so the branch gets the same budget
+
+    def source_config(self) -> RunnableConfig:
+        return {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": "", "checkpoint_id": self.checkpoint_id}}
+
+
+class ShadowRunner:
+    """Runs shadow branches of one compiled graph in the background.
+
+    Args:
+        graph: the compiled graph (``create_agent(...)``), with a checkpointer.
+        guard: the guard whose pairs the branches complete.
+        judge: ``(task, final_state) -> bool | Awaitable[bool]``; without one, outcomes come later through
+            ``guard.record_outcome(run_id, success)``.
+        fork_context: ``context -> context``: the branch's own environment for tools declared ``forked``.
+        max_workers: threads for sync branches.
+        wait_s: how long a clone waits for the fork checkpoint to be persisted.
+    """
+
+    def __init__(
+        self,
+        graph: Pregel[Any, Any, Any, Any],
+        guard: CriticGuard,
+        *,
+        judge: Judge | None = None,
+        fork_context: Callable[[Any], Any] | None = None,
+        max_workers: int = 2,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> None:
+        saver = graph.checkpointer
+        if not isinstance(saver, BaseCheckpointSaver):
+            raise ValueError(
+                "shadow branches fork from checkpoints: compile the graph with a checkpointer, e.g. "
+                "create_agent(..., checkpointer=InMemorySaver())"
+            )
+        self.graph = graph
+        self.saver: BaseCheckpointSaver[Any] = saver
+        self.guard = guard
+        self.judge = judge
+        self.fork_context = fork_context
+        self.wait_s = wait_s
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="critic-guard-shadow")
+        self._lock = threading.Lock()
+        self._futures: set[Future[bool | None]] = set()
+        self._tasks: set[asyncio.Task[bool | None]] = set()
+
+    # -- submitting -----------------------------------------------------------------------------------------
+
+    def submit(
+        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+    ) -> Future[bool | None]:
+        """Run the branch on the thread pool; the future's result is its outcome (None: no judge, or excluded)."""
+        future = self._pool.submit(self.run, branch, fork, task=task, context=context)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def asubmit(
+        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+    ) -> asyncio.Task[bool | None]:
+        """Run the branch as an asyncio task on the running loop."""
+        created = asyncio.get_running_loop().create_task(self.arun(branch, fork, task=task, context=context))
+        self._tasks.add(created)
+        created.add_done_callback(self._tasks.discard)
+        return created
+
+    def _forget(self, future: Future[bool | None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the sync branches submitted so far; True if all finished within ``timeout``."""
+        with self._lock:
+            pending = set(self._futures)
+        _, not_done = wait_futures(pending, timeout)
+        return not not_done
+
+    async def drain(self) -> None:
+        """Await every async branch, including branches submitted while draining."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        """Wait for the sync branches and stop the thread pool."""
+        self._pool.shutdown(wait=True)
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def _prepare(self, branch: ShadowBranch, context: Any) -> tuple[ShadowBranch, Any]:
+        if self.fork_context is None:
+            return branch, context
+        return replace(branch, context_forked=True), self.fork_context(context)
+
+    def _config(self, branch: ShadowBranch, fork: ForkPoint) -> RunnableConfig:
+        config: RunnableConfig = {
+            "configurable": {"thread_id": shadow_thread_id(fork, branch), BRANCH_KEY: branch.to_config()}
+        }
+        if fork.recursion_limit is not None:
+            config["recursion_limit"] = fork.recursion_limit
+        return config
+
+    def run(
+        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+    ) -> bool | None:
+        """Run one branch to the end, here and now (what :meth:`submit` does on the pool). Never raises."""
+        try:
+            branch, context = self._prepare(branch, context)
+            clone_checkpoint(
+                self.saver,
+                fork.source_config(),
+                shadow_thread_id(fork, branch),
+                skip_task_ids={fork.task_id},
+                wait_s=self.wait_s,
+            )
+            final = self.graph.invoke(None, self._config(branch, fork), context=context)
+            if self.judge is None:
+                return None
+            verdict = self.judge(task, final)
+            ok = asyncio.run(_awaited(verdict)) if inspect.isawaitable(verdict) else verdict
+            return self._record(branch, ok)
+        except Exception as exc:
+            self._exclude(branch, exc)
+            return None
+
+    async def arun(
+        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+    ) -> bool | None:
+        """Async :meth:`run`."""
+        try:
+            branch, context = self._prepare(branch, context)
+            await aclone_checkpoint(
+                self.saver,
+                fork.source_config(),
+                shadow_thread_id(fork, branch),
+                skip_task_ids={fork.task_id},
+                wait_s=self.wait_s,
+            )
+            final = await self.graph.ainvoke(None, self._config(branch, fork), context=context)
+            if self.judge is None:
+                return None
+            verdict = self.judge(task, final)
+            ok = await verdict if inspect.isawaitable(verdict) else verdict
+            return self._record(branch, ok)
+        except Exception as exc:
+            self._exclude(branch, exc)
+            return None
+
+    def _record(self, branch: ShadowBranch, ok: object) -> bool:
+        if not isinstance(ok, bool):
+            raise TypeError(f"the judge must return a bool, got {type(ok).__name__}")
+        self.guard.record_outcome(branch.run_id, ok)
+        return ok
+
+    def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
+        """Mark the pair incomplete (never raise: this runs beside production)."""
+        stopped = isinstance(exc, ShadowIncomplete)
+        reason = exc.reason if isinstance(exc, ShadowIncomplete) else f"branch failed: {describe_error(exc)}"
+        if not stopped:
+            logger.warning(
+                "critic-guard: shadow branch %s failed; pair %s excluded", branch.run_id, branch.pair_id, exc_info=exc
+            )
+        try:
+            self.guard.end_run(branch.run_id, status="incomplete" if stopped else "failed")
+            self.guard.mark_incomplete(branch.pair_id, reason)
+        except Exception:
+            logger.exception("critic-guard: could not mark pair %s incomplete", branch.pair_id)
+
+
+def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
+    """The branch's thread: derived from the production thread and the branch run id (unique, recognisable)."""
+    return f"{fork.thread_id}~shadow~{branch.run_id}"
+
+
+async def _awaited(value: Awaitable[bool]) -> bool:
+    return await value
