@@ -30,14 +30,12 @@ def is_off(guard: CriticGuard) -> bool:
 
 
 def run_arm(guard: CriticGuard, arm: Arm | None) -> Arm:
-    """The arm of a new user-facing run: the caller's choice, else ``treatment`` only in mode ``on``.
+    """The arm of a new user-facing run: the caller's choice, else the arm the guard serves now.
 
-    In modes ``pilot`` and ``auto`` the served run is the control arm (DESIGN §3: users are not exposed to an
-    intervention that is not proven to help); the treatment arm of a pilot runs in a shadow fork.
+    That is treatment in mode ``on``, control in ``off`` / ``observe``, ``config.serve`` during a pilot (control by
+    default: users are not exposed to an unproven intervention) and the lifecycle's choice in ``auto``.
     """
-    if arm is not None:
-        return Arm(arm)
-    return Arm.TREATMENT if guard.config.mode is Mode.ON else Arm.CONTROL
+    return Arm(arm) if arm is not None else guard.serve_arm()
 
 
 def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str, Any]:

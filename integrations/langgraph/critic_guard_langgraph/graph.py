@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
 from critic_guard.types import Action, Arm, StepContext
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["GuardedGraph", "guard_graph"]
 
 _INTERRUPT = "__interrupt__"
+_MAX_PASSES = 10_000  # when neither the call nor the graph sets a recursion limit
 
 
 def guard_graph(
@@ -71,8 +73,8 @@ def guard_graph(
         guard: the guard (critic, policy, mode, store).
         judge_after: the nodes that propose steps, typically the node calling the model.
         messages_key: the state key holding the message list (with an ``add_messages`` reducer).
-        arm: the arm runs belong to. Default: ``treatment`` in mode ``on``, else ``control`` (modes
-            ``pilot`` and ``auto`` serve the control arm; their treatment arm runs in a shadow fork).
+        arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
+            mode ``on``, control in ``observe``, ``config.serve`` in a pilot).
     """
     return GuardedGraph(graph, guard, judge_after=judge_after, messages_key=messages_key, arm=arm)
 
@@ -88,6 +90,7 @@ class _Run:
     interventions: int = 0
     last_intervention: int | None = None
     warning: str | None = None  # an APPEND warning waiting for the next judged node
+    passes: int = 0  # calls of the graph so far
 
 
 @dataclass
@@ -163,10 +166,12 @@ class GuardedGraph:
         if is_off(self.guard):
             return self.graph.invoke(input, config, context=context)
         run = self._resume_or_start(thread, input, context)
-        step = _Next(input, config)
+        step = _Next(input, config, stop_before=run.warning is not None)  # (a resumed run may owe a warning)
+        head = _head(config)
         latest: Any = None
         try:
             while True:
+                self._count_pass(run, config)
                 result = _Pass()
                 for chunk in self.graph.stream(step.input, step.config, **self._stream_kwargs(step, context)):
                     result.take(chunk)
@@ -175,13 +180,13 @@ class GuardedGraph:
                     return self._pause(thread, run, latest, result.interrupts)
                 if not result.stopped:
                     break
-                snapshot = self.graph.get_state(config)
+                snapshot = self.graph.get_state(head)
                 next_step = self._before_judged_node(run, snapshot, result)
                 if next_step is None:
                     ctx, node = self._judgeable(run, snapshot, result)
                     review = review_or_none(self.guard, ctx, run.interventions, run.last_intervention) if ctx else None
                     plan = self._plan(run, snapshot, node, review)
-                    next_step = self._execute(plan, config)
+                    next_step = self._execute(plan, head)
                 step = next_step
         except BaseException:
             self._end(run, "failed")
@@ -195,10 +200,12 @@ class GuardedGraph:
         if is_off(self.guard):
             return await self.graph.ainvoke(input, config, context=context)
         run = self._resume_or_start(thread, input, context)
-        step = _Next(input, config)
+        step = _Next(input, config, stop_before=run.warning is not None)  # (a resumed run may owe a warning)
+        head = _head(config)
         latest: Any = None
         try:
             while True:
+                self._count_pass(run, config)
                 result = _Pass()
                 async for chunk in self.graph.astream(step.input, step.config, **self._stream_kwargs(step, context)):
                     result.take(chunk)
@@ -207,7 +214,7 @@ class GuardedGraph:
                     return self._pause(thread, run, latest, result.interrupts)
                 if not result.stopped:
                     break
-                snapshot = await self.graph.aget_state(config)
+                snapshot = await self.graph.aget_state(head)
                 next_step = await self._abefore_judged_node(run, snapshot, result)
                 if next_step is None:
                     ctx, node = self._judgeable(run, snapshot, result)
@@ -217,7 +224,7 @@ class GuardedGraph:
                         else None
                     )
                     plan = self._plan(run, snapshot, node, review)
-                    next_step = await self._aexecute(plan, config)
+                    next_step = await self._aexecute(plan, head)
                 step = next_step
         except BaseException:
             self._end(run, "failed")
@@ -245,6 +252,16 @@ class GuardedGraph:
         task = task_metadata(messages, context)
         run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, default=None)
         return _Run(run_id=run_id or "", arm=arm, task=task)
+
+    def _count_pass(self, run: _Run, config: RunnableConfig) -> None:
+        """LangGraph's recursion limit holds per call of the graph, and the wrapper calls it once per stop, so the
+        same limit also bounds the number of calls (each runs at least one step): an endless loop still ends."""
+        limit = config.get("recursion_limit") or (self.graph.config or {}).get("recursion_limit") or _MAX_PASSES
+        run.passes += 1
+        if run.passes > limit:
+            raise GraphRecursionError(
+                f"guarded graph: recursion limit of {limit} reached (calls of the graph between the guard's stops)"
+            )
 
     def _pause(self, thread: str, run: _Run, latest: Any, interrupts: list[Any]) -> Any:
         self._open[thread] = run
@@ -364,6 +381,12 @@ class GuardedGraph:
         if plan.kind == "reenter":
             return _Next(Command(update={self.messages_key: [plan.note]}, goto=plan.node), config)
         return _Next(None, config, stop_before=plan.stop_before)
+
+
+def _head(config: RunnableConfig) -> RunnableConfig:
+    """``config`` without a checkpoint id: after the first pass the wrapper follows the thread's latest checkpoint."""
+    configurable = {k: v for k, v in config.get("configurable", {}).items() if k != "checkpoint_id"}
+    return {**config, "configurable": configurable}
 
 
 @dataclass(frozen=True)

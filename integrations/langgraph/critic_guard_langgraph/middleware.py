@@ -121,8 +121,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     Args:
         guard: the guard (critic, policy, mode, store). One middleware instance serves any number of concurrent
             runs: everything per-run lives in the graph state.
-        arm: the arm runs belong to. Default: ``treatment`` in mode ``on``, else ``control`` (modes
-            ``pilot`` and ``auto`` serve the control arm; their treatment arm runs in a shadow fork).
+        arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
+            mode ``on``, control in ``observe``, ``config.serve`` in a pilot).
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]

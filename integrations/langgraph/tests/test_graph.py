@@ -20,10 +20,11 @@ from calc_agent import (
     wrong_answer,
 )
 from critic_guard_langgraph import guard_graph, is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphRecursionError
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command, interrupt
@@ -289,3 +290,46 @@ def test_a_new_input_abandons_an_interrupted_run(make_guard: GuardFactory) -> No
     assert "__interrupt__" in guarded.invoke(task_input("start over", msg_id="again"), thread())
     assert guard.store is not None
     assert sorted(r.status for r in guard.store.runs()) == ["abandoned", "running"]
+
+
+def test_an_append_warning_survives_a_node_interrupt(make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=1)  # step 1 multiplies by 5: flagged, runs, and needs a human's approval
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(action="append", min_step=1))
+    guarded = guard_graph(build_graph(model, InMemorySaver(), approve_multiply=True), guard, judge_after=["agent"])
+    paused = guarded.invoke(task_input(), thread())
+    assert [i.value for i in paused["__interrupt__"]] == [{"approve": {"a": 5, "b": 5}}]
+    paused = guarded.invoke(Command(resume="yes"), thread())  # step 3 multiplies again
+    messages = paused["messages"]
+    [at] = notes(messages)
+    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "25"
+    assert isinstance(messages[at + 1], AIMessage) and messages[at + 1].tool_calls[0]["args"] == {"a": 25, "b": 1}
+    out = guarded.invoke(Command(resume="yes"), thread())
+    assert final_answer(out["messages"]) == wrong_answer(1)
+    assert [r[:3] for r in summary(guard)][1] == (1, 0, APPEND)
+
+
+def test_a_run_can_start_from_an_earlier_checkpoint(make_guard: GuardFactory) -> None:
+    model, _ = calc_model(bad_step=2)
+    graph = build_graph(model, InMemorySaver())
+    graph.invoke(task_input(), thread())  # unguarded: ends with the wrong answer
+    assert final_answer(graph.get_state(thread()).values["messages"]) == wrong_answer(2)
+    # time travel to the checkpoint where the agent is about to take step 2 (two tool results in the state)
+    before_step_2 = next(
+        s
+        for s in graph.get_state_history(thread())
+        if s.next == ("agent",) and sum(isinstance(m, ToolMessage) for m in s.values["messages"]) == 2
+    )
+    guard = make_guard(oracle_critic, mode="on", policy=Policy(min_step=0))
+    out = guard_graph(graph, guard, judge_after=["agent"]).invoke(None, before_step_2.config)
+    assert final_answer(out["messages"]) == RIGHT
+    assert [r[:3] for r in summary(guard)] == [(0, 0, ROLLBACK), (0, 1, NONE), (1, 0, NONE), (2, 0, NONE)]
+
+
+def test_an_endless_agent_still_hits_the_recursion_limit(make_guard: GuardFactory) -> None:
+    endless = ScriptedChatModel(policy=lambda messages, rng: tool_call("add", a=1, b=1))
+    guard = make_guard(oracle_critic, mode="observe")
+    guarded = guard_graph(build_graph(endless, InMemorySaver()), guard, judge_after=["agent"])
+    with pytest.raises(GraphRecursionError, match="recursion limit of 7"):
+        guarded.invoke(task_input(), {**thread(), "recursion_limit": 7})
+    assert only_run(guard).status == "failed"
+    assert len(summary(guard)) == 7  # one judged step per call of the graph
