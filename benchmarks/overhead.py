@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from critic_guard_langgraph import CriticGuardMiddleware
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain.agents import create_agent
 from langchain.agents.middleware.types import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -43,6 +41,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from critic_guard.guard import CriticGuard
 from critic_guard.types import StepContext
+from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 TARGET_US = 500.0
 

@@ -1,11 +1,11 @@
 """Quickstart: a critic guards a create_agent agent. Offline: a scripted model stands in for the LLM."""
 
-from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain.agents import create_agent
 from langchain_core.tools import tool
 
 from critic_guard.guard import CriticGuard
+from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 
 @tool

@@ -17,14 +17,14 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from critic_guard_langgraph.messages import is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from critic_guard.guard import CriticGuard
 from critic_guard.types import StepContext, Verdict
+from critic_guard_langgraph.messages import is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 TASK = "Compute ((2 + 3) * 4 + 1) * 2 with the tools."
 PLAN: tuple[tuple[str, int], ...] = (("add", 3), ("multiply", 4), ("add", 1), ("multiply", 2))

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 from calc_agent import RIGHT, TASK, GuardFactory, build_agent, calc_model, final_answer, task_input, thread
-from critic_guard_langgraph import DEFAULT_PROMPT, ChatModelCritic, CriticGuardMiddleware, render_trajectory
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from critic_guard.critics import MalformedVerdictError, as_critic
 from critic_guard.policy import Policy
 from critic_guard.types import StepContext, Verdict
+from critic_guard_langgraph import DEFAULT_PROMPT, ChatModelCritic, CriticGuardMiddleware, render_trajectory
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 CTX = StepContext(
     run_id="r1",

@@ -19,8 +19,6 @@ from calc_agent import (
     thread,
     wrong_answer,
 )
-from critic_guard_langgraph import guard_graph, is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
@@ -33,6 +31,8 @@ from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.store.base import RunRecord
 from critic_guard.types import Action, StepContext, Verdict
+from critic_guard_langgraph import guard_graph, is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
 

@@ -5,15 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from critic_guard_langgraph.messages import (
-    NOTE_ID_PREFIX,
-    from_neutral,
-    insert_note,
-    is_guard_note,
-    make_note,
-    note_index,
-    to_neutral,
-)
 from hypothesis import given
 from hypothesis import strategies as st
 from langchain_core.messages import (
@@ -23,6 +14,16 @@ from langchain_core.messages import (
     RemoveMessage,
     SystemMessage,
     ToolMessage,
+)
+
+from critic_guard_langgraph.messages import (
+    NOTE_ID_PREFIX,
+    from_neutral,
+    insert_note,
+    is_guard_note,
+    make_note,
+    note_index,
+    to_neutral,
 )
 
 TRAJECTORY = [

@@ -6,10 +6,11 @@ import random
 from collections.abc import Sequence
 
 import pytest
-from critic_guard_langgraph.testing import ScriptedChatModel, digest_messages, tool_call
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
+
+from critic_guard_langgraph.testing import ScriptedChatModel, digest_messages, tool_call
 
 
 def coin(messages: Sequence[BaseMessage], rng: random.Random) -> str:
