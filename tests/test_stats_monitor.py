@@ -169,3 +169,13 @@ def test_clear_harm_is_detected_within_a_few_hundred_pairs() -> None:
     # The confidence sequence covers the true net at every one of the 500 looks in at least 95% of runs.
     covered = ((paths.net_low <= -0.1) & (paths.net_high >= -0.1)).all(axis=1)
     assert covered.mean() >= 0.95
+
+
+def test_wealth_saturates_to_infinity_instead_of_overflowing() -> None:
+    state = MonitorState.start()
+    for _ in range(3000):  # every pair a disruption: log-wealth grows past log(float max) ~ 709.8
+        state = state.update(1.0)
+    assert state.harm_log_wealth > 709.8
+    assert state.harm_wealth == math.inf
+    assert state.harm_proven_at is not None and state.harm_proven_at < 20
+    assert state.benefit_wealth == 1.0  # the benefit bettor never stakes on a stream of disruptions

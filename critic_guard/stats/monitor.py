@@ -24,6 +24,7 @@ at once with the same arithmetic, vectorised with numpy, for simulations and ben
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ _ONS_STEP = 2.0 / (2.0 - math.log(3.0))  # Cutkosky & Orabona's ONS constant for
 _MAX_BET = 1.0  # with |X - 1/2| <= 1/2 this keeps every factor 1 + lambda (X - 1/2) >= 1/2 > 0
 _CS_MAX_LAMBDA = 0.5  # truncation c of the PrPl-EB bets (Waudby-Smith & Ramdas suggest 1/2 or 3/4)
 _CS_METHOD = "PrPl-EB confidence sequence"
+_LOG_FLOAT_MAX = math.log(sys.float_info.max)
 
 
 def pair_to_x(control_success: bool, treatment_success: bool) -> float:
@@ -112,6 +114,12 @@ def _net_bounds(s: _Sums, alpha: float) -> tuple[Any, Any]:
     return 1.0 - 2.0 * mean_high, 1.0 - 2.0 * mean_low
 
 
+def _exp(log_wealth: float) -> float:
+    """``exp`` that saturates to infinity instead of raising: after some 1,750 one-sided pairs the wealth exceeds the
+    largest float, and "infinite evidence" is the honest reading, not an error."""
+    return math.exp(log_wealth) if log_wealth < _LOG_FLOAT_MAX else math.inf
+
+
 def _check_alpha(alpha: float) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
@@ -177,11 +185,11 @@ class MonitorState:
     @property
     def harm_wealth(self) -> float:
         """E-value against "no harm": how many times over a fair bettor multiplied its stake."""
-        return math.exp(self.harm_log_wealth)
+        return _exp(self.harm_log_wealth)
 
     @property
     def benefit_wealth(self) -> float:
-        return math.exp(self.benefit_log_wealth)
+        return _exp(self.benefit_log_wealth)
 
     @property
     def harm_proven(self) -> bool:
