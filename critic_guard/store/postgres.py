@@ -36,7 +36,7 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import POSTGRES, Ledger
-from critic_guard.types import Action, Arm
+from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
 
 try:
     import psycopg
@@ -150,13 +150,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 """Schema versions in order, numbered as SQLite's. A later release appends; never edit an applied version."""
 
-_RUN_COLUMNS = (
-    "run_id, guard_key, agent_name, arm, task_id, task, parent_run_id, fork_step, status, started_at, ended_at"
-)
-_STEP_COLUMNS = (
-    "run_id, step, attempt, p_fail, label, rationale, flagged, action, reason, critic_error, latency_s, created_at"
-)
-
 
 def migrate(conn: _Conn) -> int:
     """Bring the schema (in the connection's ``search_path``) to the newest version and return it.
@@ -242,7 +235,7 @@ class PostgresStore(Store):
         task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
         with self._pool.connection() as conn:
             cursor = conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id) DO NOTHING",
                 (
                     run.run_id,
@@ -271,7 +264,7 @@ class PostgresStore(Store):
     def add_step(self, step: StepRecord) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     step.run_id,
                     step.step,
@@ -310,32 +303,16 @@ class PostgresStore(Store):
         return outcome
 
     def get_run(self, run_id: str) -> RunRecord:
-        rows = self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
+        rows = self._fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
         if not rows:
             raise UnknownRunError(f"unknown run id {run_id!r}")
-        return _run_from_row(rows[0])
+        return run_from_row(rows[0], task_is_text=False)
 
     def steps_of(self, run_id: str) -> list[StepRecord]:
         rows = self._fetchall(
-            f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = %s ORDER BY step, attempt, id", (run_id,)
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = %s ORDER BY step, attempt, id", (run_id,)
         )
-        return [
-            StepRecord(
-                run_id=r[0],
-                step=r[1],
-                attempt=r[2],
-                p_fail=r[3],
-                label=r[4],
-                rationale=r[5],
-                flagged=bool(r[6]),
-                action=Action(r[7]),
-                reason=r[8],
-                critic_error=r[9],
-                latency_s=r[10],
-                created_at=r[11],
-            )
-            for r in rows
-        ]
+        return [step_from_row(r) for r in rows]
 
     def get_outcome(self, run_id: str) -> OutcomeRecord | None:
         rows = self._fetchall(
@@ -353,9 +330,9 @@ class PostgresStore(Store):
             raise ValueError(f"limit must be >= 0, got {limit}")
         where, params = ("WHERE guard_key = %s", [guard_key]) if guard_key is not None else ("", [])
         rows = self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started_at, seq LIMIT %s", [*params, limit]
+            f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY started_at, seq LIMIT %s", [*params, limit]
         )
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r, task_is_text=False) for r in rows]
 
     # -- pairs and the lifecycle ---------------------------------------------------------------------------------
 
@@ -428,19 +405,3 @@ def _redact(url: str) -> str:
         return "<unparsable conninfo>"
     shown = {k: v for k, v in info.items() if k != "password"}
     return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
-
-
-def _run_from_row(r: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        run_id=r[0],
-        guard_key=r[1],
-        agent_name=r[2],
-        arm=Arm(r[3]),
-        task_id=r[4],
-        task=r[5],
-        parent_run_id=r[6],
-        fork_step=r[7],
-        status=r[8],
-        started_at=r[9],
-        ended_at=r[10],
-    )

@@ -35,7 +35,7 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import SQLITE, Ledger
-from critic_guard.types import Action, Arm
+from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "migrate"]
 
@@ -135,13 +135,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 """Schema versions in order. A later release appends ``(3, (...))``; never edit an applied version."""
 
-_RUN_COLUMNS = (
-    "run_id, guard_key, agent_name, arm, task_id, task, parent_run_id, fork_step, status, started_at, ended_at"
-)
-_STEP_COLUMNS = (
-    "run_id, step, attempt, p_fail, label, rationale, flagged, action, reason, critic_error, latency_s, created_at"
-)
-
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version and return it. Idempotent, and safe when processes race.
@@ -196,7 +189,7 @@ class SQLiteStore(Store):
     def add_run(self, run: RunRecord) -> bool:
         task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
         cursor = self._execute(
-            f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.run_id,
                 run.guard_key,
@@ -220,7 +213,7 @@ class SQLiteStore(Store):
 
     def add_step(self, step: StepRecord) -> None:
         self._execute(
-            f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 step.run_id,
                 step.step,
@@ -262,32 +255,16 @@ class SQLiteStore(Store):
         return outcome
 
     def get_run(self, run_id: str) -> RunRecord:
-        rows = self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        rows = self._fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise UnknownRunError(f"unknown run id {run_id!r}")
-        return _run_from_row(rows[0])
+        return run_from_row(rows[0], task_is_text=True)
 
     def steps_of(self, run_id: str) -> list[StepRecord]:
         rows = self._fetchall(
-            f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY step, attempt, id", (run_id,)
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY step, attempt, id", (run_id,)
         )
-        return [
-            StepRecord(
-                run_id=r[0],
-                step=r[1],
-                attempt=r[2],
-                p_fail=r[3],
-                label=r[4],
-                rationale=r[5],
-                flagged=bool(r[6]),
-                action=Action(r[7]),
-                reason=r[8],
-                critic_error=r[9],
-                latency_s=r[10],
-                created_at=r[11],
-            )
-            for r in rows
-        ]
+        return [step_from_row(r) for r in rows]
 
     def get_outcome(self, run_id: str) -> OutcomeRecord | None:
         rows = self._fetchall(
@@ -305,10 +282,10 @@ class SQLiteStore(Store):
             raise ValueError(f"limit must be >= 0, got {limit}")
         where, params = ("WHERE guard_key = ?", [guard_key]) if guard_key is not None else ("", [])
         rows = self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started_at, rowid LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY started_at, rowid LIMIT ?",
             [*params, -1 if limit is None else limit],
         )
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r, task_is_text=True) for r in rows]
 
     def forget_old_runs(self, keep: int) -> int:
         """Delete all but the newest ``keep`` runs (with their steps and outcomes) and the finished pairs of the
@@ -404,19 +381,3 @@ class SQLiteStore(Store):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
-
-
-def _run_from_row(r: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        run_id=r[0],
-        guard_key=r[1],
-        agent_name=r[2],
-        arm=Arm(r[3]),
-        task_id=r[4],
-        task=None if r[5] is None else json.loads(r[5]),
-        parent_run_id=r[6],
-        fork_step=r[7],
-        status=r[8],
-        started_at=r[9],
-        ended_at=r[10],
-    )
