@@ -4,21 +4,37 @@
 * :func:`guard_graph`: the same for any compiled graph with a checkpointer.
 * :class:`ChatModelCritic`: an LLM judge over any chat model with structured output.
 * :func:`to_neutral` / :func:`from_neutral`: LangChain messages <-> critic-guard's neutral messages.
+* Pilots (counterfactual shadow branches): :class:`ShadowRunner`, :class:`ShadowToolGate` / :class:`ToolSafety`,
+  :func:`clone_checkpoint`; ``CriticGuardMiddleware(guard, judge=...).attach(agent)`` forks at the first flag.
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
 """
 
 from critic_guard_langgraph.critic import DEFAULT_PROMPT, ChatModelCritic, CriticOutput, render_trajectory
+from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, clone_checkpoint
 from critic_guard_langgraph.graph import GuardedGraph, guard_graph
 from critic_guard_langgraph.messages import from_neutral, insert_note, is_guard_note, to_neutral
 from critic_guard_langgraph.middleware import CriticGuardMiddleware, CriticGuardState
+from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
+from critic_guard_langgraph.shadow import FORKED, READ_ONLY, ShadowBranch, ShadowIncomplete, ShadowToolGate, ToolSafety
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "FORKED",
+    "READ_ONLY",
     "ChatModelCritic",
     "CriticGuardMiddleware",
     "CriticGuardState",
     "CriticOutput",
+    "ForkError",
+    "ForkPoint",
     "GuardedGraph",
+    "ShadowBranch",
+    "ShadowIncomplete",
+    "ShadowRunner",
+    "ShadowToolGate",
+    "ToolSafety",
+    "aclone_checkpoint",
+    "clone_checkpoint",
     "from_neutral",
     "guard_graph",
     "insert_note",

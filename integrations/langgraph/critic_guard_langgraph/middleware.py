@@ -40,6 +40,8 @@ Bounds. ``max_interventions`` bounds rollback loops; besides, the middleware doe
 
 from __future__ import annotations
 
+import inspect
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Final, NotRequired, cast
 
 from langchain.agents.middleware.types import (
@@ -53,10 +55,13 @@ from langchain.agents.middleware.types import (
     hook_config,
 )
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
+from langgraph.config import get_config
 from langgraph.managed.is_last_step import RemainingStepsManager
 from typing_extensions import TypedDict, override
 
-from critic_guard.types import Action, Arm, StepContext
+from critic_guard.guard import StepReview
+from critic_guard.policy import Decision
+from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
 from critic_guard_langgraph._runs import (
     action_of,
     areview_or_none,
@@ -67,14 +72,17 @@ from critic_guard_langgraph._runs import (
     safely,
     task_metadata,
 )
+from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import make_note, note_index, to_neutral
+from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
+from critic_guard_langgraph.shadow import ShadowBranch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from langgraph.runtime import Runtime
 
-    from critic_guard.guard import CriticGuard, StepReview
+    from critic_guard.guard import CriticGuard
 
 __all__ = ["HEADROOM", "CriticGuardMiddleware", "CriticGuardState", "GuardRun"]
 
@@ -96,6 +104,7 @@ class GuardRun(TypedDict):
     interventions: int
     last_intervention_step: int | None
     warning: str | None  # an APPEND warning for the model call after the tool results
+    flag_step: NotRequired[int | None]  # pilots: the step of the run's first flag (where it forked, if it did)
 
 
 class CriticGuardState(AgentState[ResponseT]):
@@ -127,16 +136,46 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     state_schema = CriticGuardState  # type: ignore[assignment]
 
-    def __new__(cls, guard: CriticGuard, *, arm: Arm | None = None) -> CriticGuardMiddleware[ResponseT, ContextT]:
+    def __new__(
+        cls,
+        guard: CriticGuard,
+        *,
+        arm: Arm | None = None,
+        judge: Judge | None = None,
+        fork_context: Callable[[Any], Any] | None = None,
+    ) -> CriticGuardMiddleware[ResponseT, ContextT]:
         # Only APPEND needs a model-call hook (see the module docstring), so only its variant defines one.
         if cls is CriticGuardMiddleware and guard.policy.action is Action.APPEND:
             cls = _AppendingCriticGuardMiddleware
         return super().__new__(cls)
 
-    def __init__(self, guard: CriticGuard, *, arm: Arm | None = None) -> None:
+    def __init__(
+        self,
+        guard: CriticGuard,
+        *,
+        arm: Arm | None = None,
+        judge: Judge | None = None,
+        fork_context: Callable[[Any], Any] | None = None,
+    ) -> None:
         super().__init__()
         self.guard = guard
         self.arm = arm
+        self.judge = judge
+        self.fork_context = fork_context
+        self.runner: ShadowRunner | None = None
+
+    def attach(self, agent: Any) -> Any:
+        """Give the middleware its compiled agent (needed by pilots: shadow branches resume that graph); returns it.
+
+        ``agent = guard_middleware.attach(create_agent(..., middleware=[guard_middleware], checkpointer=saver))``
+        """
+        self.runner = ShadowRunner(agent, self.guard, judge=self.judge, fork_context=self.fork_context)
+        return agent
+
+    @property
+    def _piloting(self) -> bool:
+        """Whether runs may fork (modes pilot and auto, fork design): the only case with branch bookkeeping."""
+        return self.guard.config.mode in (Mode.PILOT, Mode.AUTO) and self.guard.config.design == "fork"
 
     @property
     def name(self) -> str:
@@ -150,6 +189,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         """Start a run in the guard's store with fresh counters (the record of an earlier run may linger)."""
         if is_off(self.guard):
             return {RECORD: None} if state.get(RECORD) is not None else None
+        if self._piloting and self.runner is None:
+            raise ForkError(
+                f"mode {self.guard.config.mode.value!r} forks shadow branches of the agent: call "
+                "middleware.attach(agent) with the compiled agent before running it"
+            )
         arm = run_arm(self.guard, self.arm)
         task = task_metadata(state["messages"], runtime.context)
         run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, default=None)
@@ -161,6 +205,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             interventions=0,
             last_intervention_step=None,
             warning=None,
+            flag_step=None,
         )
         return {RECORD: record}
 
@@ -177,13 +222,44 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if record is None or record["run_id"] is None:
             return None
         safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
+        if self._production_pilot(record) and self.judge is not None:
+            verdict = self.judge(record["task"], state)
+            if inspect.isawaitable(verdict):
+                raise TypeError("an async judge needs the async API (ainvoke / astream)")
+            safely("record_outcome", self.guard.record_outcome, record["run_id"], verdict, default=None)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     async def aafter_agent(
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
-        """Async :meth:`after_agent`."""
-        return self.after_agent(state, runtime)
+        """Async :meth:`after_agent` (an async judge is awaited)."""
+        record = state.get(RECORD)
+        if record is None or record["run_id"] is None:
+            return None
+        safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
+        if self._production_pilot(record) and self.judge is not None:
+            verdict = self.judge(record["task"], state)
+            ok = await verdict if inspect.isawaitable(verdict) else verdict
+            safely("record_outcome", self.guard.record_outcome, record["run_id"], ok, default=None)
+        return {RECORD: {**record, "run_id": None, "warning": None}}
+
+    def _production_pilot(self, record: GuardRun) -> bool:
+        """At the end of a production run of a pilot: open the concordant pair of a run never flagged."""
+        if not self._piloting or _branch() is not None:
+            return False
+        run_id = record["run_id"]
+        assert run_id is not None
+        if record.get("flag_step") is None and self.guard.should_fork(run_id):
+            safely(
+                "open_pair",
+                self.guard.open_pair,
+                run_id,
+                control_run_id=run_id,
+                treatment_run_id=run_id,
+                flagged=False,
+                default=None,
+            )
+        return True
 
     # -- judging ------------------------------------------------------------------------------------------------
 
@@ -194,8 +270,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         ctx = self._context(state)
         if ctx is None:
             return self._advance(state)
+        branch = _branch() if self._piloting else None
+        if branch is not None and ctx.run_id != branch.run_id:
+            return self._apply_fork(state, branch)
         review = review_or_none(self.guard, ctx, *self._budget(state))
-        return self._apply(state, review)
+        forked = self._first_flag(state, review, runtime, branch, asynchronous=False)
+        return _flagged_at(self._apply(state, review), forked)
 
     @hook_config(can_jump_to=["model"])
     async def aafter_model(
@@ -205,8 +285,89 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         ctx = self._context(state)
         if ctx is None:
             return self._advance(state)
+        branch = _branch() if self._piloting else None
+        if branch is not None and ctx.run_id != branch.run_id:
+            return self._apply_fork(state, branch)
         review = await areview_or_none(self.guard, ctx, *self._budget(state))
-        return self._apply(state, review)
+        forked = self._first_flag(state, review, runtime, branch, asynchronous=True)
+        return _flagged_at(self._apply(state, review), forked)
+
+    # -- pilots ---------------------------------------------------------------------------------------------------
+
+    def _first_flag(
+        self,
+        state: CriticGuardState[ResponseT],
+        review: StepReview | None,
+        runtime: Runtime[ContextT],
+        branch: ShadowBranch | None,
+        *,
+        asynchronous: bool,
+    ) -> int | None:
+        """At a production run's first flag in a pilot: fork the other arm into a shadow branch.
+
+        Returns the flag step when this is the run's first flag (whether or not it forked), else None.
+        """
+        record = state.get(RECORD)
+        if not self._piloting or branch is not None or review is None or not review.decision.flagged:
+            return None
+        if record is None or record.get("flag_step") is not None:
+            return None
+        prod, step = review.run_id, review.step
+        if not self.guard.should_fork(prod):
+            return step
+        config = get_config()
+        check_durability(config)
+        info = runtime.execution_info
+        if info is None or info.thread_id is None or self.runner is None:
+            raise ForkError("a pilot forks from checkpoints: compile the agent with a checkpointer and attach it")
+        served = Arm(record["arm"])
+        other = Arm.TREATMENT if served is Arm.CONTROL else Arm.CONTROL
+        decision = Decision(True, Action.NONE, None, "control_arm")
+        if other is Arm.TREATMENT and review.verdict is not None:  # what the treatment arm does at this step
+            interventions, last = self._budget(state)
+            decision = self.guard.policy.decide(
+                review.verdict, step=step, interventions=interventions, last_intervention_step=last
+            )
+        branch_id = uuid.uuid4().hex
+        self.guard.start_run(run_id=branch_id, task=record["task"], arm=other, parent_run_id=prod, fork_step=step)
+        control, treatment = (prod, branch_id) if served is Arm.CONTROL else (branch_id, prod)
+        self.guard.open_pair(
+            prod,
+            control_run_id=control,
+            treatment_run_id=treatment,
+            flagged=True,
+            fork_step=step,
+            fork_checkpoint_id=info.checkpoint_id,
+        )
+        verdict = review.verdict
+        shadow = ShadowBranch(
+            pair_id=prod,
+            run_id=branch_id,
+            arm=other,
+            fork_step=step,
+            action=decision.action,
+            feedback=decision.feedback,
+            p_fail=None if verdict is None else verdict.p_fail,
+            rationale=None if verdict is None else verdict.rationale,
+            label=None if verdict is None else verdict.label,
+        )
+        fork = ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit"))
+        if asynchronous:
+            self.runner.asubmit(shadow, fork, task=record["task"], context=runtime.context)
+        else:
+            self.runner.submit(shadow, fork, task=record["task"], context=runtime.context)
+        return step
+
+    def _apply_fork(self, state: CriticGuardState[ResponseT], branch: ShadowBranch) -> dict[str, Any]:
+        """The fork step in a shadow branch: become the branch's run and apply the decision taken at the fork."""
+        record = state.get(RECORD)
+        assert record is not None
+        record = GuardRun(**{**record, "run_id": branch.run_id, "arm": branch.arm.value, "flag_step": branch.fork_step})
+        verdict = None if branch.p_fail is None else Verdict(branch.p_fail, branch.rationale, branch.label)
+        decision = Decision(True, branch.action, branch.feedback, "fork")
+        review = StepReview(branch.run_id, record["step"], verdict, decision, None, 0.0)
+        branch_state = cast("CriticGuardState[ResponseT]", {**state, RECORD: record})
+        return self._apply(branch_state, review)
 
     def _tracked(self, state: CriticGuardState[ResponseT]) -> GuardRun | None:
         record = state.get(RECORD)
@@ -306,6 +467,18 @@ class _AppendingCriticGuardMiddleware(CriticGuardMiddleware[ResponseT, ContextT]
             return None
         note = make_note(record["warning"], _note_key(cast("GuardRun", record)))
         return next(iter(_placeable(note, request.messages)), None)
+
+
+def _branch() -> ShadowBranch | None:
+    """The shadow branch this run is, from its config (None for a production run)."""
+    return ShadowBranch.from_config(get_config())
+
+
+def _flagged_at(update: dict[str, Any], step: int | None) -> dict[str, Any]:
+    """Remember a production run's first flag (so it neither forks twice nor counts as never flagged)."""
+    if step is not None:
+        update[RECORD] = {**update[RECORD], "flag_step": step}
+    return update
 
 
 def _note_key(record: GuardRun) -> str:

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from calc_agent import RIGHT, build_agent, calc_model, comparable, final_answer, task_input, thread
-from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, check_durability, clone_checkpoint
 from langchain.agents.middleware.types import AgentMiddleware, AgentState
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
+
+from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, check_durability, clone_checkpoint
 
 
 class ForkPoints(AgentMiddleware[AgentState[Any], Any, Any]):

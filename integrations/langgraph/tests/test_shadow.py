@@ -9,16 +9,6 @@ from typing import Any
 
 import pytest
 from calc_agent import GuardFactory, task_input, thread
-from critic_guard_langgraph.runner import ForkPoint, ShadowRunner, shadow_thread_id
-from critic_guard_langgraph.shadow import (
-    FORKED,
-    READ_ONLY,
-    ShadowBranch,
-    ShadowIncomplete,
-    ShadowToolGate,
-    ToolSafety,
-)
-from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import tool
@@ -29,6 +19,16 @@ from typing_extensions import TypedDict
 from critic_guard.guard import CriticGuard
 from critic_guard.store.base import PairStatus
 from critic_guard.types import Action, Arm, Verdict
+from critic_guard_langgraph.runner import ForkPoint, ShadowRunner, shadow_thread_id
+from critic_guard_langgraph.shadow import (
+    FORKED,
+    READ_ONLY,
+    ShadowBranch,
+    ShadowIncomplete,
+    ShadowToolGate,
+    ToolSafety,
+)
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 
 class Env(TypedDict):

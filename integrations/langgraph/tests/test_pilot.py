@@ -1,0 +1,148 @@
+"""Pilot mode of CriticGuardMiddleware end to end: real create_agent graph, scripted model, shadow branches.
+
+The calculator task with ``bad_step=2``: unguarded (control) it answers 44; with a rollback and feedback at step 2
+(treatment) the retry sees the note and answers 42. The oracle critic flags exactly the wrong step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from calc_agent import RIGHT, GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
+from langchain_core.messages import AIMessage, ToolMessage
+
+from critic_guard.guard import CriticGuard
+from critic_guard.policy import Policy
+from critic_guard.store.base import PairStatus
+from critic_guard.types import Arm
+from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.fork import ForkError
+from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
+
+
+def judge(task: Any, state: Any) -> bool:
+    return bool(state["messages"][-1].text == RIGHT)
+
+
+async def ajudge(task: Any, state: Any) -> bool:
+    return judge(task, state)
+
+
+def pilot_guard(make_guard: GuardFactory, **config: Any) -> CriticGuard:
+    return make_guard(oracle_critic, mode="pilot", policy=Policy(min_step=0), **config)
+
+
+def branch_thread(guard: CriticGuard, pair_id: str) -> str:
+    [pair] = [p for p in guard.pairs() if p.pair_id == pair_id]
+    branch = pair.treatment_run_id if pair.control_run_id == pair_id else pair.control_run_id
+    return f"prod~shadow~{branch}"
+
+
+def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, calls = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+
+    out = agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+
+    assert out["messages"][-1].text == "44"  # production serves control: no intervention
+    [pair] = guard.pairs()
+    assert (pair.status, pair.flagged, pair.fork_step) == (PairStatus.COMPLETE, True, 2)
+    assert (pair.control_success, pair.treatment_success) == (False, True)
+    assert guard.lifecycle().monitor.t == 1
+    # the branch forked at the flagged step: same prefix as production at the fork checkpoint, then the rollback
+    fork = agent.get_state({"configurable": {"thread_id": "prod", "checkpoint_id": pair.fork_checkpoint_id}})
+    prefix = fork.values["messages"]
+    assert isinstance(prefix[-1], AIMessage) and prefix[-1].tool_calls[0]["args"] == {"a": 20, "b": 2}
+    branch = agent.get_state(thread(branch_thread(guard, pair.pair_id))).values["messages"]
+    assert comparable(branch[: len(prefix) - 1]) == comparable(prefix[:-1])
+    assert branch[-1].text == RIGHT
+    assert agent.get_state(thread("prod")).values["messages"][-1].text == "44"  # production head untouched
+    # model calls: production 5; the branch only its suffix: the retry of step 2, then steps 3 and 4
+    assert len(calls) == 5 + 3
+
+
+def test_unflagged_task_costs_one_run_and_counts_as_concordant(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, calls = calc_model()
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    out = agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert out["messages"][-1].text == RIGHT
+    assert len(calls) == 5
+    [pair] = guard.pairs()
+    assert pair.control_run_id == pair.treatment_run_id == pair.pair_id
+    assert (pair.status, pair.flagged, pair.control_success, pair.treatment_success) == (
+        PairStatus.COMPLETE,
+        False,
+        True,
+        True,
+    )
+    assert guard.lifecycle().monitor.t == 1
+
+
+def test_serving_treatment_intervenes_in_production_and_shadows_control(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard, serve=Arm.TREATMENT)
+    model, calls = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    out = agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert out["messages"][-1].text == RIGHT
+    [pair] = guard.pairs()
+    assert pair.treatment_run_id == pair.pair_id
+    assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, False, True)
+    branch = agent.get_state(thread(branch_thread(guard, pair.pair_id))).values["messages"]
+    assert branch[-1].text == "44"  # the control branch never intervened
+    assert len(calls) == 6 + 2  # production: 5 + the retry; control branch: steps 3 and 4
+
+
+def test_undeclared_tool_never_runs_in_shadow(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, _ = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware, ShadowToolGate({"add": READ_ONLY})], saver))
+    agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+    [pair] = guard.pairs()
+    assert (pair.status, pair.reason) == (PairStatus.INCOMPLETE, "tool 'multiply': undeclared side effects")
+    branch = agent.get_state(thread(branch_thread(guard, pair.pair_id))).values["messages"]
+    assert branch[-1].tool_calls[0]["name"] == "multiply"  # proposed, never run
+    assert not any(isinstance(m, ToolMessage) and m.name == "multiply" for m in branch[len(branch) - 2 :])
+    assert guard.lifecycle().monitor.t == 0 and guard.lifecycle().incomplete == 1
+
+
+def test_pilot_without_attach_fails_clearly(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, _ = calc_model()
+    agent = build_agent(model, [CriticGuardMiddleware(guard)], saver)
+    with pytest.raises(ForkError, match=r"call middleware\.attach\(agent\)"):
+        agent.invoke(task_input(), thread("prod"))
+
+
+def test_exit_durability_is_refused_at_the_fork(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, _ = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    with pytest.raises(ForkError, match='durability="exit"'):
+        agent.invoke(task_input(), thread("prod"), durability="exit")
+
+
+async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, calls = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=ajudge)
+    agent = middleware.attach(build_agent(model, [middleware], asaver))
+    out = await agent.ainvoke(task_input(), thread("prod"))
+    assert middleware.runner is not None
+    await middleware.runner.drain()
+    assert out["messages"][-1].text == "44"
+    [pair] = guard.pairs()
+    assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, False, True)
+    assert guard.lifecycle().monitor.t == 1
+    assert len(calls) == 5 + 3
