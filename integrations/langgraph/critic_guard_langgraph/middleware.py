@@ -65,6 +65,7 @@ from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
 from critic_guard_langgraph._runs import (
     action_of,
     areview_or_none,
+    asafely,
     is_off,
     logger,
     review_or_none,
@@ -223,10 +224,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             return None
         safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
         if self._production_pilot(record) and self.judge is not None:
-            verdict = self.judge(record["task"], state)
+            verdict = safely("judge", self.judge, record["task"], state, default=None)
             if inspect.isawaitable(verdict):
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
-            safely("record_outcome", self.guard.record_outcome, record["run_id"], verdict, default=None)
+            if verdict is not None:
+                safely("record_outcome", self.guard.record_outcome, record["run_id"], verdict, default=None)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     async def aafter_agent(
@@ -238,9 +240,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             return None
         safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
         if self._production_pilot(record) and self.judge is not None:
-            verdict = self.judge(record["task"], state)
-            ok = await verdict if inspect.isawaitable(verdict) else verdict
-            safely("record_outcome", self.guard.record_outcome, record["run_id"], ok, default=None)
+            verdict = safely("judge", self.judge, record["task"], state, default=None)
+            ok = await asafely("judge", _awaited, verdict, default=None) if inspect.isawaitable(verdict) else verdict
+            if ok is not None:
+                safely("record_outcome", self.guard.record_outcome, record["run_id"], ok, default=None)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     def _production_pilot(self, record: GuardRun) -> bool:
@@ -467,6 +470,10 @@ class _AppendingCriticGuardMiddleware(CriticGuardMiddleware[ResponseT, ContextT]
             return None
         note = make_note(record["warning"], _note_key(cast("GuardRun", record)))
         return next(iter(_placeable(note, request.messages)), None)
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
 
 
 def _branch() -> ShadowBranch | None:

@@ -146,3 +146,19 @@ async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
     assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, False, True)
     assert guard.lifecycle().monitor.t == 1
     assert len(calls) == 5 + 3
+
+
+def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard)
+    model, _ = calc_model()
+
+    def broken(task: Any, state: Any) -> bool:
+        raise RuntimeError("judge down")
+
+    middleware = CriticGuardMiddleware(guard, judge=broken)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    out = agent.invoke(task_input(), thread("prod"))
+    assert out["messages"][-1].text == RIGHT
+    [pair] = guard.pairs()
+    assert (pair.status, pair.flagged, pair.control_success) == (PairStatus.OPEN, False, None)  # outcome missing
+    assert [u.pair.status for u in guard.record_outcome(pair.pair_id, True)] == [PairStatus.COMPLETE]
