@@ -23,8 +23,6 @@ from calc_agent import (
     thread,
     wrong_answer,
 )
-from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel
 from langchain.agents import create_agent
 from langchain.agents.middleware.types import AgentMiddleware
 from langchain_core.messages import AIMessage, ToolMessage
@@ -35,6 +33,8 @@ from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.store.base import StepRecord
 from critic_guard.types import Action, Arm, StepContext, Verdict
+from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel
 
 NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
 
