@@ -11,10 +11,16 @@ to deploy the intervention, over ``--reps`` seeded replications:
    deploy" is its claim that ``p <= p_star``. Shown for the fork design too, to separate rule from design.
 2. **fixed pilot**: the same 50 tasks, fork and full design, verdict of ``critic_guard.stats.analyze`` (Tango score
    interval at 95%): helps / harms / inconclusive.
-3. **sequential**: ``run_monitor`` (the harm and benefit e-processes of ``MonitorState``, alpha each) on the pairs in
-   task order, stopping at the first proof (harm wins a tie, as in the lifecycle) or inconclusive at ``--cap`` tasks.
-4. **oracle SPRT**: ``OracleSPRT`` with the fork design's true p, r, d, at beta 0.2 and at the beta the sequential
-   fork design achieved (matched error rates, for ``E[N]/E[N_oracle]``). Undefined for the null scenario.
+3. **sequential**: ``run_monitor`` (the harm and benefit e-processes of ``MonitorState``, alpha each, as the
+   lifecycle runs them) on the pairs in task order, stopping at the first proof (harm wins a tie, as in the
+   lifecycle) or inconclusive at ``--cap`` tasks; for forks also at alpha/2 per side ("seq. a/2"), which bounds the
+   total chance of a wrong proof by alpha.
+4. **oracle SPRT**: ``OracleSPRT`` with the fork design's true p, r, d, at beta 0.2 and at the alpha and beta each
+   sequential fork variant achieved (matched error rates, for ``E[N]/E[N_oracle]``). Undefined for the null scenario.
+
+The fixed pilots' wrong/right rates are also computed exactly (every table of ``n01``, ``n10`` enumerated), so the
+check "wrong <= alpha" has no simulation noise for them. Connor's formula gives the tasks each design needs for the
+same fixed-pilot decision at 80% power: the "planned" calls ratio, also swept over the rerun correlation.
 
 A decision is **wrong** when it claims the wrong sign: "helps" (deploy) when ``net <= 0``, "harms" when
 ``net >= 0``, the paper's "does not help" when ``net > 0``. In the null scenario every "helps" and every "harms" is
@@ -39,7 +45,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special, stats
 
 from benchmarks.decision_model import (
     DESIGNS,
@@ -196,6 +202,11 @@ def _upper_bound(k: int, n: int, level: float = 0.95) -> float:
     return 1.0 if k == n else float(stats.beta.ppf(level, k + 1, n - k))
 
 
+def _lower_bound(k: int, n: int, level: float = 0.95) -> float:
+    """One-sided Clopper-Pearson lower bound on a rate from k events in n trials."""
+    return 0.0 if k == 0 else float(stats.beta.ppf(1.0 - level, k, n - k + 1))
+
+
 @dataclass(frozen=True)
 class MethodResult:
     """Per-replication outcomes of one method in one scenario."""
@@ -218,6 +229,7 @@ class MethodResult:
             "replications": n,
             "wrong_rate": n_wrong / n,
             "wrong_rate_upper95": _upper_bound(n_wrong, n),
+            "wrong_rate_lower95": _lower_bound(n_wrong, n),
             "correct_rate": float(correct(self.verdicts, truth).mean()),
             "inconclusive_rate": float((self.verdicts == INCONCLUSIVE).mean()),
             "deploy_rate": float((self.verdicts == HELPS).mean()),
@@ -232,6 +244,13 @@ class MethodResult:
         }
 
 
+def _find(summaries: list[dict[str, Any]], name: str, design: str) -> dict[str, Any]:
+    for m in summaries:
+        if m["method"] == name and m["design"] == design:
+            return m
+    raise KeyError((name, design))
+
+
 @dataclass(frozen=True)
 class ScenarioResult:
     scenario: Scenario
@@ -243,10 +262,8 @@ class ScenarioResult:
     pilots: list[dict[str, Any]]
 
     def method(self, name: str, design: str) -> dict[str, Any]:
-        for m in self.methods:
-            if m["method"] == name and m["design"] == design:
-                return m
-        raise KeyError((name, design))
+        """The summary of one method and design (the first, if the method has several rows, e.g. the oracle)."""
+        return _find(self.methods, name, design)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -306,9 +323,6 @@ class _DesignRun:
     critic_at: dict[int, list[IntArray]] = field(default_factory=dict)
     seq: dict[float, list[tuple[IntArray, IntArray, IntArray, IntArray]]] = field(default_factory=dict)  # by alpha
 
-    def add(self, key: int, store: dict[int, list[IntArray]], value: IntArray) -> None:
-        store.setdefault(key, []).append(value)
-
 
 def _simulate_design(
     config: BenchmarkConfig, scenario_index: int, design: Design, cost: CostFunction
@@ -332,9 +346,9 @@ def _simulate_design(
         agent, critic = np.cumsum(calls.agent, axis=1), np.cumsum(calls.critic, axis=1)
         for n in sizes:
             table = np.stack([(cells[:, :n] == k).sum(axis=1) for k in range(4)], axis=1).astype(np.int64)
-            out.add(n, out.counts, table)
-            out.add(n, out.agent_at, agent[:, n - 1])
-            out.add(n, out.critic_at, critic[:, n - 1])
+            out.counts.setdefault(n, []).append(table)
+            out.agent_at.setdefault(n, []).append(agent[:, n - 1])
+            out.critic_at.setdefault(n, []).append(critic[:, n - 1])
         x = (tasks.control[:, : config.task_cap].astype(float) - tasks.treatment[:, : config.task_cap] + 1.0) / 2.0
         for alpha in _sequential_alphas(config, design):
             verdicts, used = sequential_decisions(x, alpha)
@@ -349,16 +363,54 @@ def _sequential_alphas(config: BenchmarkConfig, design: Design) -> tuple[float, 
     return (config.alpha, config.alpha / 2) if design == "fork" else (config.alpha,)
 
 
+def _matched_beta(sequential: dict[str, Any]) -> float:
+    """The oracle's beta matched to a sequential method: its rate of not reaching the right decision.
+
+    Clipped to [0.001, 0.49] (``OracleSPRT`` needs beta in (0, 0.5); 0.001 stands for "never missed").
+    """
+    return float(np.clip(1.0 - sequential["correct_rate"], 0.001, 0.49))
+
+
+def exact_pilot_rates(cells: NDArray[np.float64], n: int, level: float, truth: int) -> dict[str, float]:
+    """Exact wrong, right and inconclusive probabilities of the fixed pilot of ``n`` tasks, without simulation.
+
+    The verdict depends on (n01, n10) only, which are trinomial(n; p01, p10); the sum runs over all of them.
+    """
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    inside = b + c <= n
+    b, c = b[inside], c[inside]
+    p01, p10 = float(cells[1]), float(cells[2])
+    log_prob = (
+        special.gammaln(n + 1)
+        - special.gammaln(b + 1)
+        - special.gammaln(c + 1)
+        - special.gammaln(n - b - c + 1)
+        + special.xlogy(b, p01)
+        + special.xlogy(c, p10)
+        + special.xlogy(n - b - c, 1.0 - p01 - p10)
+    )
+    weight = np.exp(log_prob)
+    verdicts = np.asarray([_pilot_verdict(int(i), int(j), n, level, False) for i, j in zip(b, c, strict=True)])
+    return {
+        "exact_wrong_rate": float(weight[wrong(verdicts, truth)].sum()),
+        "exact_correct_rate": float(weight[correct(verdicts, truth)].sum()),
+        "exact_inconclusive_rate": float(weight[verdicts == INCONCLUSIVE].sum()),
+    }
+
+
 def _cat(parts: list[IntArray]) -> IntArray:
     return np.concatenate(parts).astype(np.int64)
 
 
 def _oracle(
-    config: BenchmarkConfig, scenario: Scenario, beta: float, seed: int, label: str
+    config: BenchmarkConfig, scenario: Scenario, alpha: float, beta: float, seed: int
 ) -> tuple[MethodResult, float]:
-    """Oracle SPRT on the fork design's true rates; returns the method result and Wald's E[tasks]."""
+    """Oracle SPRT on the fork design's true rates; returns the method result and Wald's E[tasks].
+
+    It knows the direction of the effect, so it can never claim the wrong sign: its errors are "no decision".
+    """
     fork = rates_of_cells(cell_probabilities(scenario, "fork", config.icc))
-    oracle = OracleSPRT.from_rates(fork["p"], fork["r"], fork["d"], alpha=config.alpha, beta=beta)
+    oracle = OracleSPRT.from_rates(fork["p"], fork["r"], fork["d"], alpha=alpha, beta=beta)
     sim = oracle.simulate(runs=config.replications, seed=seed)
     verdicts = np.where(sim.accepted_h1, scenario.truth, INCONCLUSIVE).astype(np.int64)
     per_task_agent = ModelledCosts.expected_agent_calls(scenario, "fork", config.shape)
@@ -371,7 +423,7 @@ def _oracle(
         tasks=sim.tasks,
         agent_calls=(sim.tasks * per_task_agent).astype(np.float64),
         critic_calls=(sim.tasks * per_task_critic).astype(np.float64),
-        note=label,
+        note=f"a={alpha:g}, beta {beta:.3f}",
     )
     return result, oracle.expected_tasks()
 
@@ -493,34 +545,40 @@ def run_scenario(config: BenchmarkConfig, scenario_index: int, cost: CostFunctio
                 rows["inconclusive"].append(float((verdicts == INCONCLUSIVE).mean()))
             curve.setdefault(name, {})[design] = rows
     summaries = [m.summary(truth) for m in methods]
-    seq_fork = next(s for s in summaries if s["method"] == SEQUENTIAL and s["design"] == "fork")
-    seq_full = next(s for s in summaries if s["method"] == SEQUENTIAL and s["design"] == "full")
+    for summary in summaries:
+        if summary["method"] == PILOT:
+            cells = cell_probabilities(scenario, summary["design"], config.icc)
+            summary.update(exact_pilot_rates(cells, config.pilot_tasks, config.level, truth))
+    seq_fork, seq_full = _find(summaries, SEQUENTIAL, "fork"), _find(summaries, SEQUENTIAL, "full")
     ratios: dict[str, Any] = {
         "calls_full_over_fork": {
-            name: next(s for s in summaries if s["method"] == name and s["design"] == "full")["agent_calls_mean"]
-            / next(s for s in summaries if s["method"] == name and s["design"] == "fork")["agent_calls_mean"]
+            name: _find(summaries, name, "full")["agent_calls_mean"]
+            / _find(summaries, name, "fork")["agent_calls_mean"]
             for name in (PAPER, PILOT, SEQUENTIAL)
         }
     }
     if truth == 0:
         ratios["oracle"] = {"reason": "null effect: the oracle SPRT has no alternative to test (q = q0)"}
     else:
-        matched_beta = float(np.clip(1.0 - seq_fork["correct_rate"], 0.001, 0.49))
+        seq_split = _find(summaries, SEQUENTIAL_SPLIT, "fork")
+        variants = (
+            ("beta 0.20", config.alpha, config.oracle_beta),
+            ("matched", config.alpha, _matched_beta(seq_fork)),
+            ("matched a/2", config.alpha / 2, _matched_beta(seq_split)),
+        )
         oracles = {}
-        for label, beta, offset in (("beta 0.20", config.oracle_beta, 0), ("matched", matched_beta, 1)):
-            result, wald = _oracle(
-                config, scenario, beta, seed=config.seed * 100 + 10 * scenario_index + offset, label=f"beta {beta:.3f}"
-            )
+        for offset, (label, alpha, beta) in enumerate(variants):
+            result, wald = _oracle(config, scenario, alpha, beta, seed=config.seed * 100 + 10 * scenario_index + offset)
             summary = result.summary(truth)
             summary["wald_expected_tasks"] = wald
-            summary["beta"] = beta
+            summary["alpha"], summary["beta"] = alpha, beta
             summaries.append(summary)
             oracles[label] = summary
-        seq_split = next(s for s in summaries if s["method"] == SEQUENTIAL_SPLIT)
         ratios["oracle"] = {
-            "matched_beta": matched_beta,
+            "matched_beta": oracles["matched"]["beta"],
+            "matched_beta_split": oracles["matched a/2"]["beta"],
             "seq_fork_over_oracle": seq_fork["tasks_mean"] / oracles["matched"]["tasks_mean"],
-            "seq_split_fork_over_oracle": seq_split["tasks_mean"] / oracles["matched"]["tasks_mean"],
+            "seq_split_fork_over_oracle": seq_split["tasks_mean"] / oracles["matched a/2"]["tasks_mean"],
             "seq_full_over_oracle": seq_full["tasks_mean"] / oracles["matched"]["tasks_mean"],
             "seq_fork_over_oracle_beta_0_2": seq_fork["tasks_mean"] / oracles["beta 0.20"]["tasks_mean"],
         }
@@ -561,17 +619,26 @@ def format_scenario(result: ScenarioResult, config: BenchmarkConfig) -> str:
         f"   discordant rate: fork {fork['discordant']:.3f}, full {full['discordant']:.3f} "
         f"(full design r={full['r']:.3f} d={full['d']:.3f} p_star={full['p_star']:.3f}: rerun noise, icc={config.icc})",
         "",
-        f"   {'method':<13} {'design':<6} {'note':<17} {'wrong%':>6} {'≤95%':>5} {'right%':>6} {'incon%':>6} "
+        f"   {'method':<13} {'design':<6} {'note':<20} {'wrong%':>6} {'≤95%':>5} {'right%':>6} {'incon%':>6} "
         f"{'deploy%':>7} {'reject%':>7} {'tasks':>7} {'median':>6} {'p90':>6} {'calls*':>8} {'critic*':>8}",
     ]
     for m in result.methods:
         lines.append(
-            f"   {m['method']:<13} {m['design']:<6} {m['note']:<17} {_pct(m['wrong_rate']):>6} "
+            f"   {m['method']:<13} {m['design']:<6} {m['note']:<20} {_pct(m['wrong_rate']):>6} "
             f"{_pct(m['wrong_rate_upper95']):>5} {_pct(m['correct_rate']):>6} {_pct(m['inconclusive_rate']):>6} "
             f"{_pct(m['deploy_rate']):>7} {_pct(m['reject_rate']):>7} {m['tasks_mean']:7.1f} {m['tasks_median']:6.0f} "
             f"{m['tasks_p90']:6.0f} {m['agent_calls_mean']:8.0f} {m['critic_calls_mean']:8.0f}"
         )
     lines.append("")
+    exact = [m for m in result.methods if "exact_wrong_rate" in m]
+    lines.append(
+        f"   fixed pilot, exact over all tables of {config.pilot_tasks} tasks: "
+        + "; ".join(
+            f"{m['design']} wrong {100 * m['exact_wrong_rate']:.1f}%, right {100 * m['exact_correct_rate']:.1f}%, "
+            f"incon {100 * m['exact_inconclusive_rate']:.1f}%"
+            for m in exact
+        )
+    )
     calls = result.ratios["calls_full_over_fork"]
     lines.append("   agent calls full/fork*: " + ", ".join(f"{name} {value:.2f}x" for name, value in calls.items()))
     plan = result.planning
@@ -592,7 +659,7 @@ def format_scenario(result: ScenarioResult, config: BenchmarkConfig) -> str:
         lines.append(f"   E[N]/E[N_oracle]: n/a ({oracle['reason']})")
     else:
         lines.append(
-            f"   E[N]/E[N_oracle] at matched beta {oracle['matched_beta']:.3f}: sequential fork "
+            "   E[N]/E[N_oracle] at matched error rates (oracle rows above): sequential fork "
             f"{oracle['seq_fork_over_oracle']:.2f}, a/2 {oracle['seq_split_fork_over_oracle']:.2f}, "
             f"sequential full {oracle['seq_full_over_oracle']:.2f} "
             f"(fork vs oracle at beta 0.2: {oracle['seq_fork_over_oracle_beta_0_2']:.2f})"
@@ -609,6 +676,21 @@ _WRONG_CHECKED = (
 )
 
 
+def _wrong_status(summary: dict[str, Any], alpha: float) -> tuple[float, str]:
+    """The wrong-decision rate checked against alpha: exact for fixed pilots, simulated (with noise) otherwise.
+
+    ``ok``: at most alpha; ``~``: the estimate is above alpha but its 95% lower bound is not (sampling noise cannot
+    be ruled out); ``MISS``: above alpha beyond sampling noise.
+    """
+    if "exact_wrong_rate" in summary:
+        rate = summary["exact_wrong_rate"]
+        return rate, "ok" if rate <= alpha else "MISS"
+    rate = summary["wrong_rate"]
+    if rate <= alpha:
+        return rate, "ok"
+    return rate, "~" if summary["wrong_rate_lower95"] <= alpha else "MISS"
+
+
 def targets(result: BenchmarkResult) -> list[dict[str, Any]]:
     """The issue's targets per scenario: wrong <= alpha (our methods), calls full/fork >= 2, E[N]/E[N_oracle] <= 2.
 
@@ -617,7 +699,7 @@ def targets(result: BenchmarkResult) -> list[dict[str, Any]]:
     alpha = result.config.alpha
     rows = []
     for s in result.scenarios:
-        wrong_rates = {f"{m} {d}": s.method(m, d)["wrong_rate"] for m, d in _WRONG_CHECKED}
+        checked = {f"{m} {d}": _wrong_status(s.method(m, d), alpha) for m, d in _WRONG_CHECKED}
         seq_calls = s.ratios["calls_full_over_fork"][SEQUENTIAL]
         plan_calls = s.planning.get("calls_full_over_fork")
         oracle = s.ratios["oracle"]
@@ -625,8 +707,8 @@ def targets(result: BenchmarkResult) -> list[dict[str, Any]]:
         rows.append(
             {
                 "scenario": s.scenario.name,
-                "wrong_rates": wrong_rates,
-                "wrong_ok": {k: v <= alpha for k, v in wrong_rates.items()},
+                "wrong_rates": {k: v[0] for k, v in checked.items()},
+                "wrong_status": {k: v[1] for k, v in checked.items()},
                 "calls_full_over_fork_sequential": seq_calls,
                 "calls_full_over_fork_planned": plan_calls,
                 "calls_ok": seq_calls >= 2.0 and (plan_calls is None or plan_calls >= 2.0),
@@ -644,19 +726,22 @@ def _mark(ok: bool | None) -> str:
 
 def format_targets(result: BenchmarkResult) -> str:
     alpha = result.config.alpha
-    head = (
-        f"targets: wrong% <= {100 * alpha:g} for pilot fork | pilot full | seq fork | seq a/2 fork | seq full;  "
-        "agent calls full/fork* >= 2 (sequential | planned);  E[N]/E[N_oracle] <= 2 (seq fork | seq a/2)"
-    )
-    lines = [head]
+    lines = [
+        f"targets: wrong% <= {100 * alpha:g} for pilot fork | pilot full (exact) | seq fork | seq a/2 fork | seq full "
+        "(simulated; ~ = above alpha within sampling noise, ! = beyond it)",
+        "         agent calls full/fork* >= 2 (sequential | planned);  E[N]/E[N_oracle] <= 2 (seq fork | seq a/2)",
+    ]
+    flag = {"ok": " ", "~": "~", "MISS": "!"}
     for row in targets(result):
-        wrongs = " ".join(f"{100 * v:4.1f}{' ' if row['wrong_ok'][k] else '!'}" for k, v in row["wrong_rates"].items())
+        status = row["wrong_status"]
+        wrongs = " ".join(f"{100 * v:4.1f}{flag[status[k]]}" for k, v in row["wrong_rates"].items())
+        overall = "MISS" if "MISS" in status.values() else ("~" if "~" in status.values() else "ok")
         plan = row["calls_full_over_fork_planned"]
         plan_text = "  n/a" if plan is None else f"{plan:5.2f}"
         n_ratio, n_split = row["n_over_oracle"], row["n_over_oracle_split"]
         n_text = "  n/a   n/a" if n_ratio is None else f"{n_ratio:5.2f} {n_split:5.2f}"
         lines.append(
-            f"  {row['scenario']:<20} {wrongs}  {_mark(all(row['wrong_ok'].values())):<4}  "
+            f"  {row['scenario']:<20} {wrongs}  {overall:<4}  "
             f"{row['calls_full_over_fork_sequential']:5.2f} {plan_text}  {_mark(row['calls_ok']):<4}  "
             f"{n_text}  {_mark(row['oracle_ok'])}"
         )

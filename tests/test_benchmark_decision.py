@@ -191,7 +191,7 @@ def test_smoke_run_structure(smoke: tuple[decision.BenchmarkResult, dict[str, An
     assert [s["name"] for s in data["scenarios"]] == [s.name for s in SCENARIOS]
     for s in data["scenarios"]:
         methods = {(m["method"], m["design"], m["note"]) for m in s["methods"]}
-        expected = 7 if s["truth"]["sign"] == 0 else 9  # no oracle for a null effect
+        expected = 7 if s["truth"]["sign"] == 0 else 10  # three oracle rows, none for a null effect
         assert len(methods) == expected
         for m in s["methods"]:
             total = m["deploy_rate"] + m["reject_rate"] + m["inconclusive_rate"]
@@ -218,5 +218,29 @@ def test_smoke_run_findings(smoke: tuple[decision.BenchmarkResult, dict[str, Any
     assert clear_help.ratios["calls_full_over_fork"]["sequential"] > 2
     for s in result.scenarios:  # the paper's rule never abstains; the 95% pilot is mostly inconclusive at 50 tasks
         assert s.method("paper rule", "full")["inconclusive_rate"] == 0.0
+    for s in result.scenarios:  # the simulated 50-task pilots agree with the exact enumeration
+        for design in ("fork", "full"):
+            m = s.method("fixed pilot", design)
+            for key in ("wrong_rate", "correct_rate"):
+                exact = m[f"exact_{key}"]
+                assert abs(m[key] - exact) <= 4 * np.sqrt(exact * (1 - exact) / 200) + 0.01, (s.scenario.name, key)
     null = result.scenario("null")
     assert null.method("paper rule", "full")["wrong_rate"] > 0.3  # deploys a useless intervention ~half the time
+
+
+def test_exact_pilot_rates_by_an_independent_sum() -> None:
+    """Null scenario, fork, 20 tasks: discordant m ~ Bin(20, 0.15), recoveries ~ Bin(m, 1/2) given m."""
+    from scipy import stats
+
+    from critic_guard.stats import decide, tango_interval
+
+    rates = decision.exact_pilot_rates(cell_probabilities(NULL, "fork", 0.5), 20, 0.95, 0)
+    expected = 0.0
+    for m in range(21):
+        for b in range(m + 1):
+            verdict = decide(tango_interval(PairedCounts(20 - m, b, m - b, 0), 0.95))
+            if verdict.value != "inconclusive":
+                expected += stats.binom.pmf(m, 20, 0.15) * stats.binom.pmf(b, m, 0.5)
+    assert rates["exact_wrong_rate"] == pytest.approx(expected, rel=1e-9)
+    assert rates["exact_wrong_rate"] + rates["exact_correct_rate"] == pytest.approx(1.0)
+    assert 0.0 < rates["exact_wrong_rate"] < 0.05
