@@ -15,7 +15,9 @@ committed, which is why the pair and its outcomes are read only after the guard 
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Protocol
@@ -37,10 +39,11 @@ from critic_guard.store.base import (
     PairStateError,
     PairStatus,
     PairUpdate,
+    Store,
     UnknownPairError,
 )
 
-__all__ = ["PAIR_IDENTITY", "POSTGRES", "SQLITE", "Cursor", "Dialect", "Ledger"]
+__all__ = ["PAIR_IDENTITY", "POSTGRES", "SQLITE", "Cursor", "Dialect", "Ledger", "LedgerStore"]
 
 PAIR_COLUMNS = (
     "pair_id, guard_key, kind, design, task_id, control_run_id, treatment_run_id, flagged, fork_step, "
@@ -369,3 +372,59 @@ class Ledger:
         self._save_guard(record, new)
         self._add_transition(transition)
         return replace(new, last_transition=transition), transition
+
+
+class LedgerStore(Store):
+    """The pair and lifecycle half of :class:`Store`, written once: each call runs a :class:`Ledger` inside the
+    backend's own read or write transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``), so a backend
+    only supplies :meth:`_reading` and :meth:`_writing`."""
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Ledger]:
+        """A ledger over a read-only view."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Ledger]:
+        """A ledger inside one write transaction, committed on exit and rolled back on error."""
+
+    def open_pair(self, pair: PairRecord) -> PairRecord:
+        with self._writing() as ledger:
+            return ledger.open_pair(pair)
+
+    def get_pair(self, pair_id: str) -> PairRecord:
+        with self._reading() as ledger:
+            return ledger.get_pair(pair_id)
+
+    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
+        with self._reading() as ledger:
+            return ledger.pairs_of_run(run_id)
+
+    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
+        with self._reading() as ledger:
+            return ledger.pairs(guard_key, status)
+
+    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
+        with self._writing() as ledger:
+            return ledger.complete_pair(pair_id, apply, initial, at=at)
+
+    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
+        with self._writing() as ledger:
+            return ledger.mark_incomplete(pair_id, reason, initial, at=at)
+
+    def get_guard(self, guard_key: str) -> GuardRecord | None:
+        with self._reading() as ledger:
+            return ledger.get_guard(guard_key)
+
+    def set_guard_state(
+        self, guard_key: str, change: ChangeState, initial: GuardRecord
+    ) -> tuple[GuardRecord, Transition]:
+        with self._writing() as ledger:
+            return ledger.set_guard_state(guard_key, change, initial)
+
+    def transitions(self, guard_key: str) -> list[Transition]:
+        with self._reading() as ledger:
+            return ledger.transitions(guard_key)
+
+    def guard_keys(self) -> list[str]:
+        with self._reading() as ledger:
+            return ledger.guard_keys()

@@ -21,21 +21,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from critic_guard.lifecycle import GuardRecord, Transition
 from critic_guard.store.base import (
-    ApplyPair,
-    ChangeState,
     OutcomeConflictError,
     OutcomeRecord,
-    PairRecord,
-    PairStatus,
-    PairUpdate,
     RunRecord,
     StepRecord,
-    Store,
     UnknownRunError,
 )
-from critic_guard.store.ledger import POSTGRES, Ledger
+from critic_guard.store.ledger import POSTGRES, Ledger, LedgerStore
 from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
 
 try:
@@ -175,7 +168,7 @@ def migrate(conn: _Conn) -> int:
     return latest
 
 
-class PostgresStore(Store):
+class PostgresStore(LedgerStore):
     """A :class:`Store` in a PostgreSQL database (``url``: a ``postgresql://`` URL or a libpq conninfo string).
 
     The tables live in the connection's ``search_path`` (default ``public``); pass e.g.
@@ -345,48 +338,6 @@ class PostgresStore(Store):
     def _writing(self) -> Iterator[Ledger]:
         with self._transaction() as conn:
             yield Ledger(conn.execute, POSTGRES)
-
-    def open_pair(self, pair: PairRecord) -> PairRecord:
-        with self._writing() as ledger:
-            return ledger.open_pair(pair)
-
-    def get_pair(self, pair_id: str) -> PairRecord:
-        with self._reading() as ledger:
-            return ledger.get_pair(pair_id)
-
-    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs_of_run(run_id)
-
-    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs(guard_key, status)
-
-    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
-        with self._writing() as ledger:
-            return ledger.complete_pair(pair_id, apply, initial, at=at)
-
-    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
-        with self._writing() as ledger:
-            return ledger.mark_incomplete(pair_id, reason, initial, at=at)
-
-    def get_guard(self, guard_key: str) -> GuardRecord | None:
-        with self._reading() as ledger:
-            return ledger.get_guard(guard_key)
-
-    def set_guard_state(
-        self, guard_key: str, change: ChangeState, initial: GuardRecord
-    ) -> tuple[GuardRecord, Transition]:
-        with self._writing() as ledger:
-            return ledger.set_guard_state(guard_key, change, initial)
-
-    def transitions(self, guard_key: str) -> list[Transition]:
-        with self._reading() as ledger:
-            return ledger.transitions(guard_key)
-
-    def guard_keys(self) -> list[str]:
-        with self._reading() as ledger:
-            return ledger.guard_keys()
 
     def close(self) -> None:
         if not self._closed:

@@ -20,21 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from critic_guard.lifecycle import GuardRecord, Transition
 from critic_guard.store.base import (
-    ApplyPair,
-    ChangeState,
     OutcomeConflictError,
     OutcomeRecord,
-    PairRecord,
-    PairStatus,
-    PairUpdate,
     RunRecord,
     StepRecord,
-    Store,
     UnknownRunError,
 )
-from critic_guard.store.ledger import SQLITE, Ledger
+from critic_guard.store.ledger import SQLITE, Ledger, LedgerStore
 from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "migrate"]
@@ -164,7 +157,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     return latest
 
 
-class SQLiteStore(Store):
+class SQLiteStore(LedgerStore):
     """A :class:`Store` in one SQLite file (``":memory:"`` for a throwaway in-process store)."""
 
     def __init__(self, path: str | Path = "critic_guard.db", *, busy_timeout_s: float = 5.0) -> None:
@@ -330,48 +323,6 @@ class SQLiteStore(Store):
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-
-    def open_pair(self, pair: PairRecord) -> PairRecord:
-        with self._writing() as ledger:
-            return ledger.open_pair(pair)
-
-    def get_pair(self, pair_id: str) -> PairRecord:
-        with self._reading() as ledger:
-            return ledger.get_pair(pair_id)
-
-    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs_of_run(run_id)
-
-    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs(guard_key, status)
-
-    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
-        with self._writing() as ledger:
-            return ledger.complete_pair(pair_id, apply, initial, at=at)
-
-    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
-        with self._writing() as ledger:
-            return ledger.mark_incomplete(pair_id, reason, initial, at=at)
-
-    def get_guard(self, guard_key: str) -> GuardRecord | None:
-        with self._reading() as ledger:
-            return ledger.get_guard(guard_key)
-
-    def set_guard_state(
-        self, guard_key: str, change: ChangeState, initial: GuardRecord
-    ) -> tuple[GuardRecord, Transition]:
-        with self._writing() as ledger:
-            return ledger.set_guard_state(guard_key, change, initial)
-
-    def transitions(self, guard_key: str) -> list[Transition]:
-        with self._reading() as ledger:
-            return ledger.transitions(guard_key)
-
-    def guard_keys(self) -> list[str]:
-        with self._reading() as ledger:
-            return ledger.guard_keys()
 
     def close(self) -> None:
         with self._lock:
