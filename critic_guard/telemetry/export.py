@@ -56,10 +56,16 @@ class JsonLinesAppender:
             if self.fsync_every_batch:
                 os.fsync(self._fd)
 
-    def sync(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.fsync(self._fd)
+    def sync(self) -> bool:
+        """fsync what was appended; a failure is logged and reported as False (an exporter's flush result)."""
+        try:
+            with self._lock:
+                if self._fd is not None:
+                    os.fsync(self._fd)
+        except OSError as exc:
+            _log.warning("critic-guard: could not fsync %s: %s", self.path, exc)
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -91,12 +97,7 @@ class OTLPJsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            self._file.sync()
-        except OSError as exc:
-            _log.warning("critic-guard: could not fsync %s: %s", self.path, exc)
-            return False
-        return True
+        return self._file.sync()
 
     def shutdown(self) -> None:
         self._file.close()
@@ -124,12 +125,7 @@ class OTLPJsonLinesMetricExporter(MetricExporter):
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        try:
-            self._file.sync()
-        except OSError as exc:
-            _log.warning("critic-guard: could not fsync %s: %s", self.path, exc)
-            return False
-        return True
+        return self._file.sync()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._file.close()
