@@ -31,6 +31,7 @@ from critic_guard.store import (
     PairStateError,
     PairStatus,
     PairUpdate,
+    PilotTaskStatus,
     RunRecord,
     StepRecord,
     Store,
@@ -61,9 +62,12 @@ __all__ = [
     "test_open_pair_round_trip_and_idempotent",
     "test_outcomes",
     "test_pairs_of_run_and_by_status",
+    "test_pilot_task_attempts_and_finishing",
+    "test_pilot_task_rows_survive_a_restart",
     "test_replicas_complete_interleaved_pairs_exactly_once",
     "test_run_round_trip",
     "test_runs_by_guard_key",
+    "test_runs_of_task",
     "test_single_run_pair_counts_one_outcome_for_both_arms",
     "test_steps_round_trip_in_order",
     "test_transition_is_stored_with_the_pair_that_caused_it",
@@ -584,5 +588,74 @@ def test_lifecycle_survives_a_restart(store_factory: StoreFactory) -> None:
                 Arm.CONTROL,
                 False,
             )
+    finally:
+        second.close()
+
+
+# -- pilot bookkeeping (critic_guard.pilot) ---------------------------------------------------------------------------
+
+
+def test_runs_of_task(store: Store) -> None:
+    store.add_run(make_run("r2", task_id="t1", started_at=2.0, task={"task_id": "t1", "pilot_attempt": "a"}))
+    store.add_run(make_run("r1", task_id="t1", started_at=1.0))
+    store.add_run(make_run("r3", task_id="t2"))
+    store.add_run(make_run("r4", guard_key="other/key/x", task_id="t1"))
+    runs = store.runs_of_task(KEY, "t1")
+    assert [r.run_id for r in runs] == ["r1", "r2"]
+    assert runs[1].task == {"task_id": "t1", "pilot_attempt": "a"}
+    assert store.runs_of_task(KEY, "missing") == []
+
+
+def test_pilot_task_attempts_and_finishing(store: Store) -> None:
+    first = store.start_pilot_task("p", "t1", attempt_id="a1", at=1.0)
+    assert (first.status, first.attempt_id, first.attempts, first.abandoned, first.run_id) == (
+        PilotTaskStatus.RUNNING,
+        "a1",
+        1,
+        0,
+        None,
+    )
+    assert not store.finish_pilot_task("p", "t1", attempt_id="stale", status="done", run_id="r0", at=2.0)
+    again = store.start_pilot_task("p", "t1", attempt_id="a2", abandoned=2, at=3.0)  # a restart
+    assert (again.attempt_id, again.attempts, again.abandoned, again.updated_at) == ("a2", 2, 2, 3.0)
+    assert store.finish_pilot_task("p", "t1", attempt_id="a2", status="failed", run_id=None, error="boom", at=4.0)
+    assert not store.finish_pilot_task("p", "t1", attempt_id="a2", status="done", run_id="r1", at=5.0)
+    retried = store.start_pilot_task("p", "t1", attempt_id="a3", at=6.0)  # a failed task is tried again
+    assert (retried.status, retried.attempts, retried.abandoned, retried.error) == (PilotTaskStatus.RUNNING, 3, 2, None)
+    assert store.finish_pilot_task("p", "t1", attempt_id="a3", status=PilotTaskStatus.DONE, run_id="r3", at=7.0)
+    done = store.start_pilot_task("p", "t1", attempt_id="a4", abandoned=5, at=8.0)  # done: left as it is
+    assert (done.status, done.attempt_id, done.attempts, done.abandoned, done.run_id) == (
+        PilotTaskStatus.DONE,
+        "a3",
+        3,
+        2,
+        "r3",
+    )
+    store.start_pilot_task("p", "t0", attempt_id="b1", at=9.0)
+    store.start_pilot_task("other", "t1", attempt_id="c1", at=9.0)
+    assert [(r.task_id, r.status) for r in store.pilot_tasks("p")] == [
+        ("t0", PilotTaskStatus.RUNNING),
+        ("t1", PilotTaskStatus.DONE),
+    ]
+    assert store.pilot_tasks("none") == []
+    with pytest.raises(ValueError, match="not 'running'"):
+        store.finish_pilot_task("p", "t0", attempt_id="b1", status="running", run_id=None, at=1.0)
+    with pytest.raises(ValueError, match="abandoned must be >= 0"):
+        store.start_pilot_task("p", "t2", attempt_id="x", abandoned=-1, at=1.0)
+
+
+def test_pilot_task_rows_survive_a_restart(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    first.start_pilot_task("p", "t1", attempt_id="a1", at=1.0)
+    first.start_pilot_task("p", "t2", attempt_id="a2", at=1.0)
+    first.finish_pilot_task("p", "t2", attempt_id="a2", status="done", run_id="r2", at=2.0)
+    first.close()
+    second = store_factory()
+    try:
+        rows = second.pilot_tasks("p")
+        assert [(r.task_id, r.status, r.attempt_id, r.run_id) for r in rows] == [
+            ("t1", PilotTaskStatus.RUNNING, "a1", None),
+            ("t2", PilotTaskStatus.DONE, "a2", "r2"),
+        ]
     finally:
         second.close()

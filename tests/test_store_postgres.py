@@ -77,8 +77,17 @@ def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None
     store = open_store(schema_url)
     try:
         assert isinstance(store, PostgresStore)
-        assert store.schema_version == MIGRATIONS[-1][0] == 2
-        assert _tables(schema_url) == {"schema_version", "runs", "steps", "outcomes", "pairs", "guards", "transitions"}
+        assert store.schema_version == MIGRATIONS[-1][0] == 3
+        assert _tables(schema_url) == {
+            "schema_version",
+            "runs",
+            "steps",
+            "outcomes",
+            "pairs",
+            "guards",
+            "transitions",
+            "pilot_tasks",
+        }
     finally:
         assert store is not None
         store.close()
@@ -106,7 +115,7 @@ def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
     assert errors == [] and len(opened) == 4
     with psycopg.connect(schema_url) as conn:
         versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
 
 
 def test_data_survives_reopening(schema_url: str) -> None:

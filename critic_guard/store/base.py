@@ -37,6 +37,8 @@ __all__ = [
     "PairStateError",
     "PairStatus",
     "PairUpdate",
+    "PilotTaskRecord",
+    "PilotTaskStatus",
     "RunRecord",
     "StepRecord",
     "Store",
@@ -154,6 +156,37 @@ class PairUpdate:
     def counted(self) -> bool:
         """Whether the pair reached the monitor (A/B pairs do, A/A pairs do not)."""
         return self.pair.kind is PairKind.AB
+
+
+class PilotTaskStatus(StrEnum):
+    """Where a pilot task stands (:mod:`critic_guard.pilot`): the bookkeeping that makes a pilot resumable."""
+
+    RUNNING = "running"  # an attempt started; after a crash the attempt is resolved on the next start
+    DONE = "done"  # its production run ended; the pair (if any) is the production run's
+    FAILED = "failed"  # the attempt raised; its open pairs were marked incomplete; a rerun tries again
+
+
+@dataclass(frozen=True, slots=True)
+class PilotTaskRecord:
+    """One task of one pilot: which attempt is current, which production run served it, how often it restarted.
+
+    ``attempt_id`` is written into the task metadata of every run of the attempt (``pilot_attempt``), so that after
+    a crash the runs (and their open pairs) of an unfinished attempt can be found. ``abandoned`` counts the pairs
+    of earlier attempts marked incomplete because the pilot restarted.
+    """
+
+    pilot_key: str
+    task_id: str
+    status: PilotTaskStatus
+    attempt_id: str
+    attempts: int
+    abandoned: int
+    updated_at: float
+    run_id: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", PilotTaskStatus(self.status))
 
 
 ApplyPair: TypeAlias = Callable[[GuardRecord, bool, bool], tuple[GuardRecord, Transition | None]]
@@ -304,6 +337,39 @@ class Store(ABC):
     @abstractmethod
     def guard_keys(self) -> list[str]:
         """Every guard key with a lifecycle record or a pair, sorted."""
+
+    # -- pilot bookkeeping (critic_guard.pilot) -----------------------------------------------------------------
+
+    @abstractmethod
+    def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
+        """The guard's runs of one task (production runs and branches), oldest first."""
+
+    @abstractmethod
+    def pilot_tasks(self, pilot_key: str) -> list[PilotTaskRecord]:
+        """Every task recorded for a pilot, in order of task id."""
+
+    @abstractmethod
+    def start_pilot_task(
+        self, pilot_key: str, task_id: str, *, attempt_id: str, abandoned: int = 0, at: float
+    ) -> PilotTaskRecord:
+        """Begin a new attempt of a task that is not done (insert, or count one more attempt and ``abandoned``
+        more abandoned pairs); return the stored row. A done task is returned unchanged (its ``attempt_id`` is
+        then not ``attempt_id``: the caller must not run it)."""
+
+    @abstractmethod
+    def finish_pilot_task(
+        self,
+        pilot_key: str,
+        task_id: str,
+        *,
+        attempt_id: str,
+        status: PilotTaskStatus | str,
+        run_id: str | None,
+        error: str | None = None,
+        at: float,
+    ) -> bool:
+        """End the running attempt ``attempt_id`` as done or failed; False (no change) if it is not the current
+        running attempt."""
 
     @abstractmethod
     def close(self) -> None:

@@ -30,6 +30,7 @@ from critic_guard.lifecycle import (
     apply_incomplete,
     new_counts,
 )
+from critic_guard.store import pilot_tasks
 from critic_guard.store.base import (
     ApplyPair,
     ChangeState,
@@ -39,9 +40,13 @@ from critic_guard.store.base import (
     PairStateError,
     PairStatus,
     PairUpdate,
+    PilotTaskRecord,
+    PilotTaskStatus,
+    RunRecord,
     Store,
     UnknownPairError,
 )
+from critic_guard.store.rows import RUN_COLUMNS, run_from_row
 
 __all__ = ["PAIR_IDENTITY", "POSTGRES", "SQLITE", "Cursor", "Dialect", "Ledger", "LedgerStore"]
 
@@ -191,6 +196,18 @@ class Ledger:
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self._execute(_spell(sql, self._dialect.placeholder), params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement (``?`` placeholders) in this ledger's transaction: for the statements of other store
+        modules (the pilot bookkeeping, :mod:`critic_guard.store.pilot_tasks`) that must share it."""
+        return self._run(sql, params)
+
+    def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
+        rows = self._run(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE task_id = ? AND guard_key = ? ORDER BY started_at, run_id",
+            (task_id, guard_key),
+        ).fetchall()
+        return [run_from_row(r, task_is_text=self._dialect is SQLITE) for r in rows]
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
@@ -428,3 +445,33 @@ class LedgerStore(Store):
     def guard_keys(self) -> list[str]:
         with self._reading() as ledger:
             return ledger.guard_keys()
+
+    def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
+        with self._reading() as ledger:
+            return ledger.runs_of_task(guard_key, task_id)
+
+    def pilot_tasks(self, pilot_key: str) -> list[PilotTaskRecord]:
+        with self._reading() as ledger:
+            return pilot_tasks.records(ledger, pilot_key)
+
+    def start_pilot_task(
+        self, pilot_key: str, task_id: str, *, attempt_id: str, abandoned: int = 0, at: float
+    ) -> PilotTaskRecord:
+        with self._writing() as ledger:
+            return pilot_tasks.start(ledger, pilot_key, task_id, attempt_id, abandoned, at)
+
+    def finish_pilot_task(
+        self,
+        pilot_key: str,
+        task_id: str,
+        *,
+        attempt_id: str,
+        status: PilotTaskStatus | str,
+        run_id: str | None,
+        error: str | None = None,
+        at: float,
+    ) -> bool:
+        with self._writing() as ledger:
+            return pilot_tasks.finish(
+                ledger, pilot_key, task_id, attempt_id, PilotTaskStatus(status), run_id, error, at
+            )

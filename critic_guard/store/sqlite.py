@@ -125,6 +125,24 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX transitions_by_guard ON transitions (guard_key, id)",
         ),
     ),
+    (
+        3,
+        (
+            """CREATE TABLE pilot_tasks (
+                pilot_key TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+                attempt_id TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                abandoned INTEGER NOT NULL,
+                updated_at REAL NOT NULL,
+                run_id TEXT,
+                error TEXT,
+                PRIMARY KEY (pilot_key, task_id)
+            )""",
+            "CREATE INDEX runs_by_task ON runs (task_id)",
+        ),
+    ),
 )
 """Schema versions in order. A later release appends ``(3, (...))``; never edit an applied version."""
 
