@@ -74,8 +74,9 @@ def _csv_pairs(path: Path, lines: list[str]) -> Iterator[tuple[bool, bool]]:
         yield _text_outcome(_pick(row, "control", where), where), _text_outcome(_pick(row, "treatment", where), where)
 
 
-def read_pairs(path: str | Path) -> PairedCounts:
-    """Count the pairs in a JSONL or CSV file; an empty file is an error (there is nothing to analyse)."""
+def read_pair_list(path: str | Path) -> list[tuple[bool, bool]]:
+    """The ``(control, treatment)`` pairs of a JSONL or CSV file in file order (the report plots them over time);
+    an empty file is an error (there is nothing to analyse)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: tolerate a BOM from spreadsheet exports
@@ -86,7 +87,12 @@ def read_pairs(path: str | Path) -> PairedCounts:
     except (OSError, UnicodeDecodeError) as exc:
         raise PairsFileError(f"{path}: cannot read ({exc})") from None
     reader = _csv_pairs if path.suffix.lower() == ".csv" else _jsonl_pairs
-    counts = PairedCounts.from_pairs(reader(path, lines))
-    if counts.n == 0:
+    pairs = list(reader(path, lines))
+    if not pairs:
         raise PairsFileError(f"{path}: no pairs found")
-    return counts
+    return pairs
+
+
+def read_pairs(path: str | Path) -> PairedCounts:
+    """Count the pairs in a JSONL or CSV file; an empty file is an error (there is nothing to analyse)."""
+    return PairedCounts.from_pairs(read_pair_list(path))

@@ -1,0 +1,156 @@
+"""The report's figures as PNG bytes (matplotlib, Agg backend: no display, the same pixels everywhere).
+
+Each function draws one section from :class:`~critic_guard.report.numbers.ReportNumbers` and returns None when the
+section has no data, so the page can say so instead of showing an empty plot. matplotlib is the ``plot`` extra and
+is imported here only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
+from matplotlib.figure import Figure
+
+from critic_guard.lifecycle import Transition
+from critic_guard.report.numbers import Group, ReportNumbers
+
+__all__ = ["FIGURES", "render_figures"]
+
+_R, _D, _NET, _BAND = "#1b7837", "#b2182b", "#2166ac", "#92c5de"
+_STATE_COLOURS = {"enabled": "#1b7837", "disabled": "#b2182b", "pilot": "#7f7f7f"}
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def estimates(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
+    """p (how often the agent fails) against p_star (the break-even failure rate), with credible intervals."""
+    report = numbers.analysis
+    p, p_star = report.p.value, report.p_star.value
+    if p is None or p_star is None:
+        return None
+    post = report.posterior
+    fig, ax = plt.subplots(figsize=(7.0, 2.2))
+    for y, (name, value, interval, colour) in enumerate(
+        [("p_star (break-even)", p_star, post.p_star, _D), ("p (control failure rate)", p, post.p, _NET)]
+    ):
+        ax.errorbar([value], [y], xerr=[[value - interval.low], [interval.high - value]], fmt="o", color=colour,
+                    capsize=4, label=name)  # fmt: skip
+    ax.set_yticks([0, 1], ["p_star", "p"])
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_xlabel(f"rate ({report.level:.0%} credible intervals); intervening helps where p > p_star")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
+    """Net after each pair with the anytime-valid band, and the lifecycle transitions where they happened."""
+    track = numbers.monitor
+    if not track.net:
+        return None
+    t = range(1, len(track.net) + 1)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    ax.fill_between(t, track.low, track.high, color=_BAND, alpha=0.6,
+                    label=f"{1 - track.alpha:.0%} anytime-valid band")  # fmt: skip
+    ax.plot(t, track.net, color=_NET, label="net so far")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    for transition in transitions:
+        at = transition.evidence.get("pairs")
+        if isinstance(at, int) and at > 0:
+            colour = _STATE_COLOURS.get(transition.to_state.value, "black")
+            ax.axvline(at, color=colour, linestyle="--", linewidth=1.2)
+            label = f"{transition.to_state.value} ({transition.actor})"
+            ax.annotate(label, (at, 0.95), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                        fontsize=8, color=colour)  # fmt: skip
+    ax.set_xlim(1, max(2, len(track.net)))
+    ax.set_ylim(-1.0, 1.0)
+    ax.set_xlabel("pairs completed")
+    ax.set_ylabel("net effect")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 2.8))
+    width = 0.38
+    for k, group in enumerate(groups):
+        r, d = group.counts.r.value, group.counts.d.value
+        for offset, value, colour in ((-width / 2, r, _R), (width / 2, d, _D)):
+            if value is None:
+                ax.text(k + offset, 0.02, "n/a", ha="center", fontsize=7)
+            else:
+                ax.bar(k + offset, value, width, color=colour)
+        ax.text(k, 1.02, f"n={group.counts.n}", ha="center", fontsize=8)
+    ax.bar([], [], color=_R, label="r (recoveries / control failures)")
+    ax.bar([], [], color=_D, label="d (disruptions / control successes)")
+    ax.set_xticks(range(len(groups)), [g.label for g in groups])
+    ax.set_ylim(0.0, 1.12)
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+def by_step(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
+    """r and d by the step of the first flag (where the two arms forked)."""
+    return _rates(numbers.by_step, "step of the first flag")
+
+
+def by_band(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
+    """r and d by the critic's p_fail at the first flag."""
+    return _rates(numbers.by_band, "critic p_fail at the first flag")
+
+
+def critic_quality(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
+    """ROC curve and reliability diagram of the critic's scores for predicting the run's failure."""
+    quality, roc = numbers.quality, numbers.roc
+    if quality is None or roc is None:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 3.2))
+    left.plot(roc.false_positive_rate, roc.true_positive_rate, color=_NET)
+    left.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    left.set_title(f"ROC (AUROC {quality.auroc:.3f})", fontsize=10)
+    left.set_xlabel("false positive rate")
+    left.set_ylabel("true positive rate")
+    filled = [b for b in quality.reliability if b.mean_score is not None and b.failure_rate is not None]
+    right.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    right.plot([b.mean_score for b in filled], [b.failure_rate for b in filled], "o-", color=_D)
+    right.set_title(f"reliability (ECE {quality.ece:.3f})", fontsize=10)
+    right.set_xlabel("mean p_fail in bin")
+    right.set_ylabel("observed failure rate")
+    for ax in (left, right):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+Draw = Callable[[ReportNumbers, Sequence[Transition]], bytes | None]
+FIGURES: dict[str, Draw] = {
+    "estimates": estimates,
+    "net_over_time": net_over_time,
+    "by_step": by_step,
+    "by_band": by_band,
+    "critic_quality": critic_quality,
+}
+"""Figure name (also the PNG file's stem) -> drawing function, in page order."""
+
+
+def render_figures(numbers: ReportNumbers, transitions: Sequence[Transition]) -> dict[str, bytes]:
+    """Every figure that has data, as PNG bytes by name."""
+    drawn = {name: draw(numbers, transitions) for name, draw in FIGURES.items()}
+    return {name: png for name, png in drawn.items() if png is not None}
