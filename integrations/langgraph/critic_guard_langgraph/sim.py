@@ -1,0 +1,555 @@
+"""A simulated agent with known ground truth: a stochastic scripted model inside a real ``create_agent`` graph.
+
+Why: whether intervention helps depends on four numbers (base failure rate, critic quality, recovery, disruption)
+that no real agent tells us. Here we set them, run the real guarded agent (middleware, checkpoints, shadow forks,
+store) and check every statistic against the truth computed without the graph (:func:`sim_truth`).
+
+**The task.** A :class:`SimTask` lists ``steps - 1`` small integers; the agent records them one per step with the
+``record`` tool, then answers their sum: ``steps`` model calls in a run without intervention. :func:`sim_judge`
+says the run succeeded iff the final answer is the sum of the task's values.
+
+**The model** (:func:`sim_model`, a :class:`~critic_guard_langgraph.testing.ScriptedChatModel`). Each model call
+proposes the next step (record the next value, or answer the sum of the values recorded so far). A *first*
+proposal at a step is a mistake with probability ``step_error`` (a value off by 1..9, or an answer off by 1..9).
+A *retry* after a ROLLBACK with feedback (the history ends with the guard's note) redraws the step: if the
+rolled-back proposal was a mistake, the retry is right with probability ``recover`` (the r-knob), else a mistake
+again; if it was right, the retry is a mistake with probability ``disrupt`` (the d-knob). A mistake that runs
+is never undone, so a run succeeds iff every step that ran (and the answer) was right.
+
+Every draw comes from a digest of the input messages (plus ``scenario.seed``), never from hidden state: two
+shadow branches that share a prefix share its continuation distribution, a rerun reproduces a run exactly, and a
+retry (whose history differs by the note) is a fresh draw. The rolled-back proposal is not in the retry's input,
+so the model recomputes it from the history without the note (also a pure function). Silent rollbacks (no note)
+give the same history and therefore the same proposal again: the simulator needs ``Policy(feedback=True)``.
+
+**Ground truth** the critic can read. Each reply carries ``response_metadata["sim"] = {"step", "retry",
+"mistake"}`` for inspection, but a critic sees only neutral messages (no metadata), so :class:`SimCritic`
+recomputes the truth from the task in the conversation: a recorded value differs from the task's, or an answer
+differs from the sum of the values recorded. Its score is binormal: ``s = delta * mistake + z``, ``z ~ N(0, 1)``
+drawn from a digest of the proposed message (its id encodes the whole conversation), ``delta = sqrt(2) *
+Phi^-1(auroc)``, and ``p_fail = Phi(s - delta / 2 + critic_shift)``. So the critic's AUROC at telling a mistaken
+step from a right one is exactly ``critic_auroc``.
+
+**Reruns.** The paper's ``full`` design runs each task twice, independently. :func:`sim_input` takes an
+``attempt`` number that goes into the task's prompt, so two attempts of a task are independent draws, while the
+pilot's ``fork`` design continues one run in two branches.
+
+:func:`sim_truth` simulates the same generative process in numpy, without the graph, and returns the paper's
+``p, r, d, net, p_star`` (and cells, flag rate, calls) for both designs. ``SCENARIOS`` spans the paper's regimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import BaseTool, tool
+from numpy.typing import NDArray
+
+from critic_guard.policy import Policy
+from critic_guard.types import Action, Message, StepContext, Verdict
+from critic_guard_langgraph.messages import is_guard_note
+from critic_guard_langgraph.testing import ScriptedChatModel, digest_messages
+
+__all__ = [
+    "SCENARIOS",
+    "SimCounts",
+    "SimCritic",
+    "SimScenario",
+    "SimTask",
+    "SimTruth",
+    "sim_agent",
+    "sim_input",
+    "sim_judge",
+    "sim_model",
+    "sim_tasks",
+    "sim_tools",
+    "sim_truth",
+]
+
+Design = Literal["fork", "full"]
+_PHI = NormalDist()
+_TASK_RE = re.compile(r"^\[sim task (?P<id>[^\]\s]+) attempt (?P<attempt>\d+)\] .*?: (?P<values>\d+(?:, \d+)*)\.")
+
+
+@dataclass(frozen=True, slots=True)
+class SimScenario:
+    """The knobs of one simulated world (frozen: it keys the cached ground truth).
+
+    ``step_error``: probability that a first proposal at a step is a mistake (per-step failure rate; a run of
+    ``steps`` model calls fails without intervention with probability ``1 - (1 - step_error) ** steps``, see
+    :meth:`from_failure_rate` to set that per-task rate instead). ``critic_auroc``: the critic's AUROC between
+    mistaken and right steps (binormal). ``recover`` / ``disrupt``: the r- and d-knobs of a retry after a rollback
+    (module docstring). ``critic_shift`` moves every score (positive: the critic flags more). ``tau``, ``min_step``,
+    ``max_interventions``: the guard's policy (:meth:`policy`), which the ground truth must know.
+    """
+
+    name: str
+    step_error: float
+    critic_auroc: float
+    recover: float
+    disrupt: float
+    steps: int = 6
+    seed: int = 0
+    critic_shift: float = 0.0
+    tau: float = 0.6
+    min_step: int = 2
+    max_interventions: int = 3
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("step_error", "recover", "disrupt"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not 0.5 <= self.critic_auroc < 1.0:
+            raise ValueError(f"critic_auroc must be in [0.5, 1), got {self.critic_auroc!r}")
+        if self.steps < 2 or not 0 <= self.min_step < self.steps:
+            raise ValueError(f"need steps >= 2 and 0 <= min_step < steps, got {self.steps}, {self.min_step}")
+        if not 0.0 < self.tau < 1.0 or self.max_interventions < 1:
+            raise ValueError("need 0 < tau < 1 and max_interventions >= 1")
+
+    @classmethod
+    def from_failure_rate(cls, name: str, failure_rate: float, **knobs: Any) -> SimScenario:
+        """A scenario whose unguarded runs fail with probability ``failure_rate`` (per task), spread evenly over
+        the steps: ``step_error = 1 - (1 - failure_rate) ** (1 / steps)``."""
+        steps = int(knobs.get("steps", 6))
+        return cls(name, step_error=1.0 - (1.0 - failure_rate) ** (1.0 / steps), **knobs)
+
+    @property
+    def separation(self) -> float:
+        """``delta``: the distance between the critic's score means on mistaken and right steps."""
+        return math.sqrt(2.0) * _PHI.inv_cdf(self.critic_auroc)
+
+    @property
+    def flag_threshold(self) -> float:
+        """The score ``s`` at and above which ``p_fail >= tau``: ``Phi^-1(tau) + delta / 2 - critic_shift``."""
+        return _PHI.inv_cdf(self.tau) + self.separation / 2.0 - self.critic_shift
+
+    def policy(self) -> Policy:
+        """The guard policy this world assumes: ROLLBACK with feedback, ``tau``, ``min_step``, ``max_interventions``."""
+        return Policy(
+            tau=self.tau,
+            min_step=self.min_step,
+            max_interventions=self.max_interventions,
+            action=Action.ROLLBACK,
+            feedback=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimTask:
+    """One task: record ``values`` in order, then answer their sum. ``task_id`` pairs the runs of a task."""
+
+    task_id: str
+    values: tuple[int, ...]
+
+    @property
+    def answer(self) -> int:
+        return sum(self.values)
+
+    def prompt(self, attempt: int = 0) -> str:
+        """The user message of this task; the attempt number makes reruns independent draws of the model."""
+        listed = ", ".join(str(v) for v in self.values)
+        return (
+            f"[sim task {self.task_id} attempt {attempt}] Record these values in order with the record tool, "
+            f"one call per step, then answer with their sum: {listed}."
+        )
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The task as the guard stores it (``task_id`` pairs runs; see ``CriticGuard.start_run``)."""
+        return {"task_id": self.task_id, "values": list(self.values)}
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[SimTask, int] | None:
+        """The task and attempt written by :meth:`prompt`, or None if ``text`` is not a simulator prompt."""
+        match = _TASK_RE.match(text)
+        if match is None:
+            return None
+        values = tuple(int(v) for v in match["values"].split(", "))
+        return cls(match["id"], values), int(match["attempt"])
+
+
+def sim_tasks(n: int, seed: int = 0, *, steps: int = 6) -> list[SimTask]:
+    """``n`` seeded tasks of ``steps`` model calls each (``steps - 1`` values to record, then the answer)."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    tasks = []
+    for i in range(n):
+        rng = random.Random(f"sim-task:{seed}:{i}")
+        tasks.append(SimTask(f"s{seed}-t{i}", tuple(rng.randint(1, 9) for _ in range(steps - 1))))
+    return tasks
+
+
+def sim_input(task: SimTask, attempt: int = 0) -> dict[str, Any]:
+    """The agent input for ``task`` (``agent.invoke(sim_input(task), config)``)."""
+    return {"messages": [HumanMessage(task.prompt(attempt), id=f"sim-task-{task.task_id}-{attempt}")]}
+
+
+@tool
+def record(step: int, value: int) -> str:
+    """Record the value of one step."""
+    return f"recorded {value} at step {step}"
+
+
+def sim_tools() -> list[BaseTool]:
+    """The simulator's tools: ``record`` only. It has no side effects, so shadow branches may run it
+    (declare it ``READ_ONLY`` to a ``ShadowToolGate``)."""
+    return [record]
+
+
+def sim_judge(task: Any, final_state: Any) -> bool:
+    """Success iff the run's final message is an answer equal to the task's sum.
+
+    ``task`` is ignored (the middleware passes its stored metadata): the task is read from the conversation, so
+    the judge works on any run of the simulator, production or shadow branch.
+    """
+    messages: Sequence[BaseMessage] = final_state["messages"]
+    found = _find_task(messages)
+    last = messages[-1] if messages else None
+    if found is None or not isinstance(last, AIMessage) or last.tool_calls:
+        return False
+    return last.text.strip() == str(found[0].answer)
+
+
+def _find_task(messages: Sequence[BaseMessage]) -> tuple[SimTask, int] | None:
+    for message in messages:
+        if isinstance(message, HumanMessage) and not is_guard_note(message):
+            return SimTask.parse(message.text)
+    return None
+
+
+class SimCounts:
+    """Thread-safe counters of model and critic calls per task id (shadow branches run on worker threads).
+
+    Counting where the calls happen (in the model and the critic) instead of by formula is what makes the cost
+    benchmark a measurement.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.model: Counter[str] = Counter()
+        self.critic: Counter[str] = Counter()
+
+    def add(self, kind: Literal["model", "critic"], task_id: str) -> None:
+        with self._lock:
+            (self.model if kind == "model" else self.critic)[task_id] += 1
+
+
+def _draw(seed: int, messages: Sequence[BaseMessage]) -> random.Random:
+    """The simulator's randomness for one model call: a pure function of the input messages and the seed."""
+    return random.Random(hashlib.sha256(f"sim:{seed}:{digest_messages(messages)}".encode()).hexdigest())
+
+
+def _recorded(messages: Sequence[BaseMessage]) -> list[int]:
+    """The values of the record calls that ran (rolled-back proposals are no longer in the history)."""
+    return [int(c["args"]["value"]) for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+
+
+def _proposal(scenario: SimScenario, messages: Sequence[BaseMessage]) -> tuple[bool, int]:
+    """Whether the model's proposal for this input is a mistake, and its offset (0 if right).
+
+    A retry (the input ends with a guard note) depends on the rolled-back proposal, recomputed from the input
+    without the note: one recursion per trailing note.
+    """
+    rng = _draw(scenario.seed, messages)
+    u, offset = rng.random(), rng.randint(1, 9)
+    if messages and is_guard_note(messages[-1]):
+        before, _ = _proposal(scenario, messages[:-1])
+        mistake = u >= scenario.recover if before else u < scenario.disrupt
+    else:
+        mistake = u < scenario.step_error
+    return mistake, offset if mistake else 0
+
+
+def sim_model(scenario: SimScenario, counts: SimCounts | None = None) -> ScriptedChatModel:
+    """The simulated agent's chat model (module docstring); ``counts`` counts its calls per task id."""
+
+    def policy(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage:
+        found = _find_task(messages)
+        if found is None:
+            raise ValueError("the simulated model needs a simulator task prompt (see sim_input)")
+        task, _ = found
+        if counts is not None:
+            counts.add("model", task.task_id)
+        done = _recorded(messages)
+        step = len(done)
+        mistake, offset = _proposal(scenario, messages)
+        retry = 0
+        for m in reversed(messages):
+            if not is_guard_note(m):
+                break
+            retry += 1
+        meta = {"sim": {"step": step, "retry": retry, "mistake": mistake}}
+        if step < len(task.values):
+            call = {"name": "record", "args": {"step": step, "value": task.values[step] + offset}, "id": None}
+            return AIMessage(content="", tool_calls=[call], response_metadata=meta)
+        return AIMessage(content=str(sum(done) + offset), response_metadata=meta)
+
+    return ScriptedChatModel(policy=policy, seed=scenario.seed, model_name=f"sim-{scenario.name}")
+
+
+def sim_agent(
+    scenario: SimScenario,
+    middleware: Sequence[Any] = (),
+    checkpointer: Any = None,
+    counts: SimCounts | None = None,
+) -> Any:
+    """A real ``create_agent`` graph of the simulated model and :func:`sim_tools`."""
+    return create_agent(
+        sim_model(scenario, counts), sim_tools(), middleware=list(middleware), checkpointer=checkpointer
+    )
+
+
+class SimCritic:
+    """A critic with exactly the scenario's AUROC at telling mistaken steps from right ones (module docstring).
+
+    It reads the truth from the conversation (the task's values are in its prompt), not from the model: any
+    proposal can be judged, in production or in a shadow branch. Its noise is a pure function of the proposed
+    message, so re-judging a step gives the same verdict.
+    """
+
+    native_async = False
+
+    def __init__(self, scenario: SimScenario, counts: SimCounts | None = None) -> None:
+        self.scenario = scenario
+        self.counts = counts
+        self.name = f"sim-critic-auroc{scenario.critic_auroc:g}-shift{scenario.critic_shift:g}-s{scenario.seed}-v1"
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        task = _find_neutral_task(ctx.messages)
+        if task is None:
+            return Verdict(0.0, rationale="not a simulator task")
+        if self.counts is not None:
+            self.counts.add("critic", task.task_id)
+        mistake = _neutral_mistake(task, ctx.messages)
+        key = f"sim-critic:{self.scenario.seed}:{ctx.proposed.get('id')}:{len(ctx.messages)}"
+        z = random.Random(hashlib.sha256(key.encode()).hexdigest()).gauss(0.0, 1.0)
+        s = self.scenario.separation * mistake + z
+        p_fail = _PHI.cdf(s - self.scenario.separation / 2.0 + self.scenario.critic_shift)
+        return Verdict(p_fail, rationale="this step looks wrong" if p_fail >= self.scenario.tau else None)
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        return self.judge(ctx)
+
+
+def _find_neutral_task(messages: Sequence[Message]) -> SimTask | None:
+    for m in messages:
+        if m["role"] == "user":
+            found = SimTask.parse(str(m.get("content", "")))
+            if found is not None:
+                return found[0]
+    return None
+
+
+def _neutral_mistake(task: SimTask, messages: Sequence[Message]) -> bool:
+    """Whether the proposed (last) message is a mistake, from the task and the steps that ran before it."""
+    done = [int(c["arguments"]["value"]) for m in messages[:-1] for c in m.get("tool_calls") or ()]
+    calls = messages[-1].get("tool_calls") or ()
+    if calls:
+        step = len(done)
+        value = int(calls[0]["arguments"]["value"])
+        return step >= len(task.values) or value != task.values[step]
+    return str(messages[-1].get("content", "")).strip() != str(sum(done))
+
+
+# -- ground truth without the graph --------------------------------------------------------------------------------
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class SimTruth:
+    """Ground truth of a scenario under one design, by Monte Carlo of the generative process (no graph).
+
+    ``cells``: probabilities of (n00, n01, n10, n11), control outcome first. ``flag_rate``: share of tasks whose
+    run is flagged (the treatment run's, in ``full``), ``mean_flag_step`` the mean step of the first flag.
+    ``extra_model_calls``: mean model calls per task beyond the control run's ``steps`` (see :func:`sim_truth`).
+    ``n``: simulated tasks.
+    """
+
+    scenario: SimScenario
+    design: Design
+    n: int
+    cells: tuple[float, float, float, float]
+    flag_rate: float
+    mean_flag_step: float
+    extra_model_calls: float
+
+    @property
+    def p(self) -> float:
+        return self.cells[0] + self.cells[1]
+
+    @property
+    def r(self) -> float:
+        return self.cells[1] / self.p
+
+    @property
+    def d(self) -> float:
+        return self.cells[2] / (self.cells[2] + self.cells[3])
+
+    @property
+    def net(self) -> float:
+        return self.cells[1] - self.cells[2]
+
+    @property
+    def p_star(self) -> float:
+        return self.d / (self.r + self.d)
+
+
+@dataclass(slots=True)
+class _Arm:
+    """One simulated run per task (vectorised): its outcome, first flag and the model calls it made."""
+
+    ok: Bools
+    first_flag: NDArray[np.int64]
+    calls: NDArray[np.int64]
+
+
+def _propose(rng: np.random.Generator, sc: SimScenario, prev: Bools | None, n: int) -> tuple[Bools, Bools]:
+    """Mistake and would-flag of ``n`` proposals: first proposals (``prev`` None) or retries after ``prev``."""
+    u = rng.random(n)
+    mistake = u < sc.step_error if prev is None else np.where(prev, u >= sc.recover, u < sc.disrupt)
+    score = sc.separation * mistake + rng.standard_normal(n)
+    return mistake, score >= sc.flag_threshold
+
+
+def _run(rng: np.random.Generator, sc: SimScenario, n: int, *, intervene: bool) -> _Arm:
+    """Simulate ``n`` independent runs; ``intervene``: roll back flagged steps as the treatment arm does."""
+    ok = np.ones(n, dtype=bool)
+    first_flag = np.full(n, -1, dtype=np.int64)
+    calls = np.zeros(n, dtype=np.int64)
+    used = np.zeros(n, dtype=np.int64)
+    for step in range(sc.steps):
+        mistake, flag = _propose(rng, sc, None, n)
+        calls += 1
+        acts = flag & (step >= sc.min_step)
+        first_flag = np.where(acts & (first_flag < 0), step, first_flag)
+        if intervene:
+            acts &= used < sc.max_interventions
+            while acts.any():
+                used += acts
+                calls += acts
+                retry_mistake, retry_flag = _propose(rng, sc, mistake, n)
+                mistake = np.where(acts, retry_mistake, mistake)
+                acts = acts & retry_flag & (used < sc.max_interventions)
+        ok &= ~mistake
+    return _Arm(ok, first_flag, calls)
+
+
+def _shared_draws(rng_seed: int, sc: SimScenario, n: int) -> tuple[_Arm, _Arm]:
+    """Control and treatment of the fork design: identical draws up to the first flag, independent after.
+
+    Two generators from one seed replay the same first-proposal stream, so the treatment run sees the control's
+    proposals exactly until it first intervenes; from then on its history differs, so it draws its own.
+    """
+    control = _run(np.random.default_rng(rng_seed), sc, n, intervene=False)
+    treatment = _fork_run(np.random.default_rng(rng_seed), np.random.default_rng(rng_seed + 1), sc, control)
+    return control, treatment
+
+
+def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenario, control: _Arm) -> _Arm:
+    """The treatment branch: replays the control's first proposals (``same``) until its first flag, then ``own``."""
+    n = control.ok.shape[0]
+    ok = np.ones(n, dtype=bool)
+    calls = np.zeros(n, dtype=np.int64)
+    used = np.zeros(n, dtype=np.int64)
+    forked = np.zeros(n, dtype=bool)
+    for step in range(sc.steps):
+        shared_mistake, shared_flag = _propose(same, sc, None, n)
+        own_mistake, own_flag = _propose(own, sc, None, n)
+        mistake = np.where(forked, own_mistake, shared_mistake)
+        flag = np.where(forked, own_flag, shared_flag)
+        calls += forked
+        acts = flag & (step >= sc.min_step) & (used < sc.max_interventions)
+        forked |= acts
+        while acts.any():
+            used += acts
+            calls += acts
+            retry_mistake, retry_flag = _propose(own, sc, mistake, n)
+            mistake = np.where(acts, retry_mistake, mistake)
+            acts = acts & retry_flag & (used < sc.max_interventions)
+        ok &= ~mistake
+    return _Arm(ok, control.first_flag, calls)
+
+
+def _cells(control: Bools, treatment: Bools) -> tuple[float, float, float, float]:
+    index = 2 * control.astype(np.int64) + treatment.astype(np.int64)
+    counts = np.bincount(index, minlength=4) / index.shape[0]
+    return (float(counts[0]), float(counts[1]), float(counts[2]), float(counts[3]))
+
+
+@lru_cache(maxsize=64)
+def sim_truth(scenario: SimScenario, design: Design = "fork", n: int = 1_000_000, seed: int = 12345) -> SimTruth:
+    """Ground truth of ``scenario`` by Monte Carlo of ``n`` tasks (vectorised, no graph; a pure, cached function).
+
+    ``fork``: the control run and a treatment branch sharing it up to the first flag. ``full``: two independent
+    runs, a control run and a treatment run. ``extra_model_calls``: mean model calls per task beyond the served
+    control run (fork: the treatment branch's own calls after the fork; full: the whole treatment run).
+    The standard error of each cell is at most ``0.5 / sqrt(n)`` (5e-4 at the default n).
+    """
+    if design == "fork":
+        control, treatment = _shared_draws(seed, scenario, n)
+        flagged = control.first_flag >= 0
+        flag_steps = control.first_flag[flagged]
+    elif design == "full":
+        control = _run(np.random.default_rng(seed), scenario, n, intervene=False)
+        treatment = _run(np.random.default_rng(seed + 1), scenario, n, intervene=True)
+        flagged = treatment.first_flag >= 0
+        flag_steps = treatment.first_flag[flagged]
+    else:
+        raise ValueError(f"design must be 'fork' or 'full', got {design!r}")
+    return SimTruth(
+        scenario=scenario,
+        design=design,
+        n=n,
+        cells=_cells(control.ok, treatment.ok),
+        flag_rate=float(flagged.mean()),
+        mean_flag_step=float(flag_steps.mean()) if flag_steps.size else float("nan"),
+        extra_model_calls=float(treatment.calls.mean()),
+    )
+
+
+SCENARIOS: tuple[SimScenario, ...] = (
+    SimScenario(
+        "hotpotqa_harm",
+        step_error=0.045,
+        critic_auroc=0.75,
+        recover=0.5,
+        disrupt=0.3,
+        critic_shift=-0.5,
+        description="HotPotQA-like: high success (p = 0.24), the critic flags many right steps, intervention harms",
+    ),
+    SimScenario(
+        "alfworld_small_help",
+        step_error=0.31,
+        critic_auroc=0.8,
+        recover=0.8,
+        disrupt=0.65,
+        critic_shift=0.5,
+        description="ALFWorld-like: low success (p = 0.89), r = 0.13, d = 0.52, intervention helps a little",
+    ),
+    SimScenario(
+        "null",
+        step_error=0.11,
+        critic_auroc=0.75,
+        recover=0.55,
+        disrupt=0.3,
+        critic_shift=-0.2,
+        description="null effect: p = 0.5, recoveries and disruptions cancel (|net| < 0.002)",
+    ),
+)
+"""Starting points for the regimes; :func:`sim_truth` gives their exact p, r, d, net and p_star."""
