@@ -4,13 +4,12 @@ The core package is framework-neutral (numpy, scipy, pydantic, OpenTelemetry); i
 ``critic_guard_langgraph`` depend on it, never the reverse.
 """
 
+from critic_guard._version import __version__
 from critic_guard.config import GuardConfig
 from critic_guard.critics import ConstantCritic, Critic, FunctionCritic, RuleCritic, as_critic
 from critic_guard.guard import CriticGuard, StepReview
 from critic_guard.policy import Decision, Policy
 from critic_guard.types import Action, Arm, Message, Mode, StepContext, Verdict
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Action",

@@ -12,6 +12,7 @@ that no thread will ever pick up. Calls that merely wait for a busy worker count
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -129,7 +130,8 @@ def judge_with_timeout(critic: Critic, ctx: StepContext, timeout_s: float | None
     """Call ``critic.judge`` in ``pool`` and wait at most ``timeout_s``; inline when the timeout is None."""
     if timeout_s is None:
         return _checked(critic, critic.judge(ctx))
-    future = pool.submit(critic.judge, ctx)
+    # In the caller's context (the current span, so the critic's own LLM spans nest under the step).
+    future = pool.submit(contextvars.copy_context().run, critic.judge, ctx)
     try:
         out = future.result(timeout=timeout_s)
     except TimeoutError:
@@ -153,7 +155,7 @@ async def ajudge_with_timeout(critic: Critic, ctx: StepContext, timeout_s: float
                 raise CriticTimeout(f"timeout after {timeout_s}s") from None
             raise
         return _checked(critic, out)
-    future = pool.submit(critic.judge, ctx)
+    future = pool.submit(contextvars.copy_context().run, critic.judge, ctx)
     try:
         async with deadline:
             out = await asyncio.wrap_future(future)

@@ -29,11 +29,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from critic_guard.config import GuardConfig
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
@@ -53,6 +53,8 @@ from critic_guard.store.base import (
     open_store,
 )
 from critic_guard.store.sqlite import SQLiteStore
+from critic_guard.telemetry.runs import RunTraces
+from critic_guard.telemetry.tracing import GuardTelemetry, StepTrace
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
 
 __all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "GuardEvent", "Listener", "StepReview"]
@@ -72,6 +74,12 @@ class _Unset(enum.Enum):
 
 
 _UNSET = _Unset.UNSET
+_T = TypeVar("_T")
+
+
+def _current(span: StepTrace | None) -> AbstractContextManager[object]:
+    """Make the step span current around the critic call (only when it records: otherwise nothing to nest)."""
+    return span.activate() if span is not None and span.is_recording else nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,7 @@ class GuardCounters:
     critic_errors: int
     store_errors: int
     listener_errors: int = 0
+    telemetry_errors: int = 0
 
     @property
     def total_interventions(self) -> int:
@@ -154,6 +163,11 @@ class CriticGuard:
     of ``config.store`` and is not closed by :meth:`close` (its owner closes it); a str or None passed as ``store``
     is the ``GuardConfig.store`` URL override (None: persist nothing; runs, pairs and the lifecycle then live in a
     private in-memory database, which keeps the newest 10,000 runs and the lifecycle record).
+
+    ``telemetry`` (default: a :class:`~critic_guard.telemetry.GuardTelemetry` on the global OpenTelemetry
+    providers, a no-op until the application or ``configure_telemetry`` installs one) receives one trace per run,
+    a span per judged step with the verdict and intervention events, outcomes, pair cells, monitor wealth and
+    lifecycle transitions (DESIGN.md §7). Telemetry failures are logged and counted, never raised.
     """
 
     def __init__(
@@ -162,6 +176,7 @@ class CriticGuard:
         config: GuardConfig | None = None,
         *,
         store: Store | str | _Unset | None = _UNSET,
+        telemetry: GuardTelemetry | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(store, str) or store is None:  # `store` doubles as the GuardConfig field (a URL or None)
@@ -193,6 +208,11 @@ class CriticGuard:
         self._alpha_warned = False
         self._coin = random.Random(self.guard_key)  # fraction coins for callers that give no run id
         self._closed = False
+        self.telemetry = telemetry or GuardTelemetry(capture_content=self.config.capture_content)
+        self._traces = RunTraces(
+            self.telemetry, agent_name=self.config.agent_name, guard_key=self.guard_key, mode=self.config.mode
+        )
+        self._telemetry_errors = 0
         if self.config.mode is Mode.AUTO:
             self._refresh()  # warm the cache (and the statistics import) before the first step
 
@@ -295,6 +315,7 @@ class CriticGuard:
         record, transition = self._ledger.set_guard_state(self.guard_key, change, self._initial_record())
         self._remember(record)
         self._emit(EventKind.TRANSITION, transition=transition)
+        self._trace(self._traces.transition, transition.from_state.value, transition.to_state.value, transition.reason)
         return transition
 
     def transitions(self) -> list[Transition]:
@@ -384,6 +405,8 @@ class CriticGuard:
                 )
             )
         stored = self._ledger.open_pair(pair)
+        if fork_checkpoint_id is not None:
+            self._trace(self._traces.fork_checkpoint, pair_id, fork_checkpoint_id)
         if stored.status is PairStatus.OPEN and self._complete([stored]):
             return self._ledger.get_pair(pair_id)
         return stored
@@ -422,6 +445,7 @@ class CriticGuard:
             updates.append(update)
             self._remember(update.guard)
             self._emit(EventKind.PAIR_COMPLETED, update=update)
+            self._trace(self._traces.pair_completed, update)
             if update.transition is not None:
                 logger.info(
                     "guard %r: %s -> %s (%s)",
@@ -484,11 +508,17 @@ class CriticGuard:
         arm: Arm = Arm.CONTROL,
         parent_run_id: str | None = None,
         fork_step: int | None = None,
+        conversation_id: str | None = None,
+        trace_parent: Any = None,
     ) -> str:
         """Register a run and return its id (a new uuid4 hex if none is given). Starting a known id is harmless.
 
         ``task`` is stored as JSON (non-JSON values as their ``str``); its ``task_id`` (or ``id``) key becomes the
-        run's ``task_id``, which pairs runs of the same task.
+        run's ``task_id``, which pairs runs of the same task. A run with a ``parent_run_id`` is a shadow branch
+        forked from that run at ``fork_step``: its trace links to the parent's span of that step.
+        ``conversation_id`` (e.g. the LangGraph thread id) goes on the run span; ``trace_parent`` (an OTel span or
+        a ``traceparent`` string) parents a production run's span when the caller's instrumentation does not make
+        its span current (OpenInference).
         """
         run_id = run_id or uuid.uuid4().hex
         task_map = dict(task) if task else None
@@ -511,17 +541,31 @@ class CriticGuard:
             fork_step=fork_step,
         )
         self._soft_write(self._ledger.add_run, record)
+        self._trace(
+            self._traces.start_run,
+            run_id,
+            record.arm,
+            conversation_id=conversation_id,
+            parent_run_id=parent_run_id,
+            fork_step=fork_step,
+            parent=trace_parent,
+        )
         return run_id
 
     def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> list[PairUpdate]:
-        """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates)."""
+        """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates).
+
+        ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate) or ``failed``.
+        """
         try:
             self._ledger.end_run(run_id, status=status, ended_at=time.time())
         except UnknownRunError:
             raise UnknownRunError(f"unknown run id {run_id!r}: start it with guard.start_run() first") from None
         except Exception as exc:
             self._store_failed(exc)
-        return [] if success is None else self.record_outcome(run_id, success)
+        updates = [] if success is None else self.record_outcome(run_id, success)
+        self._trace(self._traces.end_run, run_id, status)  # after the outcome, so it lands on the open span
+        return updates
 
     def record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
         """Record whether the run succeeded and complete every open pair of this guard that now has both outcomes.
@@ -540,7 +584,10 @@ class CriticGuard:
                 f"unknown run id {run_id!r}: no run with this id was started (guard.start_run) in this store"
             ) from None
         pairs = self._ledger.pairs_of_run(run_id)
-        return self._complete(p for p in pairs if p.guard_key == self.guard_key and p.status is PairStatus.OPEN)
+        updates = self._complete(p for p in pairs if p.guard_key == self.guard_key and p.status is PairStatus.OPEN)
+        if not any(run_id in (u.pair.control_run_id, u.pair.treatment_run_id) for u in updates):
+            self._trace(self._traces.outcome, run_id, success)  # no pair completed: the outcome without a cell
+        return updates
 
     # -- steps -------------------------------------------------------------------------------------------------
 
@@ -550,15 +597,17 @@ class CriticGuard:
         """Judge the proposed step in ``ctx`` and decide. Never raises because of the critic."""
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
+        attempt, span = self._begin_step(ctx)
         verdict: Verdict | None = None
-        error: str | None = None
+        error: BaseException | None = None
         started = time.perf_counter()
         try:
-            verdict = judge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
+            with _current(span):
+                verdict = judge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
         except Exception as exc:
-            error = describe_error(exc)
+            error = exc
         latency = time.perf_counter() - started
-        return self._conclude(ctx, verdict, error, latency, interventions, last_intervention_step)
+        return self._conclude(ctx, attempt, span, verdict, error, latency, interventions, last_intervention_step)
 
     async def areview(
         self, ctx: StepContext, *, interventions: int = 0, last_intervention_step: int | None = None
@@ -569,25 +618,37 @@ class CriticGuard:
         """
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
+        attempt, span = self._begin_step(ctx)
         verdict: Verdict | None = None
-        error: str | None = None
+        error: BaseException | None = None
         started = time.perf_counter()
         try:
-            verdict = await ajudge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
+            with _current(span):
+                verdict = await ajudge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
         except Exception as exc:
-            error = describe_error(exc)
+            error = exc
         latency = time.perf_counter() - started
-        return self._conclude(ctx, verdict, error, latency, interventions, last_intervention_step)
+        return self._conclude(ctx, attempt, span, verdict, error, latency, interventions, last_intervention_step)
+
+    def _begin_step(self, ctx: StepContext) -> tuple[int, StepTrace | None]:
+        """Number the attempt at this step and open its span (current during the critic call, so the critic's
+        own LLM spans nest under it)."""
+        with self._lock:
+            attempt = self._next_attempt(ctx.run_id, ctx.step)
+        return attempt, self._trace(self._traces.start_step, ctx.run_id, ctx.step, attempt)
 
     def _conclude(
         self,
         ctx: StepContext,
+        attempt: int,
+        span: StepTrace | None,
         verdict: Verdict | None,
-        error: str | None,
+        exc: BaseException | None,
         latency: float,
         interventions: int,
         last_intervention_step: int | None,
     ) -> StepReview:
+        error = None if exc is None else describe_error(exc)
         if verdict is None:
             decision = _CRITIC_ERROR
         else:
@@ -597,7 +658,6 @@ class CriticGuard:
             if decision.flagged and not self.acts(ctx.arm):
                 decision = Decision(True, Action.NONE, None, self._not_acting_reason(ctx.arm))
         with self._lock:
-            attempt = self._next_attempt(ctx.run_id, ctx.step)
             if verdict is None:
                 self._critic_errors += 1
                 if self._critic_errors == 1:
@@ -607,10 +667,29 @@ class CriticGuard:
                 self._flags += decision.flagged
                 if decision.action is not Action.NONE:
                     self._interventions[decision.action] += 1
+        review = StepReview(ctx.run_id, ctx.step, verdict, decision, error, latency)
+        self._record_step(review, attempt, span, None if exc is None else type(exc).__qualname__)
+        if self._listeners:
+            self._emit(EventKind.VERDICT, review=review)
+            if decision.action is not Action.NONE:
+                self._emit(EventKind.INTERVENTION, review=review)
+        return review
+
+    def record_fork_step(self, review: StepReview) -> None:
+        """Record, in a shadow branch's own run, the fork step: the verdict judged in the production run and the
+        decision the branch's arm takes there (no second critic call). Its span opens the branch's trace."""
+        with self._lock:
+            attempt = self._next_attempt(review.run_id, review.step)
+        span = self._trace(self._traces.start_step, review.run_id, review.step, attempt)
+        self._record_step(review, attempt, span, None)
+
+    def _record_step(self, review: StepReview, attempt: int, span: StepTrace | None, error_type: str | None) -> None:
+        """The step's row in the store and its span (verdict or critic error, intervention)."""
+        verdict, decision = review.verdict, review.decision
         if self.store is not None:
             record = StepRecord(
-                run_id=ctx.run_id,
-                step=ctx.step,
+                run_id=review.run_id,
+                step=review.step,
                 attempt=attempt,
                 p_fail=None if verdict is None else verdict.p_fail,
                 label=None if verdict is None else verdict.label,
@@ -618,17 +697,23 @@ class CriticGuard:
                 flagged=decision.flagged,
                 action=decision.action,
                 reason=decision.reason,
-                critic_error=error,
-                latency_s=latency,
+                critic_error=review.critic_error,
+                latency_s=review.latency_s,
                 created_at=time.time(),
             )
             self._soft_write(self.store.add_step, record)
-        review = StepReview(ctx.run_id, ctx.step, verdict, decision, error, latency)
-        if self._listeners:
-            self._emit(EventKind.VERDICT, review=review)
-            if decision.action is not Action.NONE:
-                self._emit(EventKind.INTERVENTION, review=review)
-        return review
+        if span is not None:
+            self._trace(
+                self._traces.conclude_step,
+                span,
+                critic=self.critic.name,
+                verdict=verdict,
+                error_type=error_type,
+                flagged=decision.flagged,
+                action=decision.action,
+                feedback=decision.feedback,
+                tau=self.policy.tau,
+            )
 
     def _not_acting_reason(self, arm: Arm) -> str:
         mode = self.config.mode
@@ -664,6 +749,18 @@ class CriticGuard:
         except Exception as exc:
             self._store_failed(exc)
 
+    def _trace(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+        """Run one telemetry call; a failure is logged (once) and counted, never raised into the agent."""
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            with self._lock:
+                self._telemetry_errors += 1
+                first = self._telemetry_errors == 1
+            if first:
+                logger.warning("critic-guard telemetry failed; the agent continues (logged once)", exc_info=exc)
+            return None
+
     def _store_failed(self, exc: Exception) -> None:
         with self._lock:
             self._store_errors += 1
@@ -683,6 +780,7 @@ class CriticGuard:
                 critic_errors=self._critic_errors,
                 store_errors=self._store_errors,
                 listener_errors=self._listener_errors,
+                telemetry_errors=self._telemetry_errors,
             )
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from critic_guard import __version__
+from critic_guard._version import __version__
 from critic_guard.telemetry import attributes as A
 from critic_guard.telemetry.content import ContentPolicy, Redactor
 from critic_guard.telemetry.metrics import GuardMetrics

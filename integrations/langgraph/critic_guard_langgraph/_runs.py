@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +37,21 @@ def run_arm(guard: CriticGuard, arm: Arm | None) -> Arm:
     default: users are not exposed to an unproven intervention) and the lifecycle's choice in ``auto``.
     """
     return Arm(arm) if arm is not None else guard.serve_arm()
+
+
+def instrumentation_parent() -> Any:
+    """The span of an instrumentation that does not make its spans current inside middleware hooks, or None.
+
+    OpenInference's LangChain tracer keeps its spans per callback run; its ``get_current_span()`` gives the span
+    of the chain being run, under which the guard's run span should nest. Looked up only when the user has
+    imported OpenInference (no import here, so no cost otherwise).
+    """
+    module = sys.modules.get("openinference.instrumentation.langchain")
+    getter = getattr(module, "get_current_span", None)
+    if getter is None:
+        return None
+    span = getter()
+    return span if span is not None and span.is_recording() else None
 
 
 def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from critic_guard_langgraph._runs import (
     action_of,
     areview_or_none,
     asafely,
+    instrumentation_parent,
     is_off,
     logger,
     review_or_none,
@@ -197,7 +198,16 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             )
         arm = run_arm(self.guard, self.arm)
         task = task_metadata(state["messages"], runtime.context)
-        run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, default=None)
+        info = runtime.execution_info
+        run_id = safely(
+            "start_run",
+            self.guard.start_run,
+            task=task,
+            arm=arm,
+            conversation_id=None if info is None else info.thread_id,
+            trace_parent=instrumentation_parent(),
+            default=None,
+        )
         record = GuardRun(
             run_id=run_id,
             arm=arm.value,
@@ -222,13 +232,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record = state.get(RECORD)
         if record is None or record["run_id"] is None:
             return None
-        safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
+        ok = None
         if self._production_pilot(record) and self.judge is not None:
-            verdict = safely("judge", self.judge, record["task"], state, default=None)
-            if inspect.isawaitable(verdict):
+            ok = safely("judge", self.judge, record["task"], state, default=None)
+            if inspect.isawaitable(ok):
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
-            if verdict is not None:
-                safely("record_outcome", self.guard.record_outcome, record["run_id"], verdict, default=None)
+        self._end(record["run_id"], ok)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     async def aafter_agent(
@@ -238,13 +247,19 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record = state.get(RECORD)
         if record is None or record["run_id"] is None:
             return None
-        safely("end_run", self.guard.end_run, record["run_id"], status="completed", default=None)
+        ok = None
         if self._production_pilot(record) and self.judge is not None:
             verdict = safely("judge", self.judge, record["task"], state, default=None)
             ok = await asafely("judge", _awaited, verdict, default=None) if inspect.isawaitable(verdict) else verdict
-            if ok is not None:
-                safely("record_outcome", self.guard.record_outcome, record["run_id"], ok, default=None)
+        self._end(record["run_id"], ok)
         return {RECORD: {**record, "run_id": None, "warning": None}}
+
+    def _end(self, run_id: str, ok: object) -> None:
+        """End the run with its outcome, if judged (outcome first, so it lands on the run's open span)."""
+        success = ok if isinstance(ok, bool) else None
+        if ok is not None and success is None:
+            logger.warning("critic-guard: the judge returned %r, not a bool; no outcome recorded", ok)
+        safely("end_run", self.guard.end_run, run_id, status="completed", success=success, default=None)
 
     def _production_pilot(self, record: GuardRun) -> bool:
         """At the end of a production run of a pilot: open the concordant pair of a run never flagged."""
@@ -369,6 +384,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         verdict = None if branch.p_fail is None else Verdict(branch.p_fail, branch.rationale, branch.label)
         decision = Decision(True, branch.action, branch.feedback, "fork")
         review = StepReview(branch.run_id, record["step"], verdict, decision, None, 0.0)
+        safely("record_fork_step", self.guard.record_fork_step, review, default=None)
         branch_state = cast("CriticGuardState[ResponseT]", {**state, RECORD: record})
         return self._apply(branch_state, review)
 
