@@ -1,0 +1,396 @@
+"""Run a task suite through a guard in a pilot: bounded concurrency, live progress, resumable after a crash.
+
+The runner is framework-neutral. It talks to the agent framework through a :class:`PilotAdapter` (``run_task``
+runs one task's production run to its end and awaits its shadow branch), which a suite's ``adapter`` factory builds
+for a guard; the LangGraph one is ``critic_guard_langgraph.pilot.LangGraphPilot``. ``critic-guard pilot
+module:function`` loads a :class:`PilotSuite` (:func:`load_suite`) and calls :func:`run_pilot`.
+
+Why the pilot survives ``kill -9`` without losing a pair or counting one twice. Every task has a row in the store's
+``pilot_tasks`` table (:mod:`critic_guard.store.pilot_tasks`) keyed by the pilot and the task: ``running`` with the
+id of the current *attempt* while it runs, ``done`` with the production run that served it once that run and its
+branch finished. The attempt id travels in the task metadata of every run of the attempt (``pilot_attempt``), so
+on the next start each ``running`` row is resolved from what the store says:
+
+* its production run's pair is complete (or excluded): the crash came after the task finished; it is done;
+* otherwise the attempt is abandoned: its open pairs are marked incomplete with reason ``abandoned: pilot
+  restarted`` (excluded from the statistics, counted in the report) and the task runs again with fresh runs.
+
+Pairs are completed atomically by the store, so a pair is counted exactly once or not at all, and the report
+counts only the pair of each task's final production run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from critic_guard.critic_pool import describe_error
+from critic_guard.critics import Critic
+from critic_guard.guard import CriticGuard
+from critic_guard.lifecycle import GuardRecord
+from critic_guard.policy import Policy
+from critic_guard.stats.counts import PairedCounts
+from critic_guard.stats.report import PilotReport, analyze
+from critic_guard.store.base import (
+    PairKind,
+    PairRecord,
+    PairStatus,
+    PilotTaskRecord,
+    PilotTaskStatus,
+    RunRecord,
+    Store,
+    UnknownPairError,
+)
+
+__all__ = [
+    "ABANDONED_REASON",
+    "ATTEMPT_KEY",
+    "PilotAdapter",
+    "PilotProgress",
+    "PilotResult",
+    "PilotSuite",
+    "PilotTask",
+    "SuiteError",
+    "Tally",
+    "load_suite",
+    "run_pilot",
+]
+
+ATTEMPT_KEY = "pilot_attempt"
+"""The task-metadata key naming the attempt a run belongs to (adapters must pass :attr:`PilotTask.metadata`)."""
+ABANDONED_REASON = "abandoned: pilot restarted"
+_RESERVED_OPTIONS = frozenset({"mode", "store", "policy"})
+_LIVE_DRAWS = 2_000  # posterior draws for the running verdict (the verdict itself needs none; keep updates cheap)
+
+
+class SuiteError(ValueError):
+    """A suite entry point that cannot be loaded or does not return a valid :class:`PilotSuite`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PilotTask:
+    """One attempt at one task, as the adapter sees it."""
+
+    task_id: str
+    attempt_id: str
+    data: Mapping[str, Any]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the runs of this attempt must record as their task (``guard.start_run(task=...)``): the task's
+        fields, its ``task_id`` and the attempt id. A resumed pilot finds an interrupted attempt's runs by it."""
+        return {**self.data, "task_id": self.task_id, ATTEMPT_KEY: self.attempt_id}
+
+
+class PilotAdapter(Protocol):
+    """The framework side of a pilot."""
+
+    async def run_task(self, task: PilotTask) -> None:
+        """Run the task's production run to its end (judged, so its outcome is recorded) and await its shadow
+        branch, if it forked one. Every run must carry ``task.metadata`` as its task."""
+        ...
+
+
+AdapterFactory = Callable[[CriticGuard], AbstractAsyncContextManager[PilotAdapter]]
+"""``factory(guard)`` -> an async context manager that yields the adapter (and cleans up after the pilot)."""
+
+
+@dataclass(frozen=True)
+class PilotSuite:
+    """What ``critic-guard pilot module:function`` runs: tasks, the critic and policy under test, the agent.
+
+    ``tasks``: mappings with a unique ``task_id`` (or ``id``) and whatever the adapter needs (e.g. ``input``).
+    ``adapter``: builds the framework adapter for a guard (it holds the agent factory and the judge).
+    ``guard_options``: other :class:`~critic_guard.config.GuardConfig` fields (``agent_name`` defaults to
+    ``name``; ``mode``, ``store`` and ``policy`` come from the command line and the suite's ``policy``).
+    """
+
+    name: str
+    tasks: Sequence[Mapping[str, Any]]
+    critic: Critic | Callable[..., Any]
+    adapter: AdapterFactory
+    policy: Policy = field(default_factory=Policy)
+    guard_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name != self.name.strip():
+            raise SuiteError(f"suite name must be non-empty, without '/' or surrounding spaces: {self.name!r}")
+        tasks = tuple(self.tasks)
+        if not tasks:
+            raise SuiteError(f"suite {self.name!r} has no tasks")
+        seen: set[str] = set()
+        for i, task in enumerate(tasks):
+            if not isinstance(task, Mapping):
+                raise SuiteError(f"suite {self.name!r}: task {i} is a {type(task).__name__}, not a mapping")
+            task_id = task.get("task_id", task.get("id"))
+            if task_id is None:
+                raise SuiteError(f"suite {self.name!r}: task {i} has no 'task_id'")
+            if str(task_id) in seen:
+                raise SuiteError(f"suite {self.name!r}: task id {task_id!r} appears twice")
+            seen.add(str(task_id))
+        reserved = sorted(_RESERVED_OPTIONS & set(self.guard_options))
+        if reserved:
+            raise SuiteError(f"suite {self.name!r}: guard_options may not set {', '.join(reserved)}")
+        if not callable(self.adapter):
+            raise SuiteError(f"suite {self.name!r}: adapter must be callable (guard -> async context manager)")
+        object.__setattr__(self, "tasks", tasks)
+        object.__setattr__(self, "guard_options", MappingProxyType(dict(self.guard_options)))
+
+    def task_ids(self) -> list[str]:
+        return [str(task.get("task_id", task.get("id"))) for task in self.tasks]
+
+    def guard(self, *, mode: str, store: str | Store | None, **overrides: Any) -> CriticGuard:
+        """A guard for this suite (agent name, critic, policy, options) in ``mode`` on ``store``."""
+        options = {"agent_name": self.name, **self.guard_options, **overrides}
+        return CriticGuard(self.critic, mode=mode, policy=self.policy, store=store, **options)
+
+
+def load_suite(spec: str, *, seed: int | None = None) -> PilotSuite:
+    """Import ``module:function`` and call it (with ``seed=`` if it takes one) to get the suite.
+
+    The current directory is importable, as for ``python -m``: a suite beside the project just works.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SuiteError(f"suite must be given as 'module:function', got {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SuiteError(f"cannot import suite module {module_name!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise SuiteError(f"module {module_name!r} has no callable {attr!r}")
+    takes_seed = "seed" in inspect.signature(factory).parameters
+    suite = factory(seed=seed) if takes_seed and seed is not None else factory()
+    if not isinstance(suite, PilotSuite):
+        raise SuiteError(f"{spec} returned a {type(suite).__name__}, not a critic_guard.pilot.PilotSuite")
+    return suite
+
+
+@dataclass
+class Tally:
+    """Where a pilot's tasks stand: cells of complete A/B pairs, and what is not counted, and why."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    n00: int = 0
+    n01: int = 0
+    n10: int = 0
+    n11: int = 0
+    flagged: int = 0  # complete pairs that forked a shadow branch (the rest cost one run)
+    incomplete: int = 0  # pairs of done tasks whose branch could not finish (excluded)
+    abandoned: int = 0  # pairs of interrupted attempts (excluded)
+    open: int = 0  # done tasks whose pair still waits for an outcome
+    unpaired: int = 0  # done tasks without a pair (e.g. AUTO once disabled)
+
+    @property
+    def counts(self) -> PairedCounts:
+        return PairedCounts(self.n00, self.n01, self.n10, self.n11)
+
+    def add(self, row: PilotTaskRecord, pair: PairRecord | None) -> None:
+        """Count one task's final row and its production pair."""
+        self.abandoned += row.abandoned
+        if row.status is PilotTaskStatus.FAILED:
+            self.failed += 1
+            return
+        if row.status is not PilotTaskStatus.DONE:
+            return
+        self.done += 1
+        if pair is None:
+            self.unpaired += 1
+        elif pair.status is PairStatus.INCOMPLETE:
+            self.incomplete += 1
+        elif pair.cell is None:
+            self.open += 1
+        else:
+            setattr(self, pair.cell, getattr(self, pair.cell) + 1)
+            self.flagged += pair.flagged
+
+
+class PilotProgress(Protocol):
+    """What the runner reports while it runs (``critic_guard.pilot_view.RichProgress`` draws it)."""
+
+    def update(self, tally: Tally, verdict: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class PilotResult:
+    """The outcome of one :func:`run_pilot` call (of the whole pilot so far, resumed parts included)."""
+
+    pilot_key: str
+    guard_key: str
+    tally: Tally
+    ran: int  # attempts this call ran
+    skipped: int  # tasks already done when this call started
+    lifecycle: GuardRecord
+    report: PilotReport | None  # None while no pair is complete
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.tally
+        return {
+            "pilot_key": self.pilot_key,
+            "guard_key": self.guard_key,
+            "tasks": t.total,
+            "done": t.done,
+            "failed": t.failed,
+            "ran": self.ran,
+            "skipped": self.skipped,
+            "pairs": {"n00": t.n00, "n01": t.n01, "n10": t.n10, "n11": t.n11},
+            "flagged": t.flagged,
+            "incomplete": t.incomplete,
+            "abandoned": t.abandoned,
+            "open": t.open,
+            "unpaired": t.unpaired,
+            "lifecycle": self.lifecycle.state.value,
+            "report": None if self.report is None else self.report.to_dict(),
+        }
+
+
+def _running_verdict(counts: PairedCounts, level: float) -> str | None:
+    return None if counts.n == 0 else analyze(counts, level=level, draws=_LIVE_DRAWS).verdict.value
+
+
+class _Pilot:
+    """One call of :func:`run_pilot` (the state shared by its concurrent tasks)."""
+
+    def __init__(self, guard: CriticGuard, store: Store, key: str) -> None:
+        self.guard, self.store, self.key = guard, store, key
+        self.ran = 0
+
+    def attempt_runs(self, row: PilotTaskRecord) -> list[RunRecord]:
+        runs = self.store.runs_of_task(self.guard.guard_key, row.task_id)
+        return [r for r in runs if r.task is not None and r.task.get(ATTEMPT_KEY) == row.attempt_id]
+
+    def production_pair(self, run_id: str | None) -> PairRecord | None:
+        if run_id is None:
+            return None
+        try:
+            return self.store.get_pair(run_id)
+        except UnknownPairError:
+            return None
+
+    def exclude_open_pairs(self, runs: Sequence[RunRecord], reason: str) -> int:
+        """Mark the open A/B pairs of these runs incomplete; how many were marked (A/A pairs too, uncounted)."""
+        marked = 0
+        pairs = {p.pair_id: p for r in runs for p in self.store.pairs_of_run(r.run_id)}
+        for pair in pairs.values():
+            if pair.status is PairStatus.OPEN:
+                self.guard.mark_incomplete(pair.pair_id, reason)
+                marked += pair.kind is PairKind.AB
+        return marked
+
+    def resolve(self, row: PilotTaskRecord) -> int:
+        """Settle a ``running`` row left by a crash: done if its production pair finished, else abandon its open
+        pairs (returned count) so the task runs again."""
+        runs = self.attempt_runs(row)
+        production = next((r for r in runs if r.parent_run_id is None), None)
+        pair = self.production_pair(None if production is None else production.run_id)
+        if production is not None and pair is not None and pair.status is not PairStatus.OPEN:
+            self.exclude_open_pairs(runs, ABANDONED_REASON)
+            self.store.finish_pilot_task(
+                self.key,
+                row.task_id,
+                attempt_id=row.attempt_id,
+                status="done",
+                run_id=production.run_id,
+                at=time.time(),
+            )
+            return 0
+        return self.exclude_open_pairs(runs, ABANDONED_REASON)
+
+    async def run(self, adapter: PilotAdapter, data: Mapping[str, Any], abandoned: int) -> PilotTaskRecord:
+        task_id = str(data.get("task_id", data.get("id")))
+        attempt = uuid.uuid4().hex
+        row = self.store.start_pilot_task(self.key, task_id, attempt_id=attempt, abandoned=abandoned, at=time.time())
+        if row.attempt_id != attempt:  # done by another process meanwhile
+            return row
+        self.ran += 1
+        status, run_id, error = PilotTaskStatus.DONE, None, None
+        try:
+            await adapter.run_task(PilotTask(task_id, attempt, data))
+        except Exception as exc:
+            status, error = PilotTaskStatus.FAILED, describe_error(exc)
+        runs = self.attempt_runs(row)
+        production = next((r for r in runs if r.parent_run_id is None), None)
+        if status is PilotTaskStatus.DONE and production is None:
+            status, error = PilotTaskStatus.FAILED, f"no run carried {ATTEMPT_KEY}={attempt} (adapter bug)"
+        if status is PilotTaskStatus.FAILED:
+            self.exclude_open_pairs(runs, f"pilot task failed: {error}")
+        else:
+            assert production is not None
+            run_id = production.run_id
+        at = time.time()
+        self.store.finish_pilot_task(
+            self.key, task_id, attempt_id=attempt, status=status, run_id=run_id, error=error, at=at
+        )
+        return PilotTaskRecord(self.key, task_id, status, attempt, row.attempts, row.abandoned, at, run_id, error)
+
+
+async def run_pilot(
+    suite: PilotSuite,
+    guard: CriticGuard,
+    *,
+    concurrency: int = 4,
+    limit: int | None = None,
+    level: float = 0.95,
+    seed: int = 0,
+    progress: PilotProgress | None = None,
+) -> PilotResult:
+    """Run the suite's tasks (the first ``limit``) through ``guard``, ``concurrency`` at a time; resume if the
+    store holds an earlier, interrupted run of the same pilot (same suite name and guard key)."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"the number of tasks must be >= 1, got {limit}")
+    store = guard.store
+    if store is None:
+        raise ValueError("a pilot needs a store (it records which tasks are done, to resume after a crash)")
+    tasks = suite.tasks[:limit] if limit is not None else suite.tasks
+    ids = suite.task_ids()[: len(tasks)]
+    shown = progress or _Silent()
+    pilot = _Pilot(guard, store, f"{suite.name}|{guard.guard_key}")
+    guard.complete_pairs()  # pairs a crash left open although both outcomes were recorded
+    rows = {row.task_id: row for row in store.pilot_tasks(pilot.key) if row.task_id in set(ids)}
+    abandoned = {tid: pilot.resolve(r) for tid, r in rows.items() if r.status is PilotTaskStatus.RUNNING}
+    rows = {row.task_id: row for row in store.pilot_tasks(pilot.key) if row.task_id in set(ids)}
+    tally = Tally(total=len(tasks))
+    todo: list[tuple[Mapping[str, Any], int]] = []
+    for data, task_id in zip(tasks, ids, strict=True):
+        row = rows.get(task_id)
+        if row is not None and row.status is PilotTaskStatus.DONE:
+            tally.add(row, pilot.production_pair(row.run_id))
+        else:
+            todo.append((data, abandoned.get(task_id, 0)))
+    skipped = tally.done
+    shown.update(tally, _running_verdict(tally.counts, level))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(data: Mapping[str, Any], lost: int) -> None:
+        async with gate:
+            row = await pilot.run(adapter, data, lost)
+        tally.add(row, pilot.production_pair(row.run_id))
+        shown.update(tally, _running_verdict(tally.counts, level))
+
+    async with suite.adapter(guard) as adapter:
+        await asyncio.gather(*(one(data, lost) for data, lost in todo))
+    report = analyze(tally.counts, level=level, seed=seed) if tally.counts.n else None
+    return PilotResult(pilot.key, guard.guard_key, tally, pilot.ran, skipped, guard.lifecycle(), report)
+
+
+class _Silent:
+    """Quiet mode: no progress output (tests, ``--json`` to a pipe)."""
+
+    def update(self, tally: Tally, verdict: str | None) -> None:
+        return None
