@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml integrations/langgraph/pyproject.toml
 
 install: $(STAMP)
 
-# Arize Phoenix for the telemetry round-trip test (tests/test_telemetry_phoenix.py). It pins its own dependencies,
+# Arize Phoenix for the telemetry round-trip test (integrations/langgraph/tests/test_pilot_phoenix.py). It pins its own dependencies,
 # so it lives in its own venv; the stamp names the version, so bumping it reinstalls.
 PHOENIX_VERSION ?= 20.26.1
 PHOENIX_STAMP   := .venv-phoenix/.installed-$(PHOENIX_VERSION)

@@ -86,22 +86,23 @@ class Telemetry:
         return points
 
 
-@pytest.fixture
-def pilot(tmp_path: Path) -> Iterator[tuple[CriticGuard, Telemetry]]:
-    telemetry = Telemetry()
+def run_pilot(telemetry: GuardTelemetry, store_url: str) -> CriticGuard:
+    """Run both tasks through a real pilot traced by ``telemetry``; returns the guard (the caller closes it)."""
     guard = CriticGuard(
-        _critic,
-        agent_name="calc",
-        mode="pilot",
-        policy=Policy(min_step=0),
-        store=f"sqlite:///{tmp_path / 'guard.db'}",
-        telemetry=telemetry.guard_telemetry,
+        _critic, agent_name="calc", mode="pilot", policy=Policy(min_step=0), store=store_url, telemetry=telemetry
     )
     middleware = CriticGuardMiddleware(guard, judge=_judge)
     agent = middleware.attach(build_agent(ScriptedChatModel(policy=_policy), [middleware], InMemorySaver()))
     for name, text in (("recover", RECOVER), ("disrupt", DISRUPT)):
         agent.invoke(task_input(text, msg_id=name), thread(name))
     assert middleware.runner is not None and middleware.runner.wait(30)
+    return guard
+
+
+@pytest.fixture
+def pilot(tmp_path: Path) -> Iterator[tuple[CriticGuard, Telemetry]]:
+    telemetry = Telemetry()
+    guard = run_pilot(telemetry.guard_telemetry, f"sqlite:///{tmp_path / 'guard.db'}")
     yield guard, telemetry
     guard.close()
 
