@@ -378,7 +378,8 @@ class SimTruth:
     ``cells``: probabilities of (n00, n01, n10, n11), control outcome first. ``flag_rate``: share of tasks whose
     run is flagged (the treatment run's, in ``full``), ``mean_flag_step`` the mean step of the first flag.
     ``extra_model_calls``: mean model calls per task beyond the control run's ``steps`` (see :func:`sim_truth`).
-    ``n``: simulated tasks.
+    ``n``: simulated tasks. ``tpr`` / ``fpr``: the rates at which a control run that fails / succeeds would be
+    flagged (its first flag, ignoring the intervention).
     """
 
     scenario: SimScenario
@@ -388,6 +389,8 @@ class SimTruth:
     flag_rate: float
     mean_flag_step: float
     extra_model_calls: float
+    tpr: float
+    fpr: float
 
     @property
     def p(self) -> float:
@@ -492,6 +495,10 @@ def _cells(control: Bools, treatment: Bools) -> tuple[float, float, float, float
     return (float(counts[0]), float(counts[1]), float(counts[2]), float(counts[3]))
 
 
+def _rate(events: Bools) -> float:
+    return float(events.mean()) if events.size else float("nan")
+
+
 @lru_cache(maxsize=64)
 def sim_truth(scenario: SimScenario, design: Design = "fork", n: int = 1_000_000, seed: int = 12345) -> SimTruth:
     """Ground truth of ``scenario`` by Monte Carlo of ``n`` tasks (vectorised, no graph; a pure, cached function).
@@ -520,6 +527,8 @@ def sim_truth(scenario: SimScenario, design: Design = "fork", n: int = 1_000_000
         flag_rate=float(flagged.mean()),
         mean_flag_step=float(flag_steps.mean()) if flag_steps.size else float("nan"),
         extra_model_calls=float(treatment.calls.mean()),
+        tpr=_rate(control.first_flag[~control.ok] >= 0),
+        fpr=_rate(control.first_flag[control.ok] >= 0),
     )
 
 
