@@ -11,13 +11,17 @@ import json
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
+from critic_guard.config import DEFAULT_STORE_URL
+from critic_guard.lifecycle import GuardState, LifecycleError
 from critic_guard.pairs_io import PairsFileError, read_pairs
 from critic_guard.render import render_detectable, render_report, render_sample_size
 from critic_guard.stats import PairedCounts, analyze, mcnemar_sample_size, minimum_detectable_effect
+from critic_guard.store.base import Store, open_store, parse_store_url
 
 app = typer.Typer(
     name="critic-guard",
@@ -142,3 +146,148 @@ def traces_command(
         render_traces(file, Console())
     except OSError as exc:
         fail(f"cannot read trace file {str(file)!r}: {exc.strerror or exc}")
+
+
+# ---- report, status, enable / disable (critic_guard.report) ---------------------------------------------------
+
+StoreUrl = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path.db or postgresql://...")]
+
+
+def _open_store(url: str) -> Store:
+    """Open an existing store for reading or an override; a missing SQLite file is an error, not a new database."""
+    try:
+        backend, target = parse_store_url(url)
+        if backend == "sqlite" and target != ":memory:" and not Path(target).is_file():
+            fail(f"no SQLite store at {target!r}")
+        store = open_store(url)
+    except (ValueError, ImportError, OSError) as exc:
+        fail(str(exc))
+    assert store is not None
+    return store
+
+
+def _store_label(url: str) -> str:
+    """How the page names its store: the SQLite file's name, or PostgreSQL's host and database (never a password)."""
+    backend, target = parse_store_url(url)
+    if backend == "sqlite":
+        return f"SQLite store {Path(target).name}"
+    parts = urlsplit(target)
+    return f"PostgreSQL store {parts.hostname or 'localhost'}{parts.path}"
+
+
+@app.command("report")
+def report_command(
+    file: Annotated[
+        Path | None, typer.Argument(help="A pairs file (as `analyze` reads it) instead of --store.", show_default=False)
+    ] = None,
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="Store URL: sqlite:///path.db or postgresql://...", show_default=False)
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Guard key (default: the only one in the store).", show_default=False)
+    ] = None,
+    html: Annotated[Path, typer.Option("--html", help="Where to write the HTML page.")] = Path(
+        "critic_guard_report.html"
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write each figure as DIR/<name>.png.", show_default=False)
+    ] = None,
+    level: Level = 0.95,
+    seed: Seed = 0,
+) -> None:
+    """Write the pilot report: the decision and its certainty first, then every piece of evidence behind it."""
+    try:
+        from critic_guard.report.build import build_report  # loads matplotlib only for this command
+    except ImportError as exc:
+        fail(f"the report needs matplotlib: pip install 'critic-guard[plot]' ({exc})")
+    from critic_guard.report.data import UnknownGuardKeyError, choose_guard_key, from_pairs_file, from_store
+
+    if (file is None) == (store_url is None):
+        fail("give either a pairs FILE or --store URL, not both and not neither")
+    try:
+        if file is not None:
+            data = from_pairs_file(file)
+        else:
+            assert store_url is not None
+            with _open_store(store_url) as store:
+                guard_key = choose_guard_key(store, key)
+                data = from_store(store, guard_key, source=_store_label(store_url))
+        if not data.pairs:
+            fail(f"no completed pairs for guard key {data.guard_key!r} yet: nothing to report")
+        written = build_report(data, level=level, seed=seed).write(html, out)
+    except (PairsFileError, UnknownGuardKeyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command("status")
+def status_command(store_url: StoreUrl = DEFAULT_STORE_URL, as_json: AsJson = False) -> None:
+    """Every guard key in the store: lifecycle state, evidence (pairs, cells, monitor wealth), last transition."""
+    from critic_guard.report.status import render_status, status_rows
+
+    with _open_store(store_url) as store:
+        rows = status_rows(store)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        typer.echo("no guard keys in this store yet")
+    else:
+        Console().print(render_status(rows))
+
+
+Reason = Annotated[
+    str | None, typer.Option("--reason", help="Why (recorded with the transition; required).", show_default=False)
+]
+TraceFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--trace-file", help="Also emit the transition event to this OTLP/JSON lines file.", show_default=False
+    ),
+]
+ResetMonitor = Annotated[
+    bool, typer.Option("--reset-monitor", help="Start fresh evidence (needed against a standing proof).")
+]
+GuardKey = Annotated[str, typer.Argument(help="The guard key (see `critic-guard status`).")]
+
+
+def _override(key: str, state: GuardState, reason: str | None, store_url: str, trace_file: Path | None,
+              reset_monitor: bool) -> None:  # fmt: skip
+    from critic_guard.report.data import UnknownGuardKeyError
+    from critic_guard.report.override import apply_override, otlp_configured, trace_transition
+
+    if reason is None or not reason.strip():
+        fail("--reason TEXT is required: it is recorded with the transition")
+    with _open_store(store_url) as store:
+        try:
+            transition = apply_override(store, key, state, reason=reason, reset_monitor=reset_monitor)
+        except (UnknownGuardKeyError, LifecycleError) as exc:
+            hint = " (add --reset-monitor)" if "reset_monitor=True" in str(exc) else ""
+            fail(f"{exc}{hint}")
+    if trace_file is not None or otlp_configured():
+        trace_transition(transition, trace_file)
+    typer.echo(f"{key}: {transition.from_state.value} -> {transition.to_state.value} ({transition.reason})")
+
+
+@app.command("enable")
+def enable_command(
+    key: GuardKey,
+    reason: Reason = None,
+    store_url: StoreUrl = DEFAULT_STORE_URL,
+    trace_file: TraceFile = None,
+    reset_monitor: ResetMonitor = False,
+) -> None:
+    """Enable intervention for a guard key by hand (recorded as a lifecycle transition with the reason)."""
+    _override(key, GuardState.ENABLED, reason, store_url, trace_file, reset_monitor)
+
+
+@app.command("disable")
+def disable_command(
+    key: GuardKey,
+    reason: Reason = None,
+    store_url: StoreUrl = DEFAULT_STORE_URL,
+    trace_file: TraceFile = None,
+    reset_monitor: ResetMonitor = False,
+) -> None:
+    """Disable intervention for a guard key by hand (recorded as a lifecycle transition with the reason)."""
+    _override(key, GuardState.DISABLED, reason, store_url, trace_file, reset_monitor)

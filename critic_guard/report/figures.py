@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from critic_guard.lifecycle import Transition
 from critic_guard.report.numbers import Group, ReportNumbers
@@ -96,12 +97,14 @@ def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
             else:
                 ax.bar(k + offset, value, width, color=colour)
         ax.text(k, 1.02, f"n={group.counts.n}", ha="center", fontsize=8)
-    ax.bar([], [], color=_R, label="r (recoveries / control failures)")
-    ax.bar([], [], color=_D, label="d (disruptions / control successes)")
+    handles = [
+        Patch(color=_R, label="r (recoveries / control failures)"),
+        Patch(color=_D, label="d (disruptions / control successes)"),
+    ]
     ax.set_xticks(range(len(groups)), [g.label for g in groups])
     ax.set_ylim(0.0, 1.12)
     ax.set_xlabel(xlabel)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     return _png(fig)
 
 

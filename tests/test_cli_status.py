@@ -1,0 +1,137 @@
+"""``critic-guard status`` and the human overrides ``enable|disable KEY --reason``: recorded in the store, traced to
+a trace file, and refused with one line (exit 2) when the reason is missing, the key unknown or the lifecycle says
+no."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_report_data import build_pilot_store
+from typer.testing import CliRunner
+
+from critic_guard.cli import app
+from critic_guard.lifecycle import GuardState
+from critic_guard.store import SQLiteStore
+from critic_guard.telemetry import attributes as A
+from critic_guard.telemetry.otlp_json import read_trace_file
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("status") / "pilot.db"
+    return path, build_pilot_store(path)
+
+
+@pytest.fixture
+def pilot(built: tuple[Path, str], tmp_path: Path) -> tuple[str, str, Path]:
+    """A private copy of the seeded store (AUTO guard, enabled by the monitor): (URL, guard key, path)."""
+    source, key = built
+    path = tmp_path / "pilot.db"
+    shutil.copyfile(source, path)
+    return f"sqlite:///{path}", key, path
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("critic-guard: error: "), result.stderr
+    return lines[0]
+
+
+def test_status_json_is_the_stores_record(pilot: tuple[str, str, Path]) -> None:
+    url, key, path = pilot
+    [row] = json.loads(_ok(["status", "--store", url, "--json"]))
+    with SQLiteStore(path) as store:
+        record = store.get_guard(key)
+    assert record is not None and record.last_transition is not None
+    assert (row["guard_key"], row["state"]) == (key, "enabled")
+    evidence = row["evidence"]
+    assert evidence["pairs"] == record.counts.n and evidence["counts"] == list(record.counts.as_tuple())
+    assert evidence["benefit_wealth"] >= evidence["threshold"] == 20.0
+    assert row["last_transition"]["to_state"] == "enabled" and row["last_transition"]["actor"] == "monitor"
+    assert row["last_transition"]["reason"] == record.last_transition.reason
+    assert (row["aa_pairs"], row["incomplete"]) == (record.aa_pairs, record.incomplete)
+
+
+def test_status_table(pilot: tuple[str, str, Path]) -> None:
+    url, key, _ = pilot
+    out = _ok(["status", "--store", url])
+    assert key in out and "enabled" in out and "pilot -> enabled by monitor" in out and "(proof at 20)" in out
+
+
+def test_status_of_an_empty_store(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "empty.db").close()
+    assert _ok(["status", "--store", f"sqlite:///{tmp_path / 'empty.db'}"]).strip() == "no guard keys in this store yet"
+    assert json.loads(_ok(["status", "--store", f"sqlite:///{tmp_path / 'empty.db'}", "--json"])) == []
+
+
+def test_disable_then_enable_is_recorded_and_traced(pilot: tuple[str, str, Path], tmp_path: Path) -> None:
+    url, key, path = pilot
+    traces = tmp_path / "traces.jsonl"
+    out = _ok(["disable", key, "--reason", "holiday freeze", "--store", url, "--trace-file", str(traces)])
+    assert out.strip() == f"{key}: enabled -> disabled (holiday freeze)"
+    _ok(["enable", key, "--reason", "freeze over", "--store", url, "--trace-file", str(traces)])
+    with SQLiteStore(path) as store:
+        moves = store.transitions(key)
+        record = store.get_guard(key)
+    assert [(t.from_state, t.to_state, t.actor, t.reason) for t in moves[-2:]] == [
+        (GuardState.ENABLED, GuardState.DISABLED, "human", "holiday freeze"),
+        (GuardState.DISABLED, GuardState.ENABLED, "human", "freeze over"),
+    ]
+    assert record is not None and record.state is GuardState.ENABLED
+    events = [e for span in read_trace_file(traces).spans for e in span.events if e.name == A.EVENT_TRANSITION]
+    moved = [
+        tuple(e.attributes[name] for name in (A.LIFECYCLE_FROM, A.LIFECYCLE_TO, A.LIFECYCLE_REASON)) for e in events
+    ]
+    assert moved == [("enabled", "disabled", "holiday freeze"), ("disabled", "enabled", "freeze over")]
+    assert all(e.attributes[A.GUARD_KEY] == key for e in events)
+    [row] = json.loads(_ok(["status", "--store", url, "--json"]))
+    assert row["last_transition"]["reason"] == "freeze over" and row["last_transition"]["actor"] == "human"
+
+
+def test_no_trace_file_means_no_trace(
+    pilot: tuple[str, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, key, _ = pilot
+    monkeypatch.chdir(tmp_path)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    _ok(["disable", key, "--reason", "quiet", "--store", url])
+    assert list(tmp_path.iterdir()) == [tmp_path / "pilot.db"]  # nothing written beside the store
+
+
+def test_override_errors_are_one_line(pilot: tuple[str, str, Path], tmp_path: Path) -> None:
+    url, key, path = pilot
+    assert "--reason TEXT is required" in _error(["disable", key, "--store", url])
+    assert "--reason TEXT is required" in _error(["disable", key, "--reason", "  ", "--store", url])
+    assert f"unknown guard key 'nope'; the store has: {key}" in _error(
+        ["enable", "nope", "--reason", "x", "--store", url]
+    )
+    assert "is already enabled" in _error(["enable", key, "--reason", "again", "--store", url])
+    assert "no SQLite store at" in _error(
+        ["enable", key, "--reason", "x", "--store", f"sqlite:///{tmp_path / 'no.db'}"]
+    )
+    with SQLiteStore(path) as store:
+        assert all(t.actor == "monitor" for t in store.transitions(key))  # nothing was recorded
+
+
+def test_reset_monitor_starts_fresh_evidence(pilot: tuple[str, str, Path]) -> None:
+    url, key, path = pilot
+    _ok(["enable", key, "--reason", "new critic prompt", "--reset-monitor", "--store", url])
+    [row] = json.loads(_ok(["status", "--store", url, "--json"]))
+    assert row["state"] == "enabled" and row["evidence"]["t"] == 0  # the monitor restarted, the counts stay
+    with SQLiteStore(path) as store:
+        record = store.get_guard(key)
+    assert record is not None and row["evidence"]["pairs"] == record.counts.n > 0

@@ -1,0 +1,87 @@
+"""``critic-guard report``: from a store or a pairs file, the files it writes, and its one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_report_data import build_pilot_store
+from typer.testing import CliRunner
+
+from critic_guard.cli import app
+from critic_guard.guard import CriticGuard
+from critic_guard.store import SQLiteStore
+
+runner = CliRunner()
+PILOT_FILE = Path(__file__).resolve().parent.parent / "critic_guard" / "data" / "alfworld_pilot.jsonl"
+
+
+@pytest.fixture(scope="module")
+def pilot_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "pilot.db"
+    build_pilot_store(path)
+    return path
+
+
+def _error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("critic-guard: error: "), result.stderr
+    return lines[0]
+
+
+def test_report_from_store_writes_page_and_figures(pilot_db: Path, tmp_path: Path) -> None:
+    html, out = tmp_path / "page" / "report.html", tmp_path / "figures"
+    result = runner.invoke(app, ["report", "--store", f"sqlite:///{pilot_db}", "--html", str(html), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = ["estimates", "net_over_time", "by_step", "by_band", "critic_quality"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.png" for n in names)
+    assert all((out / f"{n}.png").read_bytes().startswith(b"\x89PNG") for n in names)
+    page = html.read_text()
+    assert "SQLite store pilot.db" in page and "demo-agent/demo-critic@1/" in page
+    assert page.count("data:image/png;base64,") == 5 and "<script src" not in page and "<link" not in page
+    assert result.stdout.splitlines() == [f"wrote {html}", *(f"wrote {out / n}.png" for n in names)]
+
+
+def test_report_with_an_explicit_key(pilot_db: Path, tmp_path: Path) -> None:
+    with SQLiteStore(pilot_db) as store:
+        [key] = store.guard_keys()
+    html = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", "--store", f"sqlite:///{pilot_db}", "--key", key, "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {html}"
+
+
+def test_report_from_pairs_file(tmp_path: Path) -> None:
+    html = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(PILOT_FILE), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    page = html.read_text()
+    assert "pairs file alfworld_pilot.jsonl" in page and "Do not deploy yet" in page
+    assert page.count("a pairs file has no") == 3  # steps, score bands, critic quality say why they are empty
+
+
+def test_report_errors(pilot_db: Path, tmp_path: Path) -> None:
+    assert "either a pairs FILE or --store" in _error(["report"])
+    assert "either a pairs FILE or --store" in _error(["report", str(PILOT_FILE), "--store", f"sqlite:///{pilot_db}"])
+    assert "no SQLite store at" in _error(["report", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert "unsupported store URL" in _error(["report", "--store", "mysql://x"])
+    assert "unknown guard key 'nope'; the store has: demo-agent/" in _error(
+        ["report", "--store", f"sqlite:///{pilot_db}", "--key", "nope"]
+    )
+    assert "no such file" in _error(["report", str(tmp_path / "missing.jsonl")])
+    two = tmp_path / "two.db"
+    with SQLiteStore(two) as store:
+        for name in ("a", "b"):
+            with CriticGuard(lambda ctx: 0.9, agent_name=name, store=store) as guard:
+                run = guard.start_run(run_id=f"{name}1")
+                guard.open_pair(run, control_run_id=run, treatment_run_id=run, flagged=False)
+    assert "2 guard keys, choose one with --key: a/" in _error(["report", "--store", f"sqlite:///{two}"])
+    key = _keys(two)[0]
+    assert "no completed pairs" in _error(["report", "--store", f"sqlite:///{two}", "--key", key])
+
+
+def _keys(path: Path) -> list[str]:
+    with SQLiteStore(path) as store:
+        return store.guard_keys()
