@@ -291,3 +291,65 @@ def disable_command(
 ) -> None:
     """Disable intervention for a guard key by hand (recorded as a lifecycle transition with the reason)."""
     _override(key, GuardState.DISABLED, reason, store_url, trace_file, reset_monitor)
+
+
+# ---- pilot (critic_guard.pilot) -------------------------------------------------------------------------------
+
+
+@app.command("pilot")
+def pilot_command(
+    suite: Annotated[str, typer.Argument(help="The suite's entry point, module:function, returning a PilotSuite.")],
+    store: Annotated[
+        str | None, typer.Option(help="Store URL [default: sqlite:///critic_guard.db].", show_default=False)
+    ] = None,
+    trace_file: Annotated[
+        Path | None, typer.Option(help="Trace file [default: critic_guard_traces.jsonl].", show_default=False)
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Tasks run at the same time.")] = 4,
+    tasks: Annotated[int | None, typer.Option(help="Run only the suite's first N tasks.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Passed to the suite (if it takes one) and to the posterior draws.")] = 0,
+    mode: Annotated[
+        str, typer.Option(help="pilot: measure only; auto: the lifecycle may enable or disable.")
+    ] = "pilot",
+    level: Level = 0.95,
+    as_json: AsJson = False,
+) -> None:
+    """Run a shadow pilot of a task suite and print the decision; rerun the same command to resume after a crash."""
+    import asyncio
+    from contextlib import nullcontext
+
+    from critic_guard.config import DEFAULT_STORE_URL
+    from critic_guard.pilot import SuiteError, load_suite, run_pilot
+    from critic_guard.pilot_view import RichProgress, render_pilot
+    from critic_guard.store.base import parse_store_url
+    from critic_guard.telemetry.setup import DEFAULT_TRACE_FILE, configure_telemetry
+
+    if mode not in ("pilot", "auto"):
+        fail(f"--mode must be 'pilot' or 'auto', got {mode!r}")
+    if concurrency < 1:
+        fail(f"--concurrency must be >= 1, got {concurrency}")
+    if tasks is not None and tasks < 1:
+        fail(f"--tasks must be >= 1, got {tasks}")
+    try:
+        store_url = store or DEFAULT_STORE_URL
+        parse_store_url(store_url)
+        loaded = load_suite(suite, seed=seed)
+    except (SuiteError, ValueError) as exc:
+        fail(str(exc))
+    with configure_telemetry(file=trace_file or DEFAULT_TRACE_FILE) as handles:
+        try:
+            guard = loaded.guard(mode=mode, store=store_url, telemetry=handles.telemetry)
+        except (ValueError, ConnectionError, OSError) as exc:  # e.g. the suite's guard options, an unreachable store
+            fail(" ".join(str(exc).split()))
+        progress = None if as_json else RichProgress()
+        with guard, progress or nullcontext():
+            pilot = run_pilot(
+                loaded, guard, concurrency=concurrency, limit=tasks, level=level, seed=seed, progress=progress
+            )
+            result = asyncio.run(pilot)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        Console().print(render_pilot(result))
+    if result.tally.failed:
+        raise typer.Exit(1)

@@ -19,10 +19,10 @@ __all__ = ["RichProgress", "describe_tally", "render_pilot"]
 
 
 def describe_tally(tally: Tally) -> str:
-    """One line: the cells so far and what is not counted."""
+    """One short line: the cells so far and how many pairs are not counted (excluded, open, failed tasks)."""
     return (
-        f"pairs n00={tally.n00} n01={tally.n01} n10={tally.n10} n11={tally.n11} | incomplete {tally.incomplete}"
-        f" | abandoned {tally.abandoned} | open {tally.open} | unpaired {tally.unpaired} | failed {tally.failed}"
+        f"n00 {tally.n00} n01 {tally.n01} n10 {tally.n10} n11 {tally.n11} | "
+        f"excluded {tally.incomplete + tally.abandoned} open {tally.open} failed {tally.failed}"
     )
 
 
