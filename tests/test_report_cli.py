@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,3 +89,42 @@ def test_report_errors(pilot_db: Path, tmp_path: Path) -> None:
 def _keys(path: Path) -> list[str]:
     with SQLiteStore(path) as store:
         return store.guard_keys()
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test (the server is the session's, see tests/conftest.py), dropped after."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"cg_report_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield f"{postgres_url}?options=-csearch_path%3D{name}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def _embedded(page: str) -> dict[str, object]:
+    match = re.search(r'<script type="application/json" id="critic-guard-report">(.*?)</script>', page)
+    assert match is not None
+    parsed: dict[str, object] = json.loads(match.group(1))
+    return parsed
+
+
+@pytest.mark.postgres
+def test_report_from_postgres_equals_the_same_pilot_in_sqlite(
+    postgres_schema_url: str, pilot_db: Path, tmp_path: Path
+) -> None:
+    from critic_guard.store.postgres import PostgresStore
+
+    with PostgresStore(postgres_schema_url) as store:
+        build_pilot_store(store)
+    pages = {}
+    for name, url in (("pg", postgres_schema_url), ("sqlite", f"sqlite:///{pilot_db}")):
+        html = tmp_path / f"{name}.html"
+        result = runner.invoke(app, ["report", "--store", url, "--html", str(html)])
+        assert result.exit_code == 0, result.output
+        pages[name] = html.read_text()
+    assert _embedded(pages["pg"]) == _embedded(pages["sqlite"])
+    assert "PostgreSQL store 127.0.0.1/" in pages["pg"] and postgres_schema_url not in pages["pg"]  # no credentials

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from critic_guard.pairs_io import PairsFileError
 from critic_guard.policy import Policy
 from critic_guard.report.data import UnknownGuardKeyError, choose_guard_key, from_pairs_file, from_store
 from critic_guard.stats import PairedCounts
-from critic_guard.store import PairStatus, SQLiteStore
+from critic_guard.store import PairStatus, SQLiteStore, Store
 from critic_guard.types import Arm, StepContext
 
 INCOMPLETE_REASONS = ("undeclared side-effecting tool 'send_email'", "shadow branch timed out")
@@ -30,13 +31,14 @@ def _ctx(run_id: str, arm: Arm, step: int) -> StepContext:
     return StepContext(run_id, step, ({"role": "assistant", "content": f"step {step}"},), {"task_id": run_id}, arm)
 
 
-def build_pilot_store(path: Path, *, tasks: int = 240, seed: int = 10) -> str:
-    """Drive a real AUTO guard over ``tasks`` seeded tasks into a SQLite store at ``path``; return the guard key."""
+def build_pilot_store(target: Path | Store, *, tasks: int = 240, seed: int = 10) -> str:
+    """Drive a real AUTO guard over ``tasks`` seeded tasks into ``target`` (a store, or a SQLite file to create and
+    close); return the guard key."""
     rng = random.Random(seed)
     scores: dict[tuple[str, int], float] = {}
     critic = FunctionCritic(lambda ctx: scores[(ctx.run_id, ctx.step)], name="demo-critic@1")
     with (
-        SQLiteStore(path) as store,
+        SQLiteStore(target) if isinstance(target, Path) else nullcontext(target) as store,
         CriticGuard(
             critic,
             mode="auto",
