@@ -157,11 +157,14 @@ def _open_store(url: str) -> Store:
     """Open an existing store for reading or an override; a missing SQLite file is an error, not a new database."""
     try:
         backend, target = parse_store_url(url)
-        if backend == "sqlite" and target != ":memory:" and not Path(target).is_file():
-            fail(f"no SQLite store at {target!r}")
-        store = open_store(url)
-    except (ValueError, ImportError, OSError) as exc:
+    except ValueError as exc:
         fail(str(exc))
+    if backend == "sqlite" and target != ":memory:" and not Path(target).is_file():
+        fail(f"no SQLite store at {target!r}")
+    try:
+        store = open_store(url)
+    except Exception as exc:  # e.g. psycopg's OperationalError for an unreachable server: one line, no traceback
+        fail(f"cannot open the store {_store_label(url)}: {exc}")
     assert store is not None
     return store
 
@@ -264,9 +267,12 @@ def _override(key: str, state: GuardState, reason: str | None, store_url: str, t
         except (UnknownGuardKeyError, LifecycleError) as exc:
             hint = " (add --reset-monitor)" if "reset_monitor=True" in str(exc) else ""
             fail(f"{exc}{hint}")
-    if trace_file is not None or otlp_configured():
-        trace_transition(transition, trace_file)
     typer.echo(f"{key}: {transition.from_state.value} -> {transition.to_state.value} ({transition.reason})")
+    if trace_file is not None or otlp_configured():
+        try:
+            trace_transition(transition, trace_file)
+        except (ImportError, ValueError, OSError) as exc:  # recorded already: say so, and why it was not traced
+            typer.echo(f"critic-guard: warning: the transition is recorded but was not traced: {exc}", err=True)
 
 
 @app.command("enable")

@@ -135,3 +135,17 @@ def test_reset_monitor_starts_fresh_evidence(pilot: tuple[str, str, Path]) -> No
     with SQLiteStore(path) as store:
         record = store.get_guard(key)
     assert record is not None and row["evidence"]["pairs"] == record.counts.n > 0
+
+
+def test_a_failed_trace_is_a_warning_after_the_recorded_override(
+    pilot: tuple[str, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, key, path = pilot
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # refused by critic-guard's OTLP/HTTP exporter
+    result = runner.invoke(app, ["disable", key, "--reason", "outage", "--store", url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{key}: enabled -> disabled (outage)"
+    assert result.stderr.startswith("critic-guard: warning: the transition is recorded but was not traced: OTLP")
+    with SQLiteStore(path) as store:
+        assert store.transitions(key)[-1].reason == "outage"

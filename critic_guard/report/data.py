@@ -23,7 +23,15 @@ from critic_guard.pairs_io import read_pair_list
 from critic_guard.stats.counts import PairedCounts
 from critic_guard.store.base import PairKind, PairRecord, PairStatus, StepRecord, Store
 
-__all__ = ["PairPoint", "ReportData", "UnknownGuardKeyError", "choose_guard_key", "from_pairs_file", "from_store"]
+__all__ = [
+    "PairPoint",
+    "ReportData",
+    "StoreExtras",
+    "UnknownGuardKeyError",
+    "choose_guard_key",
+    "from_pairs_file",
+    "from_store",
+]
 
 
 class UnknownGuardKeyError(ValueError):
