@@ -61,6 +61,7 @@ from typing_extensions import TypedDict, override
 
 from critic_guard.guard import StepReview
 from critic_guard.policy import Decision
+from critic_guard.store.base import PairKind
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
 from critic_guard_langgraph._runs import (
     action_of,
@@ -321,7 +322,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         *,
         asynchronous: bool,
     ) -> int | None:
-        """At a production run's first flag in a pilot: fork the other arm into a shadow branch.
+        """At a production run's first flag in a pilot: fork the other arm into a shadow branch (an A/B pair), and
+        for ``aa_fraction`` of runs a second branch of the served arm (an A/A pair: rerun noise).
 
         Returns the flag step when this is the run's first flag (whether or not it forked), else None.
         """
@@ -331,37 +333,66 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if record is None or record.get("flag_step") is not None:
             return None
         prod, step = review.run_id, review.step
-        if not self.guard.should_fork(prod):
+        ab, aa = self.guard.should_fork(prod), self.guard.should_fork_aa(prod)
+        if not (ab or aa):
             return step
         config = get_config()
         check_durability(config)
         info = runtime.execution_info
         if info is None or info.thread_id is None or self.runner is None:
             raise ForkError("a pilot forks from checkpoints: compile the agent with a checkpointer and attach it")
+        fork = ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit"))
         served = Arm(record["arm"])
-        other = Arm.TREATMENT if served is Arm.CONTROL else Arm.CONTROL
-        decision = Decision(True, Action.NONE, None, "control_arm")
-        if other is Arm.TREATMENT and review.verdict is not None:  # what the treatment arm does at this step
-            interventions, last = self._budget(state)
-            decision = self.guard.policy.decide(
-                review.verdict, step=step, interventions=interventions, last_intervention_step=last
+        if ab:
+            other = Arm.TREATMENT if served is Arm.CONTROL else Arm.CONTROL
+            decision = Decision(True, Action.NONE, None, "control_arm")
+            if other is Arm.TREATMENT and review.verdict is not None:  # what the treatment arm does at this step
+                interventions, last = self._budget(state)
+                decision = self.guard.policy.decide(
+                    review.verdict, step=step, interventions=interventions, last_intervention_step=last
+                )
+            self._fork(record, review, fork, runtime, asynchronous, arm=other, decision=decision, kind=PairKind.AB)
+        if aa:  # the served arm again, doing at the fork step what production did
+            self._fork(
+                record, review, fork, runtime, asynchronous, arm=served, decision=review.decision, kind=PairKind.AA
             )
+        return step
+
+    def _fork(
+        self,
+        record: GuardRun,
+        review: StepReview,
+        fork: ForkPoint,
+        runtime: Runtime[ContextT],
+        asynchronous: bool,
+        *,
+        arm: Arm,
+        decision: Decision,
+        kind: PairKind,
+    ) -> None:
+        """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run."""
+        prod, step = review.run_id, review.step
         branch_id = uuid.uuid4().hex
-        self.guard.start_run(run_id=branch_id, task=record["task"], arm=other, parent_run_id=prod, fork_step=step)
-        control, treatment = (prod, branch_id) if served is Arm.CONTROL else (branch_id, prod)
+        self.guard.start_run(run_id=branch_id, task=record["task"], arm=arm, parent_run_id=prod, fork_step=step)
+        if kind is PairKind.AA:
+            pair_id, control, treatment = f"{prod}~aa", prod, branch_id
+        else:
+            pair_id = prod
+            control, treatment = (prod, branch_id) if arm is Arm.TREATMENT else (branch_id, prod)
         self.guard.open_pair(
-            prod,
+            pair_id,
             control_run_id=control,
             treatment_run_id=treatment,
             flagged=True,
             fork_step=step,
-            fork_checkpoint_id=info.checkpoint_id,
+            kind=kind,
+            fork_checkpoint_id=fork.checkpoint_id,
         )
         verdict = review.verdict
         shadow = ShadowBranch(
-            pair_id=prod,
+            pair_id=pair_id,
             run_id=branch_id,
-            arm=other,
+            arm=arm,
             fork_step=step,
             action=decision.action,
             feedback=decision.feedback,
@@ -369,12 +400,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             rationale=None if verdict is None else verdict.rationale,
             label=None if verdict is None else verdict.label,
         )
-        fork = ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit"))
+        runner = self.runner
+        assert runner is not None  # checked by _first_flag
         if asynchronous:
-            self.runner.asubmit(shadow, fork, task=record["task"], context=runtime.context)
+            runner.asubmit(shadow, fork, task=record["task"], context=runtime.context)
         else:
-            self.runner.submit(shadow, fork, task=record["task"], context=runtime.context)
-        return step
+            runner.submit(shadow, fork, task=record["task"], context=runtime.context)
 
     def _apply_fork(self, state: CriticGuardState[ResponseT], branch: ShadowBranch) -> dict[str, Any]:
         """The fork step in a shadow branch: become the branch's run and apply the decision taken at the fork."""

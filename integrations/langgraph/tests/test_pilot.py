@@ -14,8 +14,8 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
-from critic_guard.store.base import PairStatus
-from critic_guard.types import Arm
+from critic_guard.store.base import PairKind, PairStatus
+from critic_guard.types import Action, Arm
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.fork import ForkError
 from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
@@ -162,3 +162,44 @@ def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard:
     [pair] = guard.pairs()
     assert (pair.status, pair.flagged, pair.control_success) == (PairStatus.OPEN, False, None)  # outcome missing
     assert [u.pair.status for u in guard.record_outcome(pair.pair_id, True)] == [PairStatus.COMPLETE]
+
+
+def test_aa_fork_measures_rerun_noise_beside_the_ab_pair(saver: Any, make_guard: GuardFactory) -> None:
+    guard = pilot_guard(make_guard, aa_fraction=1.0)
+    model, calls = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    out = agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert out["messages"][-1].text == "44"
+    ab, aa = sorted(guard.pairs(), key=lambda p: p.kind.value, reverse=True)
+    assert (ab.kind, ab.cell) == (PairKind.AB, "n01")
+    assert (aa.kind, aa.pair_id, aa.control_run_id, aa.status) == (
+        PairKind.AA,
+        f"{ab.pair_id}~aa",
+        ab.pair_id,
+        PairStatus.COMPLETE,
+    )
+    assert aa.cell == "n00"  # the second control branch goes wrong as production did: no flip
+    record = guard.lifecycle()
+    assert (record.monitor.t, record.aa_pairs, record.aa_discordant) == (1, 1, 0)  # A/A never reaches the monitor
+    aa_run = guard.store.get_run(aa.treatment_run_id)  # type: ignore[union-attr]
+    assert (aa_run.arm, aa_run.parent_run_id, aa_run.fork_step) == (Arm.CONTROL, ab.pair_id, 2)
+    [fork_step] = guard.store.steps_of(aa.treatment_run_id)[:1]  # type: ignore[union-attr]
+    assert (fork_step.step, fork_step.p_fail, fork_step.action) == (2, 0.9, Action.NONE)
+    # production 5; A/B branch: the retry of step 2, steps 3, 4; A/A branch: steps 3, 4 (step 2's tools run as-is)
+    assert len(calls) == 5 + 3 + 2
+
+
+def test_auto_enabled_serves_treatment_and_still_shadows_control(saver: Any, make_guard: GuardFactory) -> None:
+    guard = make_guard(oracle_critic, mode="auto", policy=Policy(min_step=0), shadow_fraction=1.0)
+    guard.set_state("enabled", reason="benefit shown in staging")
+    model, _ = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], saver))
+    out = agent.invoke(task_input(), thread("prod"))
+    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert out["messages"][-1].text == RIGHT  # enabled: production intervenes
+    [pair] = guard.pairs()
+    assert pair.treatment_run_id == pair.pair_id and pair.cell == "n01"
+    assert guard.lifecycle().monitor.t == 1  # the monitor keeps learning while enabled
