@@ -5,7 +5,10 @@
 The agent is ``create_agent`` with a scripted chat model (no network) and a real tool: ``--steps`` tool steps and
 a final answer per run. The guarded variant adds :class:`CriticGuardMiddleware` with a trivial function critic
 (``p_fail = 0.1``: judged and recorded, never flagged) and the default SQLite store on a file, in mode ``on``, so
-every hook runs (``before_agent``, ``after_model`` with a store write, ``after_agent``).
+every hook runs (``before_agent``, ``after_model`` with a store write, ``after_agent``). Its telemetry goes to the
+global OpenTelemetry providers, which nobody configures here: tracing off, as in an application without OTel.
+``tracing on`` is the same guard with an SDK tracer and meter provider exporting to a local OTLP/JSON lines file
+through the batch processor (a run span, a step span per step, a verdict event and metric per step).
 
 Reference variants split the cost: a middleware whose ``after_model`` does nothing shows what LangGraph itself
 charges for any ``after_model`` hook (one more graph node per step, and one more checkpoint write per step with a
@@ -40,6 +43,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from critic_guard.guard import CriticGuard
+from critic_guard.telemetry import configure_telemetry
 from critic_guard.types import StepContext
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
@@ -87,11 +91,15 @@ def make_checkpointer(kind: str, path: Path) -> Any:
     return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
 
 
-def build(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[CriticGuard]]:
-    """The agents to compare, by label, and the guards to check and close afterwards."""
+def build(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[CriticGuard], Any]:
+    """The agents to compare, by label, the guards to check and close afterwards, and the telemetry handles."""
     store = f"sqlite:///{tmp / 'guard.db'}"
+    traced = configure_telemetry(file=tmp / "traces.jsonl", otlp=False, set_global=False)
     guards = {
         "guarded (defaults)": CriticGuard(trivial_critic, agent_name="bench", mode="on", store=store),
+        "guarded, tracing on (OTLP/JSON file)": CriticGuard(
+            trivial_critic, agent_name="bench-traced", mode="on", store=store, telemetry=traced.telemetry
+        ),
         "guarded, critic inline": CriticGuard(
             trivial_critic, agent_name="bench-inline", mode="on", store=store, critic_timeout_s=None
         ),
@@ -111,7 +119,7 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[Cri
         )
         for i, (label, mw) in enumerate(middleware.items())
     }
-    return agents, list(guards.values())
+    return agents, list(guards.values()), traced
 
 
 def run_once(agent: Any, args: argparse.Namespace, thread: str) -> float:
@@ -127,7 +135,7 @@ def run_once(agent: Any, args: argparse.Namespace, thread: str) -> float:
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:
     """Per-step seconds of each variant's runs, interleaved."""
-    agents, guards = build(args, tmp)
+    agents, guards, traced = build(args, tmp)
     order = list(agents.items())
     seconds: dict[str, list[float]] = {label: [] for label in agents}
     runs = 0
@@ -141,6 +149,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:
         judged = guard.counters.verdicts
         assert judged == (args.warmup + args.reps) * (args.steps + 1), (guard, judged)
         guard.close()
+    traced.shutdown()
     return seconds
 
 
@@ -151,12 +160,12 @@ def report(seconds: dict[str, list[float]], args: argparse.Namespace) -> None:
         f"{'ainvoke' if args.use_async else 'invoke'}, checkpointer={args.checkpointer}, trivial function critic, "
         f"{args.reps} interleaved repetitions"
     )
-    print(f"  {'variant':<36}{'µs/step':>10}{'added µs/step':>16}{'ratio':>8}")
+    print(f"  {'variant':<40}{'µs/step':>10}{'added µs/step':>16}{'ratio':>8}")
     added: dict[str, float] = {}
     for label, runs in seconds.items():
         added[label] = statistics.median(v - b for v, b in zip(runs, base, strict=True)) * 1e6
         ratio = statistics.median(runs) / statistics.median(base)
-        print(f"  {label:<36}{statistics.median(runs) * 1e6:10.1f}{added[label]:+16.1f}{ratio:8.2f}")
+        print(f"  {label:<40}{statistics.median(runs) * 1e6:10.1f}{added[label]:+16.1f}{ratio:8.2f}")
     print("  µs/step: median; added: median of paired differences with the unguarded run of the same repetition")
     guard = added["guarded (defaults)"]
     verdict = "met" if guard < TARGET_US else "NOT met"

@@ -1,14 +1,14 @@
 """Guard spans beside the LangChain instrumentations users already run: OpenInference and OpenLLMetry (Traceloop).
 
-A real ``create_agent`` with a scripted model and a probe middleware that calls ``GuardTelemetry`` from its hooks the
-way the guard middleware does (run span opened in ``before_agent``, one step span per ``after_model``, closed in
-``after_agent``). Each case runs in a fresh interpreter: instrumentors patch LangChain globally and a global tracer
+A real ``create_agent`` with a scripted model and the real ``CriticGuardMiddleware`` (mode observe, tracing to the
+global provider the instrumentation also uses), plus a probe that records whether the instrumentation's span is
+current inside a hook. Each case runs in a fresh interpreter: instrumentors patch LangChain globally and a global tracer
 provider can be set only once per process.
 
 What the cases pin down (and what the guard's integration relies on):
 - OpenLLMetry wraps every node, middleware hooks included, and makes its span current: the run nests under it;
-- OpenInference does not make its spans current inside hooks: the integration passes its span as ``parent=``
-  (``openinference.instrumentation.langchain.get_current_span()``), and the run nests under it;
+- OpenInference does not make its spans current inside hooks: the middleware passes its span as the run's
+  ``trace_parent`` (``openinference.instrumentation.langchain.get_current_span()``), and the run nests under it;
 - either way our step spans are children of our run span, whatever nodes the instrumentation adds.
 """
 
@@ -37,7 +37,7 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(memory))
 trace.set_tracer_provider(provider)
 if which == "openinference":
-    from openinference.instrumentation.langchain import LangChainInstrumentor, get_current_span
+    from openinference.instrumentation.langchain import LangChainInstrumentor
     LangChainInstrumentor().instrument(tracer_provider=provider)
 else:
     from opentelemetry.instrumentation.langchain import LangchainInstrumentor
@@ -48,10 +48,9 @@ from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
-from critic_guard.telemetry import GuardTelemetry
-from critic_guard.types import Verdict
+from critic_guard import CriticGuard
+from critic_guard_langgraph import CriticGuardMiddleware
 
-tel = GuardTelemetry()
 current_at_start = []
 
 class Scripted(GenericFakeChatModel):
@@ -63,28 +62,18 @@ def add(a: int, b: int) -> int:
     \"\"\"Add two integers.\"\"\"
     return a + b
 
-class Probe(AgentMiddleware):
+class Probe(AgentMiddleware):  # only records whether the instrumentation's span is current inside a hook
+
     def before_agent(self, state, runtime):
-        current = trace.get_current_span()
-        current_at_start.append(current.get_span_context().is_valid)
-        parent = get_current_span() if which == "openinference" else None
-        self.run = tel.start_run("run-1", "calc", guard_key="k", arm="control", parent=parent)
-        self.steps = 0
+        current_at_start.append(trace.get_current_span().get_span_context().is_valid)
 
-    def after_model(self, state, runtime):
-        step = self.run.start_step(self.steps)
-        step.verdict(Verdict(0.2), critic="c", flagged=False)
-        step.end()
-        self.steps += 1
-
-    def after_agent(self, state, runtime):
-        self.run.end()
+guard = CriticGuard(lambda ctx: 0.2, agent_name="calc", mode="observe", store=None)  # global providers
 
 model = Scripted(messages=iter([
     AIMessage(content="", tool_calls=[{"id": "t1", "name": "add", "args": {"a": 1, "b": 2}}]),
     AIMessage(content="3"),
 ]))
-create_agent(model, tools=[add], middleware=[Probe()]).invoke({"messages": [{"role": "user", "content": "1+2?"}]})
+create_agent(model, tools=[add], middleware=[Probe(), CriticGuardMiddleware(guard)]).invoke({"messages": [{"role": "user", "content": "1+2?"}]})
 spans = [
     {
         "name": s.name,
