@@ -248,7 +248,8 @@ def _over_time(numbers: ReportNumbers, data: ReportData, figures: Mapping[str, b
     out = "<h2>Net effect over time</h2>" + _figure(figures, "net_over_time", "net effect over time with its band")
     out += (
         f'<p class="note">The band is the anytime-valid {1 - track.alpha:.0%} confidence sequence of the guard\'s '
-        "monitor: it may be looked at after every pair without inflating the error rate. "
+        "monitor: it may be looked at after every pair without inflating the error rate. The lifecycle acts on the "
+        "monitor's e-values, which can prove an effect before the band leaves zero. "
         f"Now: {_ci('monitor_final.0', 'monitor_final.1', track.low[-1], track.high[-1], '+.3f')}.</p>"
     )
     for name, at in (("Harm", track.harm_proven_at), ("Benefit", track.benefit_proven_at)):
