@@ -73,7 +73,8 @@ model = Scripted(messages=iter([
     AIMessage(content="", tool_calls=[{"id": "t1", "name": "add", "args": {"a": 1, "b": 2}}]),
     AIMessage(content="3"),
 ]))
-create_agent(model, tools=[add], middleware=[Probe(), CriticGuardMiddleware(guard)]).invoke({"messages": [{"role": "user", "content": "1+2?"}]})
+agent = create_agent(model, tools=[add], middleware=[Probe(), CriticGuardMiddleware(guard)])
+agent.invoke({"messages": [{"role": "user", "content": "1+2?"}]})
 spans = [
     {
         "name": s.name,
