@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from langgraph.checkpoint.memory import InMemorySaver
 from numpy.typing import NDArray
+from scipy import stats
 
 from benchmarks.decision import PAPER, PILOT, SEQUENTIAL, BenchmarkConfig, BenchmarkResult, run_benchmark
 from benchmarks.decision_model import (
@@ -280,9 +281,14 @@ def _cells(tasks: Sequence[TaskCost]) -> dict[str, float]:
     return {"p": sum(not t.control_success for t in tasks) / n, "net": (n01 - n10) / n, "n": n}
 
 
-def scenario_report(config: AgentCostsConfig, scenario: SimScenario, workdir: Path) -> dict[str, Any]:
-    """Measure both designs on ``config.tasks`` tasks, then the decision benchmark with measured and modelled costs."""
-    tasks = sim_tasks(config.tasks, seed=config.seed, steps=scenario.steps)
+def scenario_report(config: AgentCostsConfig, index: int, workdir: Path) -> dict[str, Any]:
+    """Measure both designs on ``config.tasks`` tasks, then the decision benchmark with measured and modelled costs.
+
+    Each scenario gets its own tasks: with shared tasks (and the scenarios' shared model seed) the scenarios would
+    draw the same random numbers, and their sampling errors would all go the same way.
+    """
+    scenario = config.scenarios[index]
+    tasks = sim_tasks(config.tasks, seed=1000 * config.seed + index, steps=scenario.steps)
     started = time.perf_counter()
     measured: dict[Design, list[TaskCost]] = {"fork": run_fork(scenario, tasks, workdir)}
     fork_seconds = time.perf_counter() - started
@@ -303,6 +309,8 @@ def scenario_report(config: AgentCostsConfig, scenario: SimScenario, workdir: Pa
             "flag_rate": float(np.mean([t.flagged for t in rows])),
             **_cells(rows),
         }
+        failures = sum(not t.control_success for t in rows)
+        per_task[design]["p_vs_truth_pvalue"] = float(stats.binomtest(failures, len(rows), truth[design].p).pvalue)
     world = decision_scenario(truth["fork"])
     bench = BenchmarkConfig(
         replications=config.replications,
@@ -348,7 +356,7 @@ def _per_decision(result: BenchmarkResult) -> dict[str, dict[str, dict[str, floa
 def run(config: AgentCostsConfig) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="agent-costs-") as tmp:
-        reports = [scenario_report(config, s, Path(tmp)) for s in config.scenarios]
+        reports = [scenario_report(config, i, Path(tmp)) for i in range(len(config.scenarios))]
     return {
         "config": {k: v for k, v in asdict(config).items() if k != "scenarios"},
         "labels": {
@@ -380,7 +388,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"   truth (sim_truth, 1e6 tasks): p={t['p']:.3f} r={t['r']:.3f} d={t['d']:.3f} "
             f"p_star={t['p_star']:.3f} net={t['net']:+.4f} flag rate={t['flag_rate']:.3f}",
             f"   measured pairs (n={fork['n']}): fork p={fork['p']:.3f} net={fork['net']:+.3f} | "
-            f"full p={full['p']:.3f} net={full['net']:+.3f}   "
+            f"full p={full['p']:.3f} net={full['net']:+.3f}  (p vs truth: binomial P={fork['p_vs_truth_pvalue']:.2f}, "
+            f"{full['p_vs_truth_pvalue']:.2f})  "
             f"[graph time: fork {s['seconds']['fork']:.1f} s, full {s['seconds']['full']:.1f} s]",
             "   per task                     fork     full  full/fork |  modelled fork   full  full/fork",
             f"   agent model calls        {fork['agent_calls']:7.2f}  {full['agent_calls']:7.2f}  "
