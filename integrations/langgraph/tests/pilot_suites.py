@@ -122,12 +122,6 @@ def mixed_suite() -> PilotSuite:
     return calc_suite(MIXED)
 
 
-def seeded_suite(seed: int = 0) -> PilotSuite:
-    """Twenty tasks whose kinds are drawn from ``seed``."""
-    rng = random.Random(seed)
-    return calc_suite([rng.choice(KINDS) for _ in range(20)], name=f"calc-seed{seed}")
-
-
 def gated_suite() -> PilotSuite:
     """:data:`MIXED` with tasks 4 and 5 held at their judge until the gate file exists (see the module doc)."""
     gate = Path(os.environ["CG_PILOT_GATE"])
