@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
@@ -87,12 +88,12 @@ class _Adapter:
 
     async def run_task(self, task: PilotTask) -> None:
         context = task.metadata if self.make_context is None else self.make_context(task)
-        config = {
+        config: RunnableConfig = {
             "configurable": {"thread_id": f"pilot-{task.task_id}-{task.attempt_id}"},
             "recursion_limit": self.recursion_limit,
         }
         try:
-            await self.graph.ainvoke(self.make_input(task.data), config, context=context)  # type: ignore[arg-type]
+            await self.graph.ainvoke(self.make_input(task.data), config, context=context)
         finally:
             await self.branches.branches_of(task.attempt_id)
 
