@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -86,6 +88,7 @@ class Chromium:
             ],
             stdout=self._log,
             stderr=self._log,
+            start_new_session=True,  # its own process group: renderer and GPU helpers end with it
         )
         port = self._wait_for_port()
         url = self._page_websocket(port)
@@ -100,7 +103,8 @@ class Chromium:
     ) -> None:
         self._stack.close()
         if self._process is not None:
-            self._process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=TIMEOUT_S)
         self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
