@@ -16,7 +16,8 @@ Here the simulated agent of :mod:`critic_guard_langgraph.sim` (a stochastic scri
 
 Then, per scenario, :class:`MeasuredCosts` (the empirical per-task call distributions, resampled by the task's
 design and first-flag step) replaces the cost model in ``run_benchmark`` on the decision model that has the same
-ground truth (the scenario's exact ``p, r, d`` and flag rates from :func:`~critic_guard_langgraph.sim.sim_truth`),
+ground truth (the scenario's exact ``p, r, d``, flag rates and rerun correlation ``icc`` from
+:func:`~critic_guard_langgraph.sim.sim_truth`),
 and the report puts side by side, for each method: agent model calls per task and per CORRECT decision, fork vs
 full, and what ``ModelledCosts`` would have said for the same tasks.
 """
@@ -315,7 +316,7 @@ def scenario_report(config: AgentCostsConfig, index: int, workdir: Path) -> dict
     bench = BenchmarkConfig(
         replications=config.replications,
         task_cap=config.task_cap,
-        icc=0.0,  # the simulator's reruns of a task are independent draws
+        icc=truth["fork"].icc,  # how much two runs of one task agree (0 unless the scenario has task_spread)
         shape=shape,
         seed=config.seed,
         scenarios=(world,),
@@ -327,7 +328,8 @@ def scenario_report(config: AgentCostsConfig, index: int, workdir: Path) -> dict
     return {
         "scenario": asdict(scenario),
         "truth": {
-            d: {k: getattr(t, k) for k in ("p", "r", "d", "net", "p_star", "flag_rate")} for d, t in truth.items()
+            d: {k: getattr(t, k) for k in ("p", "r", "d", "net", "p_star", "flag_rate", "icc")}
+            for d, t in truth.items()
         },
         "decision_world": {"p": world.p, "r": world.r, "d": world.d, "net": world.net, "truth": world.truth},
         "seconds": {"fork": fork_seconds, "full": full_seconds},
@@ -386,7 +388,7 @@ def format_report(report: dict[str, Any]) -> str:
             "",
             f"== {sc['name']}: {sc['description']}",
             f"   truth (sim_truth, 1e6 tasks): p={t['p']:.3f} r={t['r']:.3f} d={t['d']:.3f} "
-            f"p_star={t['p_star']:.3f} net={t['net']:+.4f} flag rate={t['flag_rate']:.3f}",
+            f"p_star={t['p_star']:.3f} net={t['net']:+.4f} flag rate={t['flag_rate']:.3f} rerun icc={t['icc']:.2f}",
             f"   measured pairs (n={fork['n']}): fork p={fork['p']:.3f} net={fork['net']:+.3f} | "
             f"full p={full['p']:.3f} net={full['net']:+.3f}  (p vs truth: binomial P={fork['p_vs_truth_pvalue']:.2f}, "
             f"{full['p_vs_truth_pvalue']:.2f})  "

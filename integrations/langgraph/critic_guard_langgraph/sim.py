@@ -10,7 +10,9 @@ says the run succeeded iff the final answer is the sum of the task's values.
 
 **The model** (:func:`sim_model`, a :class:`~critic_guard_langgraph.testing.ScriptedChatModel`). Each model call
 proposes the next step (record the next value, or answer the sum of the values recorded so far). A *first*
-proposal at a step is a mistake with probability ``step_error`` (a value off by 1..9, or an answer off by 1..9).
+proposal at a step is a mistake with probability ``step_error`` (a value off by 1..9, or an answer off by 1..9);
+with ``task_spread > 0`` each task has its own mistake probability (hard and easy tasks, so reruns of a task
+correlate, as with real agents).
 A *retry* after a ROLLBACK with feedback (the history ends with the guard's note) redraws the step: if the
 rolled-back proposal was a mistake, the retry is right with probability ``recover`` (the r-knob), else a mistake
 again; if it was right, the retry is a mistake with probability ``disrupt`` (the d-knob). A mistake that runs
@@ -80,6 +82,8 @@ __all__ = [
 ]
 
 Design = Literal["fork", "full"]
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
 _PHI = NormalDist()
 _TASK_RE = re.compile(r"^\[sim task (?P<id>[^\]\s]+) attempt (?P<attempt>\d+)\] .*?: (?P<values>\d+(?:, \d+)*)\.")
 
@@ -94,6 +98,10 @@ class SimScenario:
     mistaken and right steps (binormal). ``recover`` / ``disrupt``: the r- and d-knobs of a retry after a rollback
     (module docstring). ``critic_shift`` moves every score (positive: the critic flags more). ``tau``, ``min_step``,
     ``max_interventions``: the guard's policy (:meth:`policy`), which the ground truth must know.
+    ``task_spread``: 0 makes all tasks alike; above 0, a task's per-step mistake probability is drawn (from the
+    task id) from a Beta distribution with mean ``step_error`` and intra-class correlation ``task_spread``
+    (``Var = task_spread * step_error * (1 - step_error)``), so two runs of one task fail together more often than
+    two runs of different tasks (``SimTruth.icc`` is the resulting correlation of run outcomes).
     """
 
     name: str
@@ -108,6 +116,7 @@ class SimScenario:
     min_step: int = 2
     max_interventions: int = 3
     description: str = ""
+    task_spread: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("step_error", "recover", "disrupt"):
@@ -118,6 +127,8 @@ class SimScenario:
             raise ValueError(f"critic_auroc must be in [0.5, 1), got {self.critic_auroc!r}")
         if self.steps < 2 or not 0 <= self.min_step < self.steps:
             raise ValueError(f"need steps >= 2 and 0 <= min_step < steps, got {self.steps}, {self.min_step}")
+        if not 0.0 <= self.task_spread < 1.0:
+            raise ValueError(f"task_spread must be in [0, 1), got {self.task_spread!r}")
         if not 0.0 < self.tau < 1.0 or self.max_interventions < 1:
             raise ValueError("need 0 < tau < 1 and max_interventions >= 1")
 
@@ -137,6 +148,22 @@ class SimScenario:
     def flag_threshold(self) -> float:
         """The score ``s`` at and above which ``p_fail >= tau``: ``Phi^-1(tau) + delta / 2 - critic_shift``."""
         return _PHI.inv_cdf(self.tau) + self.separation / 2.0 - self.critic_shift
+
+    def _beta(self) -> tuple[float, float]:
+        concentration = (1.0 - self.task_spread) / self.task_spread
+        return self.step_error * concentration, (1.0 - self.step_error) * concentration
+
+    def task_error(self, task_id: str) -> float:
+        """The per-step mistake probability of one task: ``step_error``, or its own draw when ``task_spread > 0``."""
+        if self.task_spread == 0.0 or self.step_error in (0.0, 1.0):
+            return self.step_error
+        return random.Random(f"sim-task-error:{self.seed}:{task_id}").betavariate(*self._beta())
+
+    def task_errors(self, rng: np.random.Generator, n: int) -> Floats:
+        """``n`` tasks' per-step mistake probabilities, drawn as :meth:`task_error` draws them (for the truth)."""
+        if self.task_spread == 0.0 or self.step_error in (0.0, 1.0):
+            return np.full(n, self.step_error)
+        return rng.beta(*self._beta(), size=n)
 
     def policy(self) -> Policy:
         """The guard policy this world assumes: ROLLBACK with feedback, ``tau``, ``min_step``, ``max_interventions``."""
@@ -258,7 +285,7 @@ def _recorded(messages: Sequence[BaseMessage]) -> list[int]:
     return [int(c["args"]["value"]) for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
 
 
-def _proposal(scenario: SimScenario, messages: Sequence[BaseMessage]) -> tuple[bool, int]:
+def _proposal(scenario: SimScenario, error: float, messages: Sequence[BaseMessage]) -> tuple[bool, int]:
     """Whether the model's proposal for this input is a mistake, and its offset (0 if right).
 
     A retry (the input ends with a guard note) depends on the rolled-back proposal, recomputed from the input
@@ -267,10 +294,10 @@ def _proposal(scenario: SimScenario, messages: Sequence[BaseMessage]) -> tuple[b
     rng = _draw(scenario.seed, messages)
     u, offset = rng.random(), rng.randint(1, 9)
     if messages and is_guard_note(messages[-1]):
-        before, _ = _proposal(scenario, messages[:-1])
+        before, _ = _proposal(scenario, error, messages[:-1])
         mistake = u >= scenario.recover if before else u < scenario.disrupt
     else:
-        mistake = u < scenario.step_error
+        mistake = u < error
     return mistake, offset if mistake else 0
 
 
@@ -286,7 +313,7 @@ def sim_model(scenario: SimScenario, counts: SimCounts | None = None) -> Scripte
             counts.add("model", task.task_id)
         done = _recorded(messages)
         step = len(done)
-        mistake, offset = _proposal(scenario, messages)
+        mistake, offset = _proposal(scenario, scenario.task_error(task.task_id), messages)
         retry = 0
         for m in reversed(messages):
             if not is_guard_note(m):
@@ -367,9 +394,6 @@ def _neutral_mistake(task: SimTask, messages: Sequence[Message]) -> bool:
 
 # -- ground truth without the graph --------------------------------------------------------------------------------
 
-Floats = NDArray[np.float64]
-Bools = NDArray[np.bool_]
-
 
 @dataclass(frozen=True, slots=True)
 class SimTruth:
@@ -379,7 +403,8 @@ class SimTruth:
     run is flagged (the treatment run's, in ``full``), ``mean_flag_step`` the mean step of the first flag.
     ``extra_model_calls``: mean model calls per task beyond the control run's ``steps`` (see :func:`sim_truth`).
     ``n``: simulated tasks. ``tpr`` / ``fpr``: the rates at which a control run that fails / succeeds would be
-    flagged (its first flag, ignoring the intervention).
+    flagged (its first flag, ignoring the intervention). ``icc``: the correlation of two unguarded runs' outcomes
+    on one task (from ``task_spread``; 0 when all tasks are alike).
     """
 
     scenario: SimScenario
@@ -391,6 +416,7 @@ class SimTruth:
     extra_model_calls: float
     tpr: float
     fpr: float
+    icc: float
 
     @property
     def p(self) -> float:
@@ -422,22 +448,26 @@ class _Arm:
     calls: NDArray[np.int64]
 
 
-def _propose(rng: np.random.Generator, sc: SimScenario, prev: Bools | None, n: int) -> tuple[Bools, Bools]:
-    """Mistake and would-flag of ``n`` proposals: first proposals (``prev`` None) or retries after ``prev``."""
+def _propose(rng: np.random.Generator, sc: SimScenario, q: Floats, prev: Bools | None) -> tuple[Bools, Bools]:
+    """Mistake and would-flag of one proposal per task (mistake probabilities ``q``): first proposals (``prev``
+    None) or retries after ``prev``."""
+    n = q.shape[0]
     u = rng.random(n)
-    mistake = u < sc.step_error if prev is None else np.where(prev, u >= sc.recover, u < sc.disrupt)
+    mistake = u < q if prev is None else np.where(prev, u >= sc.recover, u < sc.disrupt)
     score = sc.separation * mistake + rng.standard_normal(n)
     return mistake, score >= sc.flag_threshold
 
 
-def _run(rng: np.random.Generator, sc: SimScenario, n: int, *, intervene: bool) -> _Arm:
-    """Simulate ``n`` independent runs; ``intervene``: roll back flagged steps as the treatment arm does."""
+def _run(rng: np.random.Generator, sc: SimScenario, q: Floats, *, intervene: bool) -> _Arm:
+    """Simulate one run per task (mistake probabilities ``q``); ``intervene``: roll back flagged steps as the
+    treatment arm does."""
+    n = q.shape[0]
     ok = np.ones(n, dtype=bool)
     first_flag = np.full(n, -1, dtype=np.int64)
     calls = np.zeros(n, dtype=np.int64)
     used = np.zeros(n, dtype=np.int64)
     for step in range(sc.steps):
-        mistake, flag = _propose(rng, sc, None, n)
+        mistake, flag = _propose(rng, sc, q, None)
         calls += 1
         acts = flag & (step >= sc.min_step)
         first_flag = np.where(acts & (first_flag < 0), step, first_flag)
@@ -446,25 +476,25 @@ def _run(rng: np.random.Generator, sc: SimScenario, n: int, *, intervene: bool) 
             while acts.any():
                 used += acts
                 calls += acts
-                retry_mistake, retry_flag = _propose(rng, sc, mistake, n)
+                retry_mistake, retry_flag = _propose(rng, sc, q, mistake)
                 mistake = np.where(acts, retry_mistake, mistake)
                 acts = acts & retry_flag & (used < sc.max_interventions)
         ok &= ~mistake
     return _Arm(ok, first_flag, calls)
 
 
-def _shared_draws(rng_seed: int, sc: SimScenario, n: int) -> tuple[_Arm, _Arm]:
+def _shared_draws(rng_seed: int, sc: SimScenario, q: Floats) -> tuple[_Arm, _Arm]:
     """Control and treatment of the fork design: identical draws up to the first flag, independent after.
 
     Two generators from one seed replay the same first-proposal stream, so the treatment run sees the control's
     proposals exactly until it first intervenes; from then on its history differs, so it draws its own.
     """
-    control = _run(np.random.default_rng(rng_seed), sc, n, intervene=False)
-    treatment = _fork_run(np.random.default_rng(rng_seed), np.random.default_rng(rng_seed + 1), sc, control)
+    control = _run(np.random.default_rng(rng_seed), sc, q, intervene=False)
+    treatment = _fork_run(np.random.default_rng(rng_seed), np.random.default_rng(rng_seed + 1), sc, q, control)
     return control, treatment
 
 
-def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenario, control: _Arm) -> _Arm:
+def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenario, q: Floats, control: _Arm) -> _Arm:
     """The treatment branch: replays the control's first proposals (``same``) until its first flag, then ``own``."""
     n = control.ok.shape[0]
     ok = np.ones(n, dtype=bool)
@@ -472,8 +502,8 @@ def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenar
     used = np.zeros(n, dtype=np.int64)
     forked = np.zeros(n, dtype=bool)
     for step in range(sc.steps):
-        shared_mistake, shared_flag = _propose(same, sc, None, n)
-        own_mistake, own_flag = _propose(own, sc, None, n)
+        shared_mistake, shared_flag = _propose(same, sc, q, None)
+        own_mistake, own_flag = _propose(own, sc, q, None)
         mistake = np.where(forked, own_mistake, shared_mistake)
         flag = np.where(forked, own_flag, shared_flag)
         calls += forked
@@ -482,7 +512,7 @@ def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenar
         while acts.any():
             used += acts
             calls += acts
-            retry_mistake, retry_flag = _propose(own, sc, mistake, n)
+            retry_mistake, retry_flag = _propose(own, sc, q, mistake)
             mistake = np.where(acts, retry_mistake, mistake)
             acts = acts & retry_flag & (used < sc.max_interventions)
         ok &= ~mistake
@@ -493,6 +523,14 @@ def _cells(control: Bools, treatment: Bools) -> tuple[float, float, float, float
     index = 2 * control.astype(np.int64) + treatment.astype(np.int64)
     counts = np.bincount(index, minlength=4) / index.shape[0]
     return (float(counts[0]), float(counts[1]), float(counts[2]), float(counts[3]))
+
+
+def _outcome_icc(q: Floats, steps: int) -> float:
+    """Correlation of the outcomes of two unguarded runs of one task: ``Var f / (p (1 - p))`` with ``f`` the
+    task's failure probability ``1 - (1 - q) ** steps`` and ``p = E f`` (0 when all tasks are alike)."""
+    f = 1.0 - (1.0 - q) ** steps
+    p = float(f.mean())
+    return float(f.var() / (p * (1.0 - p))) if 0.0 < p < 1.0 and np.ptp(q) > 0 else 0.0
 
 
 def _rate(events: Bools) -> float:
@@ -508,13 +546,14 @@ def sim_truth(scenario: SimScenario, design: Design = "fork", n: int = 1_000_000
     control run (fork: the treatment branch's own calls after the fork; full: the whole treatment run).
     The standard error of each cell is at most ``0.5 / sqrt(n)`` (5e-4 at the default n).
     """
+    q = scenario.task_errors(np.random.default_rng([seed, 7]), n)  # the tasks: both arms of a task share q
     if design == "fork":
-        control, treatment = _shared_draws(seed, scenario, n)
+        control, treatment = _shared_draws(seed, scenario, q)
         flagged = control.first_flag >= 0
         flag_steps = control.first_flag[flagged]
     elif design == "full":
-        control = _run(np.random.default_rng(seed), scenario, n, intervene=False)
-        treatment = _run(np.random.default_rng(seed + 1), scenario, n, intervene=True)
+        control = _run(np.random.default_rng(seed), scenario, q, intervene=False)
+        treatment = _run(np.random.default_rng(seed + 1), scenario, q, intervene=True)
         flagged = treatment.first_flag >= 0
         flag_steps = treatment.first_flag[flagged]
     else:
@@ -529,6 +568,7 @@ def sim_truth(scenario: SimScenario, design: Design = "fork", n: int = 1_000_000
         extra_model_calls=float(treatment.calls.mean()),
         tpr=_rate(control.first_flag[~control.ok] >= 0),
         fpr=_rate(control.first_flag[control.ok] >= 0),
+        icc=_outcome_icc(q, scenario.steps),
     )
 
 
@@ -559,6 +599,16 @@ SCENARIOS: tuple[SimScenario, ...] = (
         disrupt=0.3,
         critic_shift=-0.2,
         description="null effect: p = 0.5, recoveries and disruptions cancel (|net| < 0.002)",
+    ),
+    SimScenario(
+        "hotpotqa_harm_correlated",
+        step_error=0.07,
+        critic_auroc=0.75,
+        recover=0.5,
+        disrupt=0.3,
+        critic_shift=-0.5,
+        task_spread=0.2,
+        description="HotPotQA-like with hard and easy tasks: reruns of a task correlate (icc 0.48), intervention harms",
     ),
 )
 """Starting points for the regimes; :func:`sim_truth` gives their exact p, r, d, net and p_star."""

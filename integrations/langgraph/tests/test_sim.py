@@ -2,8 +2,9 @@
 
 The statistical tests are binomial tests at level 1e-3 of counts from the real guarded agent (create_agent graph,
 checkpointer, shadow forks, SQLite store) against probabilities from :func:`sim_truth`, whose own Monte Carlo
-error (< 5e-4 per cell) is negligible at these sample sizes. A wrong retry rule, a critic that flags at the wrong
-rate or a fork that does not share its prefix shifts these rates by far more than the tests tolerate.
+error (< 1e-3 per cell at 300,000 tasks) is negligible at these sample sizes. A wrong retry rule, a critic that
+flags at the wrong rate or a fork that does not share its prefix shifts these rates by far more than the tests
+tolerate.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from typing import Any
 
 import pytest
 from calc_agent import GuardFactory
@@ -28,6 +30,7 @@ from critic_guard_langgraph.sim import (
     SimCritic,
     SimScenario,
     SimTask,
+    record,
     sim_agent,
     sim_input,
     sim_judge,
@@ -37,6 +40,7 @@ from critic_guard_langgraph.sim import (
 )
 
 LEVEL = 1e-3
+TRUTH_N = 300_000  # Monte Carlo error < 1e-3 per cell: negligible against the binomial tests' n of 100-300
 NULL = next(s for s in SCENARIOS if s.name == "null")
 
 
@@ -137,6 +141,34 @@ def test_truth_matches_closed_forms() -> None:
     assert sim_truth(never, "fork", n=20_000).cells[1:3] == (0.0, 0.0)
 
 
+def _unguarded_run_fails(model: Any, task: SimTask, attempt: int) -> bool:
+    """One unguarded run without the graph: the model's replies and the tool results create_agent would add."""
+    messages = first_messages(task, attempt)
+    while True:
+        reply = model.reply(messages)
+        messages.append(reply)
+        if not reply.tool_calls:
+            return not sim_judge(task, {"messages": messages})
+        [call] = reply.tool_calls
+        messages.append(ToolMessage(record.invoke(call["args"]), tool_call_id=call["id"], name="record"))
+
+
+def test_task_spread_makes_reruns_of_a_task_correlate() -> None:
+    scenario = next(s for s in SCENARIOS if s.name == "hotpotqa_harm_correlated")
+    tasks = sim_tasks(300, seed=21)
+    assert scenario.task_error(tasks[0].task_id) == scenario.task_error(tasks[0].task_id)
+    assert len({scenario.task_error(t.task_id) for t in tasks[:5]}) == 5
+    assert NULL.task_error(tasks[0].task_id) == NULL.step_error
+    model = sim_model(scenario)
+    runs = [(_unguarded_run_fails(model, t, 0), _unguarded_run_fails(model, t, 1)) for t in tasks]
+    truth = sim_truth(scenario, "full", n=TRUTH_N)
+    assert 0.4 < truth.icc < 0.6 and sim_truth(NULL, "full", n=TRUTH_N).icc == 0.0
+    assert agrees(sum(a for a, _ in runs), len(runs), truth.p)
+    # two attempts of one task fail together with probability E[f^2] = p^2 + icc p (1 - p)
+    both = truth.p**2 + truth.icc * truth.p * (1 - truth.p)
+    assert agrees(sum(a and b for a, b in runs), len(runs), both)
+
+
 def _pilot_cells(make_guard: GuardFactory, scenario: SimScenario, n: int) -> tuple[Counter[tuple[bool, bool]], int]:
     counts = SimCounts()
     guard = make_guard(SimCritic(scenario, counts), mode="pilot", policy=scenario.policy(), agent_name="sim")
@@ -154,7 +186,7 @@ def _pilot_cells(make_guard: GuardFactory, scenario: SimScenario, n: int) -> tup
 def test_fork_pilot_through_the_graph_agrees_with_the_truth(make_guard: GuardFactory) -> None:
     n = 200
     cells, flagged = _pilot_cells(make_guard, NULL, n)
-    truth = sim_truth(NULL, "fork")
+    truth = sim_truth(NULL, "fork", n=TRUTH_N)
     assert agrees(flagged, n, truth.flag_rate)
     assert agrees(cells[False, False] + cells[False, True], n, truth.p)
     assert agrees(cells[False, True], n, truth.cells[1])
@@ -167,7 +199,7 @@ def test_treatment_runs_through_the_graph_agree_with_the_truth(make_guard: Guard
     agent = sim_agent(scenario, [CriticGuardMiddleware(guard)])
     n = 120
     wins = sum(sim_judge(None, agent.invoke(sim_input(t, attempt=1))) for t in sim_tasks(n, seed=7))
-    truth = sim_truth(scenario, "full")
+    truth = sim_truth(scenario, "full", n=TRUTH_N)
     assert agrees(wins, n, truth.cells[1] + truth.cells[3])
 
 
