@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,16 @@ def test_a_failed_trace_is_a_warning_after_the_recorded_override(
     assert result.stderr.startswith("critic-guard: warning: the transition is recorded but was not traced: OTLP")
     with SQLiteStore(path) as store:
         assert store.transitions(key)[-1].reason == "outage"
+
+
+def test_status_does_not_load_matplotlib(pilot: tuple[str, str, Path]) -> None:
+    url, _, _ = pilot
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from critic_guard.cli import app\n"
+        f"assert CliRunner().invoke(app, ['status', '--store', {url!r}, '--json']).exit_code == 0\n"
+        "assert 'matplotlib' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
