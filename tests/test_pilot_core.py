@@ -15,7 +15,6 @@ import pytest
 from critic_guard.guard import CriticGuard
 from critic_guard.pilot import (
     ABANDONED_REASON,
-    ATTEMPT_KEY,
     PilotSuite,
     PilotTask,
     SuiteError,
@@ -146,20 +145,24 @@ def test_after_a_crash_the_rerun_abandons_open_pairs_and_runs_only_what_is_left(
 def test_a_crash_after_the_pair_completed_keeps_the_task(tmp_path: Path) -> None:
     """The row still says running, but the store shows the task finished: it is done, not run again."""
     path = tmp_path / "g.db"
-    run(fake_suite(["recover"]), path)
     with CriticGuard(critic, agent_name="fake", mode="pilot", store=f"sqlite:///{path}") as guard:
         store, key = guard.store, f"fake|{guard.guard_key}"
         assert store is not None
+        store.start_pilot_task(key, "t0", attempt_id="interrupted", at=1.0)
+        task = PilotTask("t0", "interrupted", {"task_id": "t0", "kind": "recover"})
+        asyncio.run(FakeAdapter(guard, None, None).run_task(task))  # then the crash, before the row says done
         [row] = store.pilot_tasks(key)
-        store.start_pilot_task(key, "t0", attempt_id="interrupted", at=1.0)  # as if the crash came before "done"
-        [prod] = [r for r in store.runs_of_task(guard.guard_key, "t0") if r.parent_run_id is None]
-        conn = store._conn  # type: ignore[attr-defined]
-        conn.execute("UPDATE runs SET task = json_set(task, '$.pilot_attempt', 'interrupted')")
+        [pair] = guard.pairs()
+        assert (row.status, pair.status) == (PilotTaskStatus.RUNNING, PairStatus.COMPLETE)
     suite = fake_suite(["recover"])
     resumed, record, _ = run(suite, path)
     assert suite.adapters[0].runs == []  # type: ignore[attr-defined]
-    assert (resumed.ran, resumed.tally.n01, resumed.tally.abandoned, record.counts.n) == (0, 1, 0, 1)
-    assert prod.task is not None and prod.task[ATTEMPT_KEY] == row.attempt_id
+    assert (resumed.ran, resumed.skipped, resumed.tally.n01, resumed.tally.abandoned) == (0, 1, 1, 0)
+    assert record.counts.n == 1 and record.incomplete == 0
+    with CriticGuard(critic, agent_name="fake", mode="pilot", store=f"sqlite:///{path}") as guard:
+        assert guard.store is not None
+        [row] = guard.store.pilot_tasks(key)
+        assert (row.status, row.run_id, row.attempts) == (PilotTaskStatus.DONE, pair.pair_id, 1)
 
 
 def test_a_failing_task_is_reported_excluded_and_retried(tmp_path: Path) -> None:
