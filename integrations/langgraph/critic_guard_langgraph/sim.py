@@ -72,6 +72,7 @@ __all__ = [
     "SimScenario",
     "SimTask",
     "SimTruth",
+    "record",
     "sim_agent",
     "sim_input",
     "sim_judge",
@@ -305,6 +306,7 @@ def sim_model(scenario: SimScenario, counts: SimCounts | None = None) -> Scripte
     """The simulated agent's chat model (module docstring); ``counts`` counts its calls per task id."""
 
     def policy(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage:
+        # The draws come from _draw, not rng: a retry must recompute the rolled-back proposal from a shorter input.
         found = _find_task(messages)
         if found is None:
             raise ValueError("the simulated model needs a simulator task prompt (see sim_input)")
