@@ -14,6 +14,7 @@ import math
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pytest
 from calc_agent import GuardFactory
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -169,28 +170,35 @@ def test_task_spread_makes_reruns_of_a_task_correlate() -> None:
     assert agrees(sum(a and b for a, b in runs), len(runs), both)
 
 
-def _pilot_cells(make_guard: GuardFactory, scenario: SimScenario, n: int) -> tuple[Counter[tuple[bool, bool]], int]:
+def _pilot(
+    make_guard: GuardFactory, scenario: SimScenario, n: int
+) -> tuple[Counter[tuple[bool, bool]], int, list[int]]:
+    """Cells and flagged count of ``n`` fork-design pairs, and each task's model calls (production + branch)."""
     counts = SimCounts()
     guard = make_guard(SimCritic(scenario, counts), mode="pilot", policy=scenario.policy(), agent_name="sim")
     middleware = CriticGuardMiddleware(guard, judge=sim_judge)
     agent = middleware.attach(sim_agent(scenario, [middleware], InMemorySaver(), counts))
-    for task in sim_tasks(n, seed=scenario.seed + 100, steps=scenario.steps):
+    tasks = sim_tasks(n, seed=scenario.seed + 100, steps=scenario.steps)
+    for task in tasks:
         agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}})
     assert middleware.runner is not None and middleware.runner.wait(120)
     pairs = guard.pairs()
     assert len(pairs) == n and all(p.status is PairStatus.COMPLETE for p in pairs)
     cells = Counter((bool(p.control_success), bool(p.treatment_success)) for p in pairs)
-    return cells, sum(p.flagged for p in pairs)
+    return cells, sum(p.flagged for p in pairs), [counts.model[t.task_id] for t in tasks]
 
 
 def test_fork_pilot_through_the_graph_agrees_with_the_truth(make_guard: GuardFactory) -> None:
     n = 200
-    cells, flagged = _pilot_cells(make_guard, NULL, n)
+    cells, flagged, calls = _pilot(make_guard, NULL, n)
     truth = sim_truth(NULL, "fork", n=TRUTH_N)
     assert agrees(flagged, n, truth.flag_rate)
     assert agrees(cells[False, False] + cells[False, True], n, truth.p)
     assert agrees(cells[False, True], n, truth.cells[1])
     assert agrees(cells[True, False], n, truth.cells[2])
+    # model calls per task (production run + shadow branch): a z-test at about the same level (|z| < 3.3)
+    mean, sd = float(np.mean(calls)), float(np.std(calls, ddof=1))
+    assert abs(mean - (NULL.steps + truth.extra_model_calls)) < 3.3 * sd / math.sqrt(n)
 
 
 def test_treatment_runs_through_the_graph_agree_with_the_truth(make_guard: GuardFactory) -> None:
