@@ -22,7 +22,10 @@ Every draw comes from a digest of the input messages (plus ``scenario.seed``), n
 shadow branches that share a prefix share its continuation distribution, a rerun reproduces a run exactly, and a
 retry (whose history differs by the note) is a fresh draw. The rolled-back proposal is not in the retry's input,
 so the model recomputes it from the history without the note (also a pure function). Silent rollbacks (no note)
-give the same history and therefore the same proposal again: the simulator needs ``Policy(feedback=True)``.
+give the same history and therefore the same proposal again: the simulator needs ``Policy(feedback=True)``. It
+models ROLLBACK (:meth:`SimScenario.policy`); under APPEND the note follows a step that already ran, and the next
+proposal is redrawn by the same r/d rule against the proposal it would have made without the note, which
+:func:`sim_truth` does not model.
 
 **Ground truth** the critic can read. Each reply carries ``response_metadata["sim"] = {"step", "retry",
 "mistake"}`` for inspection, but a critic sees only neutral messages (no metadata), so :class:`SimCritic`
