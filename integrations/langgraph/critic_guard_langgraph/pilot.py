@@ -4,12 +4,8 @@
 :class:`~critic_guard_langgraph.CriticGuardMiddleware` (with the judge), asks the ``agent`` factory for the graph
 (``agent(middleware, checkpointer) -> create_agent(model, tools, middleware=[*middleware, ...],
 checkpointer=checkpointer)``), attaches it, and runs one task per call of ``run_task``: ``ainvoke`` on a fresh
-thread, then await that task's shadow branch.
-
-Why the runner is replaced after ``attach``: ``ShadowRunner.drain()`` awaits *every* branch in flight, so with
-several tasks running at once a finished task would wait for the others' branches and the pilot would move in
-convoys. :class:`_TaskBranches` is the same runner that also remembers which attempt submitted each branch
-(from the task metadata, :data:`~critic_guard.pilot.ATTEMPT_KEY`), so a task awaits only its own.
+thread, then await the shadow branches forked from that thread (only its own: with several tasks running at once,
+awaiting every branch in flight would make the pilot move in convoys).
 
 The runs' task metadata comes from the runtime context: the default context is ``task.metadata`` (a dict, which
 ``create_agent`` accepts when the agent declares no ``context_schema``); an agent with its own context schema
@@ -18,7 +14,6 @@ passes ``context=`` and must keep the metadata's keys in it.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -31,10 +26,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
 from critic_guard.guard import CriticGuard
-from critic_guard.pilot import ATTEMPT_KEY, PilotTask
+from critic_guard.pilot import PilotTask
 from critic_guard_langgraph.middleware import CriticGuardMiddleware
-from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
-from critic_guard_langgraph.shadow import ShadowBranch
+from critic_guard_langgraph.runner import Judge, ShadowRunner
 
 __all__ = ["AgentFactory", "LangGraphPilot", "SaverFactory", "default_input"]
 
@@ -50,52 +44,31 @@ def default_input(task: Mapping[str, Any]) -> dict[str, Any]:
     return {"messages": [HumanMessage(str(task["input"]))]}
 
 
-class _TaskBranches(ShadowRunner):
-    """A :class:`ShadowRunner` that remembers the branches of each pilot attempt, so a task awaits only its own."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._by_attempt: dict[str, list[asyncio.Task[bool | None]]] = {}
-
-    def asubmit(
-        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
-    ) -> asyncio.Task[bool | None]:
-        created = super().asubmit(branch, fork, task=task, context=context)
-        self._by_attempt.setdefault(str(task.get(ATTEMPT_KEY)), []).append(created)
-        return created
-
-    async def branches_of(self, attempt_id: str) -> None:
-        """Await every branch the attempt submitted (a branch never raises: failures mark its pair)."""
-        await asyncio.gather(*self._by_attempt.pop(attempt_id, []), return_exceptions=True)
-
-
 class _Adapter:
     """One pilot's adapter: the attached graph and how to run a task on it."""
 
     def __init__(
         self,
         graph: Pregel[Any, Any, Any, Any],
-        branches: _TaskBranches,
+        runner: ShadowRunner,
         make_input: Callable[[Mapping[str, Any]], Any],
         make_context: Callable[[PilotTask], Any] | None,
         recursion_limit: int,
     ) -> None:
         self.graph = graph
-        self.branches = branches
+        self.runner = runner
         self.make_input = make_input
         self.make_context = make_context
         self.recursion_limit = recursion_limit
 
     async def run_task(self, task: PilotTask) -> None:
         context = task.metadata if self.make_context is None else self.make_context(task)
-        config: RunnableConfig = {
-            "configurable": {"thread_id": f"pilot-{task.task_id}-{task.attempt_id}"},
-            "recursion_limit": self.recursion_limit,
-        }
+        thread_id = f"pilot-{task.task_id}-{task.attempt_id}"
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": self.recursion_limit}
         try:
             await self.graph.ainvoke(self.make_input(task.data), config, context=context)
         finally:
-            await self.branches.branches_of(task.attempt_id)
+            await self.runner.drain(thread_id)
 
 
 class LangGraphPilot:
@@ -149,10 +122,10 @@ class LangGraphPilot:
         async with self._saver() as saver:
             middleware = CriticGuardMiddleware(guard, judge=self.judge, fork_context=self.fork_context)
             graph = middleware.attach(self.agent([middleware], saver))
-            branches = _TaskBranches(graph, guard, judge=self.judge, fork_context=self.fork_context)
-            middleware.runner = branches
+            runner = middleware.runner
+            assert runner is not None  # attach() made it
             try:
-                yield _Adapter(graph, branches, self.input, self.context, self.recursion_limit)
+                yield _Adapter(graph, runner, self.input, self.context, self.recursion_limit)
             finally:
-                await branches.drain()
-                branches.close()
+                await runner.drain()
+                runner.close()

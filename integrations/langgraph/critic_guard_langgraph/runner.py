@@ -4,7 +4,9 @@ A branch is: clone the fork-point checkpoint into a new thread (:mod:`critic_gua
 graph there with ``None`` input and a config naming the branch (:class:`~critic_guard_langgraph.shadow
 .ShadowBranch`), judge the final state, ``guard.record_outcome(branch.run_id, ok)``. Branches run off the user's
 path so that user-facing latency does not grow: sync submissions go to a small thread pool, async ones become
-asyncio tasks. :meth:`ShadowRunner.wait` / :meth:`ShadowRunner.drain` let a pilot or a test wait for them.
+asyncio tasks. :meth:`ShadowRunner.wait` / :meth:`ShadowRunner.drain` let a pilot or a test wait for them: all of
+them, or only those forked from one production thread (a pilot running many tasks at once awaits each task's own
+branches, not everyone's).
 
 A branch never raises into the production run. A branch stopped by the tool gate, or failing in any other way,
 marks its pair ``incomplete`` with the reason (and ends its run with status ``incomplete`` / ``failed``).
@@ -90,8 +92,8 @@ class ShadowRunner:
         self.wait_s = wait_s
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="critic-guard-shadow")
         self._lock = threading.Lock()
-        self._futures: set[Future[bool | None]] = set()
-        self._tasks: set[asyncio.Task[bool | None]] = set()
+        self._futures: dict[Future[bool | None], str] = {}  # -> the production thread it forked from
+        self._tasks: dict[asyncio.Task[bool | None], str] = {}
 
     # -- submitting -----------------------------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class ShadowRunner:
         """Run the branch on the thread pool; the future's result is its outcome (None: no judge, or excluded)."""
         future = self._pool.submit(self.run, branch, fork, task=task, context=context)
         with self._lock:
-            self._futures.add(future)
+            self._futures[future] = fork.thread_id
         future.add_done_callback(self._forget)
         return future
 
@@ -110,25 +112,30 @@ class ShadowRunner:
     ) -> asyncio.Task[bool | None]:
         """Run the branch as an asyncio task on the running loop."""
         created = asyncio.get_running_loop().create_task(self.arun(branch, fork, task=task, context=context))
-        self._tasks.add(created)
-        created.add_done_callback(self._tasks.discard)
+        self._tasks[created] = fork.thread_id
+        created.add_done_callback(self._forget_task)
         return created
 
     def _forget(self, future: Future[bool | None]) -> None:
         with self._lock:
-            self._futures.discard(future)
+            self._futures.pop(future, None)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the sync branches submitted so far; True if all finished within ``timeout``."""
+    def _forget_task(self, task: asyncio.Task[bool | None]) -> None:
+        self._tasks.pop(task, None)
+
+    def wait(self, timeout: float | None = None, *, thread_id: str | None = None) -> bool:
+        """Wait for the sync branches submitted so far (only those forked from ``thread_id``, if given); True if
+        all finished within ``timeout``."""
         with self._lock:
-            pending = set(self._futures)
+            pending = {f for f, t in self._futures.items() if thread_id is None or t == thread_id}
         _, not_done = wait_futures(pending, timeout)
         return not not_done
 
-    async def drain(self) -> None:
-        """Await every async branch, including branches submitted while draining."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def drain(self, thread_id: str | None = None) -> None:
+        """Await every async branch (only those forked from ``thread_id``, if given), including branches
+        submitted while draining."""
+        while pending := [t for t, thread in self._tasks.items() if thread_id is None or thread == thread_id]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def close(self) -> None:
         """Wait for the sync branches and stop the thread pool."""
