@@ -16,6 +16,8 @@ only way this package places a note.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -33,6 +35,7 @@ from critic_guard.types import Message
 
 __all__ = [
     "NOTE_ID_PREFIX",
+    "NeutralHistory",
     "from_neutral",
     "insert_note",
     "is_guard_note",
@@ -68,6 +71,49 @@ def to_neutral(messages: BaseMessage | Sequence[BaseMessage]) -> Message | list[
     if isinstance(given, str | bytes) or not isinstance(given, Sequence):
         raise TypeError(f"to_neutral expects a BaseMessage or a sequence of them, got {type(messages).__name__}")
     return [_message_to_neutral(m) for m in messages]
+
+
+class NeutralHistory:
+    """The neutral form of each run's history, converted incrementally: only messages new since the last step.
+
+    Why: the critic sees the whole trajectory at every step, and converting it costs about 2 µs per message, so a
+    long run would pay O(steps²). A run's history grows by appending (a ROLLBACK removes the last message), and
+    LangGraph hands the same message objects to each step of an in-process run, so the cached prefix is reused as
+    long as its messages are the very same objects (``is``, checked one by one: a few ns each); anything else is
+    converted again. The cache holds strong references to the messages it compared against (so an identity is never
+    recycled) and keeps at most ``max_runs`` runs, least recently used first out. Critics must treat the neutral
+    messages as read-only: they are shared between steps.
+    """
+
+    def __init__(self, max_runs: int = 1024) -> None:
+        self.max_runs = max_runs
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, tuple[tuple[BaseMessage, ...], tuple[Message, ...]]] = OrderedDict()
+
+    def convert(self, run_id: str, messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+        """The neutral form of ``messages``, the current history of run ``run_id``."""
+        with self._lock:
+            cached = self._runs.get(run_id)
+        kept = 0
+        if cached is not None:
+            for old, new in zip(cached[0], messages, strict=False):
+                if old is not new:
+                    break
+                kept += 1
+            neutral = cached[1][:kept] + tuple(_message_to_neutral(m) for m in messages[kept:])
+        else:
+            neutral = tuple(_message_to_neutral(m) for m in messages)
+        with self._lock:
+            self._runs[run_id] = (tuple(messages), neutral)
+            self._runs.move_to_end(run_id)
+            if len(self._runs) > self.max_runs:
+                self._runs.popitem(last=False)
+        return neutral
+
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run's cache."""
+        with self._lock:
+            self._runs.pop(run_id, None)
 
 
 def _message_to_neutral(message: BaseMessage) -> Message:

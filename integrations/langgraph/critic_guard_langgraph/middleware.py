@@ -76,7 +76,7 @@ from critic_guard_langgraph._runs import (
     task_metadata,
 )
 from critic_guard_langgraph.fork import ForkError, check_durability
-from critic_guard_langgraph.messages import make_note, note_index, to_neutral
+from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
 from critic_guard_langgraph.shadow import ShadowBranch
 
@@ -166,6 +166,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         self.judge = judge
         self.fork_context = fork_context
         self.runner: ShadowRunner | None = None
+        self._histories = NeutralHistory()
 
     def attach(self, agent: Any) -> Any:
         """Give the middleware its compiled agent (needed by pilots: shadow branches resume that graph); returns it.
@@ -257,6 +258,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     def _end(self, run_id: str, ok: object) -> None:
         """End the run with its outcome, if judged (outcome first, so it lands on the run's open span)."""
+        self._histories.forget(run_id)
         success = ok if isinstance(ok, bool) else None
         if ok is not None and success is None:
             logger.warning("critic-guard: the judge returned %r, not a bool; no outcome recorded", ok)
@@ -434,7 +436,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         return StepContext(
             run_id=record["run_id"],
             step=record["step"],
-            messages=tuple(to_neutral(messages)),
+            messages=self._histories.convert(record["run_id"], messages),
             task=record["task"],
             arm=Arm(record["arm"]),
         )

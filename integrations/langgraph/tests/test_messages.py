@@ -18,6 +18,7 @@ from langchain_core.messages import (
 
 from critic_guard_langgraph.messages import (
     NOTE_ID_PREFIX,
+    NeutralHistory,
     from_neutral,
     insert_note,
     is_guard_note,
@@ -157,3 +158,31 @@ def test_note_never_splits_an_open_tool_call_group() -> None:
     note = make_note("careful", "k")
     placed = insert_note(TRAJECTORY[:4], note)
     assert placed == [*TRAJECTORY[:2], note, *TRAJECTORY[2:4]]
+
+
+def test_neutral_history_converts_only_new_messages_and_equals_to_neutral() -> None:
+    history = NeutralHistory(max_runs=2)
+    task = HumanMessage("add 1 and 2", id="h")
+    call = AIMessage("", tool_calls=[{"id": "c1", "name": "add", "args": {"a": 1, "b": 2}}], id="a1")
+    result = ToolMessage("3", tool_call_id="c1", id="t1")
+    first = history.convert("run", [task, call])
+    assert list(first) == to_neutral([task, call])
+    second = history.convert("run", [task, call, result, AIMessage("3", id="a2")])
+    assert list(second) == to_neutral([task, call, result, AIMessage("3", id="a2")])
+    assert second[0] is first[0] and second[1] is first[1]  # reused, not converted again
+    rolled_back = history.convert("run", [task, call, result])  # a ROLLBACK removed the last message
+    assert rolled_back[:3] == second[:3] and rolled_back[2] is second[2]
+    replaced = AIMessage("", tool_calls=[{"id": "c1", "name": "add", "args": {"a": 1, "b": 5}}], id="a1")
+    changed = history.convert("run", [task, replaced, result])  # same id, another object: converted again
+    assert changed[1]["tool_calls"][0]["arguments"] == {"a": 1, "b": 5} and changed[2] is not rolled_back[2]
+
+
+def test_neutral_history_keeps_at_most_max_runs() -> None:
+    history = NeutralHistory(max_runs=2)
+    message = HumanMessage("hi", id="h")
+    kept = history.convert("a", [message])
+    history.convert("b", [message])
+    history.convert("c", [message])  # pushes out "a", the least recently used
+    assert history.convert("a", [message])[0] is not kept[0]
+    history.forget("c")
+    assert "c" not in history._runs
