@@ -21,10 +21,10 @@ from benchmarks import real_envs
 
 def test_smoke_run_reports_both_designs_per_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "real.json"
-    results = real_envs.main(["--smoke", "--json", str(out)])
+    results = real_envs.main(["--smoke", "--regime", "help", "--json", str(out)])
     printed = capsys.readouterr().out
     payload = json.loads(out.read_text())
-    assert [r["env"] for r in payload["results"]] == ["textworld", "bfcl"]
+    assert [(r["regime"], r["env"]) for r in payload["results"]] == [("help", "textworld"), ("help", "bfcl")]
     sizes = {"textworld": real_envs.SMOKE_SIZE["games"], "bfcl": real_envs.SMOKE_SIZE["bfcl_tasks"]}
     for env in results:
         fork, full = env.results["fork"], env.results["full"]
@@ -34,7 +34,7 @@ def test_smoke_run_reports_both_designs_per_environment(tmp_path: Path, capsys: 
         # the same seeds: the full design's control run is the fork design's production run
         assert [p.control_success for p in fork.pairs] == [p.control_success for p in full.pairs]
         assert fork.flagged == sum(p.fork_step is not None for p in fork.pairs)
-        assert f"| {env.env} | fork | {sizes[env.env]} | {fork.flagged} | 0 |" in printed
+        assert f"| help | {env.env} | fork | {sizes[env.env]} | {fork.flagged} | 0 |" in printed
         summary = next(r for r in payload["results"] if r["env"] == env.env)
         assert summary["fork"]["model_calls_per_task"] == fork.calls_per_task
         assert summary["full"]["n"] == sizes[env.env]

@@ -152,14 +152,20 @@ def test_step_budget_ends_the_run_with_the_judges_outcome(tmp_path: Path) -> Non
     assert result.env_steps[0] >= 4  # production used its budget (a branch, if any, adds its own steps)
 
 
-def test_full_control_run_is_the_fork_production_run(tmp_path: Path) -> None:
-    tasks = [Task(f"b{i}", lambda i=i: BfclEnv.from_id(f"multi_turn_base_{i}"), seed=i, max_steps=20) for i in range(3)]
+def test_a_fork_branch_is_the_treatment_run_that_shares_productions_prefix(tmp_path: Path) -> None:
+    # Deterministic agent and critic: a full treatment run with the production run's seed replays the shared prefix
+    # step for step, so each fork pair must equal the full pair, outcome for outcome, at a fraction of the calls.
+    tasks = [Task(f"b{i}", lambda i=i: BfclEnv.from_id(f"multi_turn_base_{i}"), seed=i, max_steps=20) for i in range(6)]
     fork = run_pilot(tasks, "fork", tmp_path / "fork", agent=AGENT, critic=CRITIC)
-    full = run_pilot(tasks, "full", tmp_path / "full", agent=AGENT, critic=CRITIC)
-    assert [p.status for p in fork.pairs + full.pairs] == [PairStatus.COMPLETE] * 6
-    assert [p.control_success for p in fork.pairs] == [p.control_success for p in full.pairs]
-    assert all(not p.single_run for p in full.pairs)
-    assert full.calls_per_task > fork.calls_per_task  # a second full run per task costs more than a suffix
+    replay = run_pilot(tasks, "full", tmp_path / "replay", agent=AGENT, critic=CRITIC, independent_rerun=False)
+    rerun = run_pilot(tasks, "full", tmp_path / "rerun", agent=AGENT, critic=CRITIC)
+    assert [p.status for p in fork.pairs + replay.pairs + rerun.pairs] == [PairStatus.COMPLETE] * 18
+    assert fork.flagged >= 2 and fork.counts.discordant >= 1
+    outcomes = [[(p.control_success, p.treatment_success) for p in result.pairs] for result in (fork, replay)]
+    assert outcomes[0] == outcomes[1]
+    assert [p.control_success for p in rerun.pairs] == [p.control_success for p in fork.pairs]
+    assert all(not p.single_run for p in replay.pairs + rerun.pairs)
+    assert replay.calls_per_task > fork.calls_per_task  # a second full run per task costs more than a suffix
 
 
 def test_agent_draws_depend_on_input_and_seed_and_a_rollback_retry_avoids_the_withdrawn_step() -> None:

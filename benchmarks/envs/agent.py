@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, cast
 
 from langchain.agents import create_agent
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitFromInput, hook_config
@@ -97,7 +97,7 @@ class EnvContext(Mapping[str, Any]):
 
 def current_context() -> EnvContext:
     """The :class:`EnvContext` of the run being executed (call from inside the graph: model, tools, critic)."""
-    context = get_runtime().context
+    context: object = get_runtime().context
     if not isinstance(context, EnvContext):
         raise TypeError(f"the agent runs with an EnvContext as its runtime context, got {type(context).__name__}")
     return context
@@ -129,7 +129,7 @@ class EnvTurnsState(AgentState[Any]):
     env_success: NotRequired[Annotated[bool, OmitFromInput]]
 
 
-class EnvTurns(AgentMiddleware[EnvTurnsState, EnvContext, Any]):
+class EnvTurns(AgentMiddleware[EnvTurnsState, Any, Any]):
     """The task harness inside the graph: turns, the step budget, and the outcome (see the module docstring).
 
     List it *before* the guard's middleware: ``after_model`` hooks run in reverse order, so a final answer reaches
@@ -140,21 +140,22 @@ class EnvTurns(AgentMiddleware[EnvTurnsState, EnvContext, Any]):
 
     @hook_config(can_jump_to=["end"])
     @override
-    def before_model(self, state: EnvTurnsState, runtime: Runtime[EnvContext]) -> dict[str, Any] | None:
+    def before_model(self, state: EnvTurnsState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Stop a run that has used its step budget: the judge rules on the world as it is."""
+        context: EnvContext = runtime.context
         steps = sum(isinstance(message, ToolMessage) for message in state["messages"])
-        if steps < runtime.context.max_steps:
+        if steps < context.max_steps:
             return None
-        return {OUTCOME: runtime.context.env.success(), "jump_to": "end"}
+        return {OUTCOME: context.env.success(), "jump_to": "end"}
 
     @hook_config(can_jump_to=["model"])
     @override
-    def after_model(self, state: EnvTurnsState, runtime: Runtime[EnvContext]) -> dict[str, Any] | None:
+    def after_model(self, state: EnvTurnsState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """An answer without tool calls ends the turn: send the next request, or record the outcome."""
         last = state["messages"][-1]
         if not isinstance(last, AIMessage) or last.tool_calls:
             return None
-        env = runtime.context.env
+        env = cast("EnvContext", runtime.context).env
         request = env.next_turn()
         if request is None:
             return {OUTCOME: env.success()}
@@ -210,12 +211,7 @@ def build_env_agent(
     """
     middleware = CriticGuardMiddleware(guard, arm=arm, judge=judge, fork_context=fork_context)
     gate = ShadowToolGate(dict.fromkeys((spec.name for spec in tools), FORKED))
-    agent = create_agent(
-        model,
-        env_tools(tools),
-        middleware=[EnvTurns(), middleware, gate],
-        context_schema=EnvContext,
-        checkpointer=checkpointer,
-    )
+    stack: list[AgentMiddleware[Any, Any, Any]] = [EnvTurns(), middleware, gate]
+    agent = create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer)
     middleware.runner = ForkAtFlagRunner(agent, guard, judge=judge, fork_context=fork_context)
     return agent, middleware

@@ -13,6 +13,7 @@ store and a SQLite checkpointer in a scratch directory, and count every model ca
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -90,8 +91,14 @@ def run_pilot(
     critic: OracleCritic,
     policy: Policy | None = None,
     agent_name: str = "env-agent",
+    independent_rerun: bool = True,
 ) -> PilotResult:
-    """Run every task through the guarded agent in one design; the store and checkpoints go under ``workdir``."""
+    """Run every task through the guarded agent in one design; the store and checkpoints go under ``workdir``.
+
+    ``independent_rerun=False`` (``full`` only) runs the treatment with the task seed as well: a replay, not a
+    second sample, which must reproduce the ``fork`` design's pairs exactly (a branch is a treatment run that
+    shares production's prefix), the end-to-end check of forks.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     guard = CriticGuard(
         critic,
@@ -110,7 +117,7 @@ def run_pilot(
     steps: list[int] = []
     try:
         saver = SqliteSaver(connection)
-        run = _fork_task if design == "fork" else _full_task
+        run = _fork_task if design == "fork" else functools.partial(_full_task, rerun=independent_rerun)
         for task in tasks:
             task_calls, task_steps = run(task, guard, saver, agent)
             calls.append(task_calls)
@@ -150,11 +157,14 @@ def _fork_task(task: Task, guard: CriticGuard, saver: SqliteSaver, agent: Oracle
         context.close()
 
 
-def _full_task(task: Task, guard: CriticGuard, saver: SqliteSaver, agent: OracleAgent) -> tuple[int, int]:
+def _full_task(
+    task: Task, guard: CriticGuard, saver: SqliteSaver, agent: OracleAgent, *, rerun: bool
+) -> tuple[int, int]:
     runs: dict[Arm, str] = {}
     calls = steps = 0
-    for index, arm in enumerate((Arm.CONTROL, Arm.TREATMENT)):
-        context = EnvContext(task.open_env(), seed=task.seed + index * _OTHER_DRAW, max_steps=task.max_steps)
+    for arm in (Arm.CONTROL, Arm.TREATMENT):
+        seed = task.seed + _OTHER_DRAW if rerun and arm is Arm.TREATMENT else task.seed
+        context = EnvContext(task.open_env(), seed=seed, max_steps=task.max_steps)
         try:
             final, _ = _invoke(task, context, guard, saver, agent, arm=arm)
         finally:

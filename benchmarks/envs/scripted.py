@@ -133,7 +133,8 @@ def _other_tool(env: BfclEnv, oracle: ToolCall | None, rng: random.Random) -> To
 
 
 def _placeholder(schema: Mapping[str, Any]) -> Any:
-    return {"integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}.get(schema.get("type"), "report")
+    placeholders: dict[str, Any] = {"integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
+    return placeholders.get(str(schema.get("type")), "report")
 
 
 @dataclass(frozen=True, slots=True)
