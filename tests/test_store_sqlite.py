@@ -88,6 +88,7 @@ def test_two_stores_on_one_file_write_concurrently(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    stores[0].flush()  # its batched steps, committed now (another store would see them within 50 ms anyway)
     steps = stores[1].steps_of("r1")
     assert len(steps) == 200
     assert [(s.step, s.attempt) for s in steps[:4]] == [(0, 0), (0, 1), (1, 0), (1, 1)]

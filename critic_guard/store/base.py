@@ -256,7 +256,12 @@ class Store(ABC):
 
     @abstractmethod
     def add_step(self, step: StepRecord) -> None:
-        """Append one reviewed step (the hot path: must cost tens of microseconds, not milliseconds)."""
+        """Append one reviewed step (the hot path: must cost microseconds, not milliseconds; the built-in stores
+        queue it for a background batch write, see :mod:`critic_guard.store.step_writer`)."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make every write accepted so far durable now (the built-in stores batch step writes)."""
 
     @abstractmethod
     def record_outcome(self, run_id: str, success: bool, *, recorded_at: float) -> OutcomeRecord:
@@ -271,7 +276,8 @@ class Store(ABC):
 
     @abstractmethod
     def steps_of(self, run_id: str) -> list[StepRecord]:
-        """The run's steps in order of (step, attempt); empty for a run without steps."""
+        """The run's steps in order of (step, attempt); empty for a run without steps. Includes every step this
+        store accepted so far (queued steps are written first)."""
 
     @abstractmethod
     def get_outcome(self, run_id: str) -> OutcomeRecord | None:

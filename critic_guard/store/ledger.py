@@ -43,10 +43,12 @@ from critic_guard.store.base import (
     PilotTaskRecord,
     PilotTaskStatus,
     RunRecord,
+    StepRecord,
     Store,
     UnknownPairError,
 )
 from critic_guard.store.rows import RUN_COLUMNS, run_from_row
+from critic_guard.store.step_writer import StepWriter
 
 __all__ = ["PAIR_IDENTITY", "POSTGRES", "SQLITE", "Cursor", "Dialect", "Ledger", "LedgerStore"]
 
@@ -395,6 +397,26 @@ class LedgerStore(Store):
     """The pair and lifecycle half of :class:`Store`, written once: each call runs a :class:`Ledger` inside the
     backend's own read or write transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``), so a backend
     only supplies :meth:`_reading` and :meth:`_writing`."""
+
+    _steps: StepWriter  # set by the backend's constructor: StepWriter(self._insert_steps)
+
+    @abstractmethod
+    def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
+        """Write a batch of steps in one transaction (called by the step writer)."""
+
+    @abstractmethod
+    def _select_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps as stored, in order of (step, attempt, insertion)."""
+
+    def add_step(self, step: StepRecord) -> None:
+        self._steps.add(step)
+
+    def flush(self) -> None:
+        self._steps.flush()
+
+    def steps_of(self, run_id: str) -> list[StepRecord]:
+        self._steps.flush()  # read your own writes
+        return self._select_steps(run_id)
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Ledger]:

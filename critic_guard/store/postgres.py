@@ -29,7 +29,8 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import POSTGRES, Ledger, LedgerStore
-from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
+from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row, step_values
+from critic_guard.store.step_writer import StepWriter
 
 try:
     import psycopg
@@ -230,6 +231,7 @@ class PostgresStore(LedgerStore):
         except BaseException:
             self._pool.close()
             raise
+        self._steps = StepWriter(self._insert_steps)
 
     @contextmanager
     def _transaction(self) -> Iterator[_Conn]:
@@ -272,24 +274,11 @@ class PostgresStore(LedgerStore):
             if cursor.rowcount == 0:
                 raise UnknownRunError(f"unknown run id {run_id!r}")
 
-    def add_step(self, step: StepRecord) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
+    def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
+        with self._transaction() as conn, conn.cursor() as cursor:
+            cursor.executemany(
                 f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    step.run_id,
-                    step.step,
-                    step.attempt,
-                    step.p_fail,
-                    step.label,
-                    step.rationale,
-                    step.flagged,
-                    str(step.action),
-                    str(step.reason),
-                    step.critic_error,
-                    step.latency_s,
-                    step.created_at,
-                ),
+                [step_values(s) for s in steps],
             )
 
     def record_outcome(self, run_id: str, success: bool, *, recorded_at: float) -> OutcomeRecord:
@@ -319,7 +308,7 @@ class PostgresStore(LedgerStore):
             raise UnknownRunError(f"unknown run id {run_id!r}")
         return run_from_row(rows[0], task_is_text=False)
 
-    def steps_of(self, run_id: str) -> list[StepRecord]:
+    def _select_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._fetchall(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = %s ORDER BY step, attempt, id", (run_id,)
         )
@@ -359,6 +348,7 @@ class PostgresStore(LedgerStore):
 
     def close(self) -> None:
         if not self._closed:
+            self._steps.close()
             self._closed = True
             self._pool.close()
 

@@ -40,6 +40,24 @@ def run_from_row(r: Sequence[Any], *, task_is_text: bool) -> RunRecord:
     )
 
 
+def step_values(step: StepRecord) -> tuple[Any, ...]:
+    """A step as the values of ``STEP_COLUMNS`` (both backends accept a bool for ``flagged``)."""
+    return (
+        step.run_id,
+        step.step,
+        step.attempt,
+        step.p_fail,
+        step.label,
+        step.rationale,
+        step.flagged,
+        str(step.action),
+        str(step.reason),
+        step.critic_error,
+        step.latency_s,
+        step.created_at,
+    )
+
+
 def step_from_row(r: Sequence[Any]) -> StepRecord:
     return StepRecord(
         run_id=r[0],

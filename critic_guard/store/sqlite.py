@@ -28,7 +28,8 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import SQLITE, Ledger, LedgerStore
-from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
+from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row, step_values
+from critic_guard.store.step_writer import StepWriter
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "migrate"]
 
@@ -188,6 +189,7 @@ class SQLiteStore(LedgerStore):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.schema_version = migrate(self._conn)
+        self._steps = StepWriter(self._insert_steps)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -222,24 +224,20 @@ class SQLiteStore(LedgerStore):
         if cursor.rowcount == 0:
             raise UnknownRunError(f"unknown run id {run_id!r}")
 
-    def add_step(self, step: StepRecord) -> None:
-        self._execute(
-            f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                step.run_id,
-                step.step,
-                step.attempt,
-                step.p_fail,
-                step.label,
-                step.rationale,
-                int(step.flagged),
-                str(step.action),
-                str(step.reason),
-                step.critic_error,
-                step.latency_s,
-                step.created_at,
-            ),
-        )
+    def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [step_values(s) for s in steps],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def record_outcome(self, run_id: str, success: bool, *, recorded_at: float) -> OutcomeRecord:
         with self._lock:
@@ -271,7 +269,7 @@ class SQLiteStore(LedgerStore):
             raise UnknownRunError(f"unknown run id {run_id!r}")
         return run_from_row(rows[0], task_is_text=True)
 
-    def steps_of(self, run_id: str) -> list[StepRecord]:
+    def _select_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._fetchall(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY step, attempt, id", (run_id,)
         )
@@ -307,6 +305,7 @@ class SQLiteStore(LedgerStore):
         """
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
+        self._steps.flush()
         with self._writing() as _:
             deleted = self._conn.execute(
                 "DELETE FROM runs WHERE rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?) "
@@ -343,6 +342,7 @@ class SQLiteStore(LedgerStore):
                 raise
 
     def close(self) -> None:
+        self._steps.close()
         with self._lock:
             if not self._closed:
                 self._closed = True

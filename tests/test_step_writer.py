@@ -1,0 +1,94 @@
+"""The background step writer: steps leave the agent's path, and no accepted step is lost except to a kill."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from critic_guard.store.base import StepRecord
+from critic_guard.store.sqlite import SQLiteStore
+from critic_guard.store.step_writer import StepWriter
+from critic_guard.types import Action, Arm
+from tests.store_suite import make_run
+
+
+def _step(run_id: str, i: int) -> StepRecord:
+    return StepRecord(
+        run_id=run_id,
+        step=i,
+        attempt=0,
+        p_fail=0.1,
+        label=None,
+        rationale=None,
+        flagged=False,
+        action=Action.NONE,
+        reason="below_tau",
+        critic_error=None,
+        latency_s=0.0,
+        created_at=float(i),
+    )
+
+
+def _rows(path: Path) -> int:
+    with sqlite3.connect(path) as other:  # another connection: sees only committed rows
+        return int(other.execute("SELECT COUNT(*) FROM steps").fetchone()[0])
+
+
+def test_batches_in_order_and_flushes_on_demand() -> None:
+    batches: list[list[int]] = []
+    writer = StepWriter(lambda steps: batches.append([s.step for s in steps]), interval_s=3600)
+    for i in range(5):
+        writer.add(_step("r", i))
+    assert batches == []  # nothing written on the caller's path
+    writer.flush()
+    writer.add(_step("r", 5))
+    writer.close()
+    assert batches == [[0, 1, 2, 3, 4], [5]]
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.add(_step("r", 6))
+
+
+def test_the_thread_writes_within_the_interval() -> None:
+    written = threading.Event()
+    writer = StepWriter(lambda steps: written.set(), interval_s=0.01)
+    writer.add(_step("r", 0))
+    assert written.wait(10)  # bounded: the thread wakes every 10 ms
+    writer.close()
+
+
+def test_a_failing_batch_is_counted_and_the_writer_goes_on() -> None:
+    calls: list[Sequence[StepRecord]] = []
+
+    def insert(steps: Sequence[StepRecord]) -> None:
+        calls.append(steps)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    writer = StepWriter(insert, interval_s=3600)
+    writer.add(_step("r", 0))
+    writer.flush()
+    writer.add(_step("r", 1))
+    writer.close()
+    assert writer.errors == 1 and [s.step for s in calls[1]] == [1]
+
+
+def test_store_reads_its_own_writes_and_other_connections_see_them_soon(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    store.add_run(make_run("r", arm=Arm.CONTROL))
+    for i in range(3):
+        store.add_step(_step("r", i))
+    assert [s.step for s in store.steps_of("r")] == [0, 1, 2]  # flushed before reading
+    store.add_step(_step("r", 3))
+    deadline = time.monotonic() + 10
+    while _rows(path) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _rows(path) == 4  # committed by the background thread, without any read here
+    store.add_step(_step("r", 4))
+    store.close()  # close flushes
+    assert _rows(path) == 5
