@@ -160,8 +160,9 @@ def format_table(results: Sequence[EnvResult]) -> str:
     for env in results:
         for design, result in env.results.items():
             s = _summary(result)
+            flagged = s["flagged"] if design == "fork" else "-"  # the full design does not track its runs' flags
             lines.append(
-                f"| {env.regime.name} | {env.env} | {design} | {s['tasks']} | {s['flagged']} | {s['incomplete']} "
+                f"| {env.regime.name} | {env.env} | {design} | {s['tasks']} | {flagged} | {s['incomplete']} "
                 f"| {s['n00']} {s['n01']} {s['n10']} {s['n11']} "
                 f"| {_num(s['p'])} [{_num(s['p_credible'][0])}, {_num(s['p_credible'][1])}] "
                 f"| {_num(s['p_star'])} [{_num(s['p_star_credible'][0])}, {_num(s['p_star_credible'][1])}] "

@@ -7,6 +7,7 @@ environment's own judge.
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ from benchmarks.envs.scripted import OracleAgent, OracleCritic
 from benchmarks.envs.textworld_env import TextWorldEnv, make_game
 from critic_guard.guard import CriticGuard
 from critic_guard.store.base import PairRecord, PairStatus
-from critic_guard.types import Arm
+from critic_guard.types import Arm, StepContext
 from critic_guard_langgraph.messages import make_note
 from critic_guard_langgraph.runner import ForkPoint, shadow_thread_id
 from critic_guard_langgraph.shadow import ShadowBranch
@@ -198,3 +199,16 @@ def test_bfcl_mistakes_are_plausible_calls() -> None:
     assert all(isinstance(call, ToolCall) and call.name in names for call in wrong)
     assert any(call.name == oracle.name for call in wrong)  # a perturbed argument
     assert any(call.name != oracle.name for call in wrong)  # another tool
+
+
+def test_critic_noise_has_the_auroc_and_flag_rates_it_claims() -> None:
+    critic = OracleCritic()  # AUROC 0.9, center 1.5: flags 4 % of right steps and 52 % of wrong ones at tau 0.6
+    contexts = [StepContext("r", 2, ({"role": "user", "content": f"task {i}"},), {"seed": 1}) for i in range(4000)]
+    right = [critic.judge(ctx, wrong=False).p_fail for ctx in contexts]
+    wrong = [critic.judge(ctx, wrong=True).p_fail for ctx in contexts]
+    flagged = [sum(p >= 0.6 for p in scores) / len(scores) for scores in (right, wrong)]
+    assert flagged[0] == pytest.approx(0.04, abs=0.015) and flagged[1] == pytest.approx(0.52, abs=0.04)
+    pairs = sorted(right)
+    auroc = sum(bisect.bisect_left(pairs, p) for p in wrong) / len(right) / len(wrong)
+    assert auroc == pytest.approx(0.9, abs=0.02)
+    assert critic.judge(contexts[0], wrong=False) == critic.judge(contexts[0], wrong=False)  # no hidden state

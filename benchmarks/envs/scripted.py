@@ -20,7 +20,7 @@ an intervention recovers and disrupts runs here.
 :class:`OracleCritic` knows the oracle too and scores a proposal with binormal noise: a latent score ``N(0, 1)``,
 shifted by ``delta = sqrt(2) * Phi^-1(auroc)`` for a wrong proposal, so its AUROC at telling wrong steps from right
 ones is ``auroc``; ``p_fail = Phi(score - center)``. ``center`` places the critic's scale: with the paper's
-``tau = 0.6``, the defaults (AUROC 0.9, center 1.5) flag 4 % of right steps and 57 % of wrong ones, a critic that
+``tau = 0.6``, the defaults (AUROC 0.9, center 1.5) flag 4 % of right steps and 52 % of wrong ones, a critic that
 speaks up rarely, as one must when most steps are right.
 """
 
@@ -154,7 +154,10 @@ class OracleCritic:
         return 2**0.5 * _NORMAL.inv_cdf(self.auroc)
 
     def __call__(self, ctx: StepContext) -> Verdict:
-        wrong = proposed_action(ctx) != current_context().env.oracle_next()
+        return self.judge(ctx, wrong=proposed_action(ctx) != current_context().env.oracle_next())
+
+    def judge(self, ctx: StepContext, *, wrong: bool) -> Verdict:
+        """The verdict on a proposal known to be wrong or right; the noise is a function of the messages and seed."""
         messages = [{k: v for k, v in message.items() if k != "id"} for message in ctx.messages]
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()
         score = _rng("critic", ctx.task.get("seed"), digest).gauss(0.0, 1.0) + self.delta * wrong
