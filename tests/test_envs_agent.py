@@ -212,3 +212,24 @@ def test_critic_noise_has_the_auroc_and_flag_rates_it_claims() -> None:
     auroc = sum(bisect.bisect_left(pairs, p) for p in wrong) / len(right) / len(wrong)
     assert auroc == pytest.approx(0.9, abs=0.02)
     assert critic.judge(contexts[0], wrong=False) == critic.judge(contexts[0], wrong=False)  # no hidden state
+
+
+def test_a_fork_that_fails_excludes_the_pair_and_spares_production(guard: CriticGuard, saver: SqliteSaver) -> None:
+    def broken_fork(context: EnvContext) -> EnvContext:
+        raise RuntimeError("no copy of this world")
+
+    env = BfclEnv.from_id("multi_turn_base_0")
+    context = EnvContext(env, seed=0, max_steps=30)
+    agent, middleware = build_env_agent(
+        ScriptedChatModel(policy=AGENT), env.tools, guard, saver, fork_context=broken_fork
+    )
+    final = agent.invoke(
+        {"messages": [HumanMessage(env.instruction)]}, {"configurable": {"thread_id": "t"}}, context=context
+    )
+    assert middleware.runner is not None
+    middleware.runner.close()
+    [pair] = guard.pairs()
+    assert pair.flagged and pair.status is PairStatus.INCOMPLETE
+    assert pair.reason == "branch failed: RuntimeError: no copy of this world"
+    assert env.done and final[OUTCOME] == env.success()  # production ran to the end on its own env
+    assert guard.lifecycle().incomplete == 1
