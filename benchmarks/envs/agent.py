@@ -16,14 +16,12 @@ The pieces:
   outcome (``env.success()``) into the state when the task is over. Inside the graph because a shadow branch must
   play the remaining turns too, on its own env, and its outcome must come out of its own final state.
 * :func:`judge`: the pilot's judge, reading that outcome.
-* :class:`ForkAtFlagRunner`: the shadow runner, forking the context when the branch is submitted (see its doc).
 * :func:`build_env_agent`: the graph, with the guard's middleware (pilot: attached with the runner above).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from typing import Annotated, Any, NotRequired, cast
 
 from langchain.agents import create_agent
@@ -38,9 +36,7 @@ from typing_extensions import override
 from benchmarks.envs.base import Environment, ToolSpec
 from critic_guard.guard import CriticGuard
 from critic_guard.types import Arm
-from critic_guard_langgraph import FORKED, CriticGuardMiddleware, ShadowRunner, ShadowToolGate
-from critic_guard_langgraph.runner import ForkPoint
-from critic_guard_langgraph.shadow import ShadowBranch
+from critic_guard_langgraph import FORKED, CriticGuardMiddleware, ShadowToolGate
 
 OUTCOME = "env_success"
 """The state key :class:`EnvTurns` writes the judge's outcome to when the task is over."""
@@ -169,33 +165,6 @@ def judge(task: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
     return bool(state[OUTCOME])
 
 
-class ForkAtFlagRunner(ShadowRunner):
-    """A :class:`ShadowRunner` that forks the runtime context at submission, in the production thread.
-
-    Why: ``ShadowRunner`` calls ``fork_context`` when the branch starts on its thread pool, while the production run
-    goes on stepping the same environment, so the branch could copy a later state (or read the env mid-step).
-    Forking at submission copies the world exactly at the fork point. A failed fork excludes the pair as the
-    runner does for any failed branch.
-    """
-
-    @override
-    def submit(
-        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
-    ) -> Future[bool | None]:
-        try:
-            branch, context = super()._prepare(branch, context)
-        except Exception as exc:
-            self._exclude(branch, exc)
-            failed: Future[bool | None] = Future()
-            failed.set_result(None)
-            return failed
-        return super().submit(branch, fork, task=task, context=context)
-
-    @override
-    def _prepare(self, branch: ShadowBranch, context: Any) -> tuple[ShadowBranch, Any]:
-        return branch, context  # forked in submit()
-
-
 def build_env_agent(
     model: BaseChatModel,
     tools: Sequence[ToolSpec],
@@ -212,6 +181,5 @@ def build_env_agent(
     middleware = CriticGuardMiddleware(guard, arm=arm, judge=judge, fork_context=fork_context)
     gate = ShadowToolGate(dict.fromkeys((spec.name for spec in tools), FORKED))
     stack: list[AgentMiddleware[Any, Any, Any]] = [EnvTurns(), middleware, gate]
-    agent = create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer)
-    middleware.runner = ForkAtFlagRunner(agent, guard, judge=judge, fork_context=fork_context)
+    agent = middleware.attach(create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer))
     return agent, middleware

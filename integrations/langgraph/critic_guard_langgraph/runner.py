@@ -100,8 +100,17 @@ class ShadowRunner:
     def submit(
         self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
     ) -> Future[bool | None]:
-        """Run the branch on the thread pool; the future's result is its outcome (None: no judge, or excluded)."""
-        future = self._pool.submit(self.run, branch, fork, task=task, context=context)
+        """Run the branch on the thread pool; the future's result is its outcome (None: no judge, or excluded).
+
+        The branch's context is forked here, in the caller's thread, at the fork point: the production run goes on
+        changing its environment as soon as this returns.
+        """
+        prepared = self._prepared(branch, context)
+        if prepared is None:
+            excluded: Future[bool | None] = Future()
+            excluded.set_result(None)
+            return excluded
+        future = self._pool.submit(self._run, *prepared, fork, task)
         with self._lock:
             self._futures[future] = fork.thread_id
         future.add_done_callback(self._forget)
@@ -110,8 +119,10 @@ class ShadowRunner:
     def asubmit(
         self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
     ) -> asyncio.Task[bool | None]:
-        """Run the branch as an asyncio task on the running loop."""
-        created = asyncio.get_running_loop().create_task(self.arun(branch, fork, task=task, context=context))
+        """Run the branch as an asyncio task on the running loop (its context forked now, as in :meth:`submit`)."""
+        prepared = self._prepared(branch, context)
+        work = _excluded() if prepared is None else self._arun(*prepared, fork, task)
+        created = asyncio.get_running_loop().create_task(work)
         self._tasks[created] = fork.thread_id
         created.add_done_callback(self._forget_task)
         return created
@@ -143,10 +154,16 @@ class ShadowRunner:
 
     # -- running --------------------------------------------------------------------------------------------
 
-    def _prepare(self, branch: ShadowBranch, context: Any) -> tuple[ShadowBranch, Any]:
+    def _prepared(self, branch: ShadowBranch, context: Any) -> tuple[ShadowBranch, Any] | None:
+        """The branch and its own context (``fork_context``), or None when forking the context failed (the pair is
+        excluded)."""
         if self.fork_context is None:
             return branch, context
-        return replace(branch, context_forked=True), self.fork_context(context)
+        try:
+            return replace(branch, context_forked=True), self.fork_context(context)
+        except Exception as exc:
+            self._exclude(branch, exc)
+            return None
 
     def _config(self, branch: ShadowBranch, fork: ForkPoint) -> RunnableConfig:
         config: RunnableConfig = {
@@ -160,8 +177,11 @@ class ShadowRunner:
         self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
     ) -> bool | None:
         """Run one branch to the end, here and now (what :meth:`submit` does on the pool). Never raises."""
+        prepared = self._prepared(branch, context)
+        return None if prepared is None else self._run(*prepared, fork, task)
+
+    def _run(self, branch: ShadowBranch, context: Any, fork: ForkPoint, task: Mapping[str, Any]) -> bool | None:
         try:
-            branch, context = self._prepare(branch, context)
             clone_checkpoint(
                 self.saver,
                 fork.source_config(),
@@ -183,8 +203,11 @@ class ShadowRunner:
         self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
     ) -> bool | None:
         """Async :meth:`run`."""
+        prepared = self._prepared(branch, context)
+        return None if prepared is None else await self._arun(*prepared, fork, task)
+
+    async def _arun(self, branch: ShadowBranch, context: Any, fork: ForkPoint, task: Mapping[str, Any]) -> bool | None:
         try:
-            branch, context = self._prepare(branch, context)
             await aclone_checkpoint(
                 self.saver,
                 fork.source_config(),
@@ -230,3 +253,8 @@ def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
 
 async def _awaited(value: Awaitable[bool]) -> bool:
     return await value
+
+
+async def _excluded() -> None:
+    """The outcome of a branch excluded before it started."""
+    return None
