@@ -33,8 +33,7 @@ _MAX_ENDED = 10_000
 @dataclass(slots=True)
 class _Open:
     trace: RunTrace
-    step: int | None = None  # the latest judged step and its span's ref (where a shadow branch would link)
-    step_ref: SpanRef | None = None
+    step: StepTrace | None = None  # the latest judged step (where a shadow branch would link)
 
 
 class RunTraces:
@@ -68,7 +67,8 @@ class RunTraces:
             production = None if parent_run_id is None else self._open.get(parent_run_id)
         link: SpanRef | None = None
         if production is not None:
-            at_step = production.step_ref if fork_step is None or production.step == fork_step else None
+            step = production.step
+            at_step = step.ref if step is not None and (fork_step is None or step.step == fork_step) else None
             link = at_step or production.trace.ref
         shadow = parent_run_id is not None
         run = self.telemetry.start_run(
@@ -125,8 +125,7 @@ class RunTraces:
         entry = self._get(run_id)
         if entry is None:
             return None
-        span = entry.trace.start_step(step, attempt=attempt)
-        entry.step, entry.step_ref = step, span.ref
+        span = entry.step = entry.trace.start_step(step, attempt=attempt)
         return span
 
     def conclude_step(
