@@ -5,7 +5,8 @@
 * :class:`ChatModelCritic`: an LLM judge over any chat model with structured output.
 * :func:`to_neutral` / :func:`from_neutral`: LangChain messages <-> critic-guard's neutral messages.
 * Pilots (counterfactual shadow branches): :class:`ShadowRunner`, :class:`ShadowToolGate` / :class:`ToolSafety`,
-  :func:`clone_checkpoint`; ``CriticGuardMiddleware(guard, judge=...).attach(agent)`` forks at the first flag.
+  :func:`clone_checkpoint`; ``CriticGuardMiddleware(guard, judge=...).attach(agent)`` forks at the first flag;
+  :class:`LangGraphPilot` runs a pilot suite (``critic-guard pilot``).
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
 """
 
@@ -14,6 +15,7 @@ from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, clone_chec
 from critic_guard_langgraph.graph import GuardedGraph, guard_graph
 from critic_guard_langgraph.messages import from_neutral, insert_note, is_guard_note, to_neutral
 from critic_guard_langgraph.middleware import CriticGuardMiddleware, CriticGuardState
+from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
 from critic_guard_langgraph.shadow import FORKED, READ_ONLY, ShadowBranch, ShadowIncomplete, ShadowToolGate, ToolSafety
 
@@ -28,6 +30,7 @@ __all__ = [
     "ForkError",
     "ForkPoint",
     "GuardedGraph",
+    "LangGraphPilot",
     "ShadowBranch",
     "ShadowIncomplete",
     "ShadowRunner",
