@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean phoenix bench-envs
+.PHONY: install demo test lint typecheck pytest bench benchmarks clean phoenix bench-envs
 
 $(STAMP): pyproject.toml integrations/langgraph/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,13 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+
+# Issue 6's benchmark in one command (about 9 minutes on 2 cores): decision quality against the paper's rule and the
+# oracle SPRT, costs measured on the simulated guarded agent, and pilots on TextWorld and BFCL v4.
+benchmarks: install bench-envs
+	$(BIN)/python -m benchmarks.decision --json benchmarks/decision.json
+	$(BIN)/python -m benchmarks.agent_costs --json benchmarks/agent_costs.json
+	$(BIN)/python -m benchmarks.real_envs --json benchmarks/real_envs.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
