@@ -257,8 +257,13 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     def _end(self, run_id: str, ok: object) -> None:
-        """End the run with its outcome, if judged (outcome first, so it lands on the run's open span)."""
+        """End the run with its outcome, if judged (outcome first, so it lands on the run's open span).
+
+        Not a shadow branch's run: its runner judges the branch's final state and ends the run with the outcome.
+        """
         self._histories.forget(run_id)
+        if _branch() is not None:
+            return
         success = ok if isinstance(ok, bool) else None
         if ok is not None and success is None:
             logger.warning("critic-guard: the judge returned %r, not a bool; no outcome recorded", ok)

@@ -2,7 +2,8 @@
 
 A branch is: clone the fork-point checkpoint into a new thread (:mod:`critic_guard_langgraph.fork`), resume the
 graph there with ``None`` input and a config naming the branch (:class:`~critic_guard_langgraph.shadow
-.ShadowBranch`), judge the final state, ``guard.record_outcome(branch.run_id, ok)``. Branches run off the user's
+.ShadowBranch`), judge the final state, ``guard.end_run(branch.run_id, success=ok)`` (the branch's own graph leaves
+its run open for this, so the outcome lands on the run's span). Branches run off the user's
 path so that user-facing latency does not grow: sync submissions go to a small thread pool, async ones become
 asyncio tasks. :meth:`ShadowRunner.wait` / :meth:`ShadowRunner.drain` let a pilot or a test wait for them: all of
 them, or only those forked from one production thread (a pilot running many tasks at once awaits each task's own
@@ -191,6 +192,7 @@ class ShadowRunner:
             )
             final = self.graph.invoke(None, self._config(branch, fork), context=context)
             if self.judge is None:
+                self.guard.end_run(branch.run_id, status="completed")
                 return None
             verdict = self.judge(task, final)
             ok = asyncio.run(_awaited(verdict)) if inspect.isawaitable(verdict) else verdict
@@ -217,6 +219,7 @@ class ShadowRunner:
             )
             final = await self.graph.ainvoke(None, self._config(branch, fork), context=context)
             if self.judge is None:
+                self.guard.end_run(branch.run_id, status="completed")
                 return None
             verdict = self.judge(task, final)
             ok = await verdict if inspect.isawaitable(verdict) else verdict
@@ -228,7 +231,7 @@ class ShadowRunner:
     def _record(self, branch: ShadowBranch, ok: object) -> bool:
         if not isinstance(ok, bool):
             raise TypeError(f"the judge must return a bool, got {type(ok).__name__}")
-        self.guard.record_outcome(branch.run_id, ok)
+        self.guard.end_run(branch.run_id, status="completed", success=ok)  # the branch's graph left it open
         return ok
 
     def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
