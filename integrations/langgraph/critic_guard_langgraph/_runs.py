@@ -74,7 +74,9 @@ def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str,
     if isinstance(context, Mapping):
         task.update(context)
     elif dataclasses.is_dataclass(context) and not isinstance(context, type):
-        task.update(dataclasses.asdict(context))
+        # shallow: ``asdict`` deep-copies every field, and a context often holds live objects (an environment, a
+        # connection, a lock) that must not be copied, or cannot be; the store keeps non-JSON values as their str
+        task.update({f.name: getattr(context, f.name) for f in dataclasses.fields(context)})
     elif isinstance(context, BaseModel):
         task.update(context.model_dump(mode="json"))
     return task

@@ -6,12 +6,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from calc_agent import (
     RIGHT,
     TASK,
+    TOOLS,
     GuardFactory,
     assert_tool_groups_adjacent,
     build_agent,
@@ -369,6 +371,24 @@ def test_runtime_context_is_part_of_the_task(make_guard: GuardFactory) -> None:
     [run] = guard.store.runs()
     assert run.task == {"input": TASK, "task_id": "calc-7", "difficulty": 2}
     assert run.task_id == "calc-7"
+
+
+@dataclass
+class LiveContext:
+    task_id: str
+    connection: threading.Lock  # a live object: cannot be deep-copied
+
+
+def test_a_dataclass_context_with_live_objects_is_read_not_copied(make_guard: GuardFactory) -> None:
+    model, _ = calc_model()
+    guard = make_guard(oracle_critic, mode="observe")
+    agent = create_agent(model, TOOLS, middleware=[CriticGuardMiddleware(guard)], context_schema=LiveContext)
+    lock = threading.Lock()
+    out = agent.invoke(task_input(), thread(), context=LiveContext("calc-8", lock))
+    assert out["messages"][-1].text == RIGHT
+    assert guard.store is not None
+    [run] = guard.store.runs()
+    assert run.task_id == "calc-8" and run.task is not None and run.task["connection"] == str(lock)
 
 
 @pytest.mark.parametrize(
