@@ -53,6 +53,17 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _proofs(evidence: dict[str, Any]) -> str:
+    """Which e-process has proven its case, and when: in mode ``pilot`` the state stays ``pilot`` even then (only
+    ``auto`` acts on a proof), so the table says it where the state cannot."""
+    proofs = [
+        f"{side} proven at pair {evidence[f'{side}_proven_at']}"
+        for side in ("harm", "benefit")
+        if evidence.get(f"{side}_proven_at") is not None
+    ]
+    return "; " + "; ".join(proofs) if proofs else ""
+
+
 def render_status(rows: list[dict[str, Any]]) -> Table:
     """The rows as a table: key, state, pairs and cells, monitor wealth against its threshold, last transition."""
     table = Table(title="Guards", title_justify="left")
@@ -67,7 +78,7 @@ def render_status(rows: list[dict[str, Any]]) -> Table:
             cells = " ".join(str(c) for c in evidence["counts"])
             wealth = (
                 f"{evidence['harm_wealth']:.3g} / {evidence['benefit_wealth']:.3g} "
-                f"(proof at {evidence['threshold']:.3g})"
+                f"(proof at {evidence['threshold']:.3g}){_proofs(evidence)}"
             )
         moved = (
             "-"
