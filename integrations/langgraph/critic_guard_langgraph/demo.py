@@ -1,4 +1,5 @@
-"""The bundled demo pilot behind ``make demo``: ``critic-guard pilot critic_guard_langgraph.demo:suite``.
+"""The bundled demo pilots: ``critic-guard pilot critic_guard_langgraph.demo:suite`` (``make demo``: intervening
+helps) and ``critic_guard_langgraph.demo:harmful`` (the Intervention Paradox: as good a critic, and it harms).
 
 A shadow pilot of a guarded ``create_agent`` agent on simulated tasks (:mod:`critic_guard_langgraph.sim`): a
 scripted stochastic model that slips at some steps, and a noisy critic (AUROC 0.85) that catches many slips and
@@ -24,7 +25,7 @@ from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
 from critic_guard_langgraph.sim import SimCritic, SimScenario, sim_agent, sim_judge, sim_tasks
 
-__all__ = ["DEMO_SCENARIO", "DEMO_TASKS", "suite"]
+__all__ = ["DEMO_SCENARIO", "DEMO_TASKS", "HARMFUL_SCENARIO", "harmful", "suite"]
 
 DEMO_SCENARIO = SimScenario(
     "demo",
@@ -35,19 +36,40 @@ DEMO_SCENARIO = SimScenario(
     description="a noisy critic whose rollbacks recover more runs than they disrupt (net +0.11)",
 )
 DEMO_TASKS = 150
+HARMFUL_SCENARIO = SimScenario(
+    "demo-harmful",
+    step_error=0.05,
+    critic_auroc=0.85,
+    recover=0.6,
+    disrupt=0.6,
+    critic_shift=0.4,
+    description="the paradox: the same critic quality on an agent that rarely fails; its rollbacks harm (net -0.16)",
+)
 
 
 def suite(seed: int = 0, tasks: int = DEMO_TASKS) -> PilotSuite:
     """The demo suite: ``tasks`` simulated tasks; ``seed`` draws the tasks, the model's slips and the critic's
     noise (the guard key names the seed, so each seed is its own evidence)."""
-    scenario = replace(DEMO_SCENARIO, seed=seed)
+    return _suite(DEMO_SCENARIO, "demo", seed, tasks)
+
+
+def harmful(seed: int = 0, tasks: int = DEMO_TASKS) -> PilotSuite:
+    """The Intervention Paradox in one command (``critic-guard pilot critic_guard_langgraph.demo:harmful``): a critic
+    as good as the demo's (AUROC 0.85) watching an agent that fails only 27% of tasks, whose talkative critic flags
+    right steps and whose rollbacks break them as often as they fix wrong ones. Truth (fork design): p = 0.27,
+    r = 0.31, d = 0.33, net -0.16; a good critic, a harmful intervention."""
+    return _suite(HARMFUL_SCENARIO, "demo-harmful", seed, tasks)
+
+
+def _suite(world: SimScenario, name: str, seed: int, tasks: int) -> PilotSuite:
+    scenario = replace(world, seed=seed)
     gate = ShadowToolGate({"record": READ_ONLY})  # the branch may run `record` for real: it has no side effects
 
     def agent(middleware: Any, checkpointer: Any) -> Any:
         return sim_agent(scenario, [*middleware, gate], checkpointer)
 
     return PilotSuite(
-        name=f"demo-seed{seed}",
+        name=f"{name}-seed{seed}",
         tasks=[{**task.as_metadata(), "input": task.prompt()} for task in sim_tasks(tasks, seed=seed)],
         critic=SimCritic(scenario),
         adapter=LangGraphPilot(agent=agent, judge=sim_judge),

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from critic_guard.cli import app
 from critic_guard.pilot import run_pilot
-from critic_guard_langgraph.demo import DEMO_TASKS, suite
+from critic_guard_langgraph.demo import DEMO_TASKS, harmful, suite
 from critic_guard_langgraph.sim import sim_truth
 
 
@@ -26,6 +26,18 @@ def test_the_demo_pilot_shows_recoveries_and_disruptions_and_decides_helps(tmp_p
     truth = sim_truth(demo.critic.scenario, "fork", n=200_000)  # type: ignore[attr-defined]
     low, high = result.report.net_interval.low, result.report.net_interval.high
     assert low < truth.net < high  # the pilot's interval covers the true effect of this world
+
+
+def test_the_harmful_demo_shows_the_paradox_a_good_critic_whose_rollbacks_harm(tmp_path: Path) -> None:
+    demo = harmful(seed=0)
+    assert demo.critic.scenario.critic_auroc == 0.85  # type: ignore[attr-defined]  # as good as the helpful demo's
+    with demo.guard(mode="pilot", store=f"sqlite:///{tmp_path / 'harm.db'}") as guard:
+        result = asyncio.run(run_pilot(demo, guard, concurrency=4))
+    t = result.tally
+    assert t.done == DEMO_TASKS and t.n10 > t.n01 > 0
+    assert result.report is not None and result.report.verdict.value == "harms"
+    truth = sim_truth(demo.critic.scenario, "fork", n=200_000)  # type: ignore[attr-defined]
+    assert truth.net < -0.1 and result.report.net_interval.high < 0  # harm proven; the true net is -0.16
 
 
 def test_the_cli_runs_the_demo_suite(tmp_path: Path) -> None:
