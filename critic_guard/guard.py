@@ -585,8 +585,8 @@ class CriticGuard:
             ) from None
         pairs = self._ledger.pairs_of_run(run_id)
         updates = self._complete(p for p in pairs if p.guard_key == self.guard_key and p.status is PairStatus.OPEN)
-        if not any(run_id in (u.pair.control_run_id, u.pair.treatment_run_id) for u in updates):
-            self._trace(self._traces.outcome, run_id, success)  # no pair completed: the outcome without a cell
+        if not updates:  # otherwise each completed pair traced the outcome with its cell
+            self._trace(self._traces.outcome, run_id, success)
         return updates
 
     # -- steps -------------------------------------------------------------------------------------------------
