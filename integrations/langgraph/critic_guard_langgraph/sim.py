@@ -88,6 +88,7 @@ __all__ = [
 Design = Literal["fork", "full"]
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
+Ints = NDArray[np.int64]
 _PHI = NormalDist()
 _TASK_RE = re.compile(r"^\[sim task (?P<id>[^\]\s]+) attempt (?P<attempt>\d+)\] .*?: (?P<values>\d+(?:, \d+)*)\.")
 
@@ -477,13 +478,7 @@ def _run(rng: np.random.Generator, sc: SimScenario, q: Floats, *, intervene: boo
         acts = flag & (step >= sc.min_step)
         first_flag = np.where(acts & (first_flag < 0), step, first_flag)
         if intervene:
-            acts &= used < sc.max_interventions
-            while acts.any():
-                used += acts
-                calls += acts
-                retry_mistake, retry_flag = _propose(rng, sc, q, mistake)
-                mistake = np.where(acts, retry_mistake, mistake)
-                acts = acts & retry_flag & (used < sc.max_interventions)
+            mistake = _rollbacks(rng, sc, q, mistake, acts & (used < sc.max_interventions), used, calls)
         ok &= ~mistake
     return _Arm(ok, first_flag, calls)
 
@@ -514,14 +509,23 @@ def _fork_run(same: np.random.Generator, own: np.random.Generator, sc: SimScenar
         calls += forked
         acts = flag & (step >= sc.min_step) & (used < sc.max_interventions)
         forked |= acts
-        while acts.any():
-            used += acts
-            calls += acts
-            retry_mistake, retry_flag = _propose(own, sc, q, mistake)
-            mistake = np.where(acts, retry_mistake, mistake)
-            acts = acts & retry_flag & (used < sc.max_interventions)
+        mistake = _rollbacks(own, sc, q, mistake, acts, used, calls)
         ok &= ~mistake
     return _Arm(ok, control.first_flag, calls)
+
+
+def _rollbacks(
+    rng: np.random.Generator, sc: SimScenario, q: Floats, mistake: Bools, acts: Bools, used: Ints, calls: Ints
+) -> Bools:
+    """Roll back the proposals where ``acts`` and re-ask, while the retry is flagged and the budget lasts; returns
+    the final proposals' mistakes. ``used`` (interventions) and ``calls`` (model calls) are counted in place."""
+    while acts.any():
+        used += acts
+        calls += acts
+        retry_mistake, retry_flag = _propose(rng, sc, q, mistake)
+        mistake = np.where(acts, retry_mistake, mistake)
+        acts = acts & retry_flag & (used < sc.max_interventions)
+    return mistake
 
 
 def _cells(control: Bools, treatment: Bools) -> tuple[float, float, float, float]:
