@@ -597,7 +597,7 @@ class CriticGuard:
         """Judge the proposed step in ``ctx`` and decide. Never raises because of the critic."""
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
-        attempt, span = self._begin_step(ctx)
+        attempt, span = self._begin_step(ctx.run_id, ctx.step)
         verdict: Verdict | None = None
         error: BaseException | None = None
         started = time.perf_counter()
@@ -618,7 +618,7 @@ class CriticGuard:
         """
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
-        attempt, span = self._begin_step(ctx)
+        attempt, span = self._begin_step(ctx.run_id, ctx.step)
         verdict: Verdict | None = None
         error: BaseException | None = None
         started = time.perf_counter()
@@ -630,12 +630,12 @@ class CriticGuard:
         latency = time.perf_counter() - started
         return self._conclude(ctx, attempt, span, verdict, error, latency, interventions, last_intervention_step)
 
-    def _begin_step(self, ctx: StepContext) -> tuple[int, StepTrace | None]:
+    def _begin_step(self, run_id: str, step: int) -> tuple[int, StepTrace | None]:
         """Number the attempt at this step and open its span (current during the critic call, so the critic's
         own LLM spans nest under it)."""
         with self._lock:
-            attempt = self._next_attempt(ctx.run_id, ctx.step)
-        return attempt, self._trace(self._traces.start_step, ctx.run_id, ctx.step, attempt)
+            attempt = self._next_attempt(run_id, step)
+        return attempt, self._trace(self._traces.start_step, run_id, step, attempt)
 
     def _conclude(
         self,
@@ -678,9 +678,7 @@ class CriticGuard:
     def record_fork_step(self, review: StepReview) -> None:
         """Record, in a shadow branch's own run, the fork step: the verdict judged in the production run and the
         decision the branch's arm takes there (no second critic call). Its span opens the branch's trace."""
-        with self._lock:
-            attempt = self._next_attempt(review.run_id, review.step)
-        span = self._trace(self._traces.start_step, review.run_id, review.step, attempt)
+        attempt, span = self._begin_step(review.run_id, review.step)
         self._record_step(review, attempt, span, None)
 
     def _record_step(self, review: StepReview, attempt: int, span: StepTrace | None, error_type: str | None) -> None:

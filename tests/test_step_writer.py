@@ -13,25 +13,8 @@ import pytest
 from critic_guard.store.base import StepRecord
 from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.store.step_writer import StepWriter
-from critic_guard.types import Action, Arm
-from tests.store_suite import make_run
-
-
-def _step(run_id: str, i: int) -> StepRecord:
-    return StepRecord(
-        run_id=run_id,
-        step=i,
-        attempt=0,
-        p_fail=0.1,
-        label=None,
-        rationale=None,
-        flagged=False,
-        action=Action.NONE,
-        reason="below_tau",
-        critic_error=None,
-        latency_s=0.0,
-        created_at=float(i),
-    )
+from critic_guard.types import Arm
+from tests.store_suite import make_run, make_step
 
 
 def _rows(path: Path) -> int:
@@ -43,20 +26,20 @@ def test_batches_in_order_and_flushes_on_demand() -> None:
     batches: list[list[int]] = []
     writer = StepWriter(lambda steps: batches.append([s.step for s in steps]), interval_s=3600)
     for i in range(5):
-        writer.add(_step("r", i))
+        writer.add(make_step("r", i))
     assert batches == []  # nothing written on the caller's path
     writer.flush()
-    writer.add(_step("r", 5))
+    writer.add(make_step("r", 5))
     writer.close()
     assert batches == [[0, 1, 2, 3, 4], [5]]
     with pytest.raises(RuntimeError, match="closed"):
-        writer.add(_step("r", 6))
+        writer.add(make_step("r", 6))
 
 
 def test_the_thread_writes_within_the_interval() -> None:
     written = threading.Event()
     writer = StepWriter(lambda steps: written.set(), interval_s=0.01)
-    writer.add(_step("r", 0))
+    writer.add(make_step("r", 0))
     assert written.wait(10)  # bounded: the thread wakes every 10 ms
     writer.close()
 
@@ -70,9 +53,9 @@ def test_a_failing_batch_is_counted_and_the_writer_goes_on() -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
     writer = StepWriter(insert, interval_s=3600)
-    writer.add(_step("r", 0))
+    writer.add(make_step("r", 0))
     writer.flush()
-    writer.add(_step("r", 1))
+    writer.add(make_step("r", 1))
     writer.close()
     assert writer.errors == 1 and [s.step for s in calls[1]] == [1]
 
@@ -82,13 +65,13 @@ def test_store_reads_its_own_writes_and_other_connections_see_them_soon(tmp_path
     store = SQLiteStore(path)
     store.add_run(make_run("r", arm=Arm.CONTROL))
     for i in range(3):
-        store.add_step(_step("r", i))
+        store.add_step(make_step("r", i))
     assert [s.step for s in store.steps_of("r")] == [0, 1, 2]  # flushed before reading
-    store.add_step(_step("r", 3))
+    store.add_step(make_step("r", 3))
     deadline = time.monotonic() + 10
     while _rows(path) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _rows(path) == 4  # committed by the background thread, without any read here
-    store.add_step(_step("r", 4))
+    store.add_step(make_step("r", 4))
     store.close()  # close flushes
     assert _rows(path) == 5
