@@ -7,7 +7,7 @@ any agent framework only has to convert its messages to and from this shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -73,11 +73,13 @@ class StepContext:
 
     ``messages[-1]`` is the assistant message the model just proposed (its tool calls have not run yet).
     ``step`` is the 0-based index of that model step within the run (retries after a ROLLBACK keep the index).
+    ``messages`` is a read-only sequence (a tuple, or a lazy view that an integration converts on first use, so
+    that a critic pays only for what it reads); ``tuple(ctx.messages)`` gives a tuple.
     """
 
     run_id: str
     step: int
-    messages: tuple[Message, ...]
+    messages: Sequence[Message]
     task: Mapping[str, Any] = field(default_factory=dict)
     arm: Arm = Arm.CONTROL
 

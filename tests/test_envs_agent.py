@@ -84,7 +84,7 @@ def check_forked_pair(context: EnvContext, agent: Any, pair: PairRecord) -> EnvC
     at_fork = agent.get_state(
         {"configurable": {"thread_id": context.env.task_id, "checkpoint_id": pair.fork_checkpoint_id}}
     ).values["messages"]
-    assert isinstance(at_fork[-1], AIMessage)  # the flagged proposal, not yet run
+    assert not isinstance(at_fork[-1], AIMessage)  # the flagged step's input: the proposal is not in it yet
     branch_run = pair.treatment_run_id
     fork_point = ForkPoint(context.env.task_id, pair.fork_checkpoint_id or "", "")
     thread = shadow_thread_id(fork_point, ShadowBranch(pair.pair_id, branch_run, Arm.TREATMENT, pair.fork_step or 0))

@@ -7,10 +7,10 @@ id (a saver stores writes per task). Invoking the graph with ``None`` input on t
 where the source checkpoint stood: the tasks whose writes were copied are not run again, the others are.
 
 ``skip_task_ids`` leaves out the writes of tasks the branch must run again itself. The fork point of a pilot is
-the checkpoint whose next task is the middleware's ``after_model`` hook; by the time a background branch clones
-it, the production run's ``after_model`` has usually finished and its writes (the production arm's decision and
-routing) sit among the checkpoint's pending writes. The branch must decide for itself, so that task's writes
-are skipped.
+the checkpoint the flagged step's model node runs from; by the time a background branch clones it, production's
+model node has usually finished and its writes (production's accepted proposal, its record, its routing) sit
+among the checkpoint's pending writes. The branch must take that step for itself, so that task's writes are
+skipped.
 
 Under LangGraph's default ``durability="async"`` a checkpoint is written in the background while the next step
 runs, so the source may not be readable yet when a hook asks for it: both functions poll, with a bounded wait.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from langchain_core.messages import (
@@ -74,21 +74,29 @@ def to_neutral(messages: BaseMessage | Sequence[BaseMessage]) -> Message | list[
 
 
 class NeutralHistory:
-    """The neutral form of each run's history, converted incrementally: only messages new since the last step.
+    """The neutral form of each run's history, converted incrementally and only when a critic reads it.
 
     Why: the critic sees the whole trajectory at every step, and converting it costs about 2 µs per message, so a
-    long run would pay O(steps²). A run's history grows by appending (a ROLLBACK removes the last message), and
-    LangGraph hands the same message objects to each step of an in-process run, so the cached prefix is reused as
-    long as its messages are the very same objects (``is``, checked one by one: a few ns each); anything else is
-    converted again. The cache holds strong references to the messages it compared against (so an identity is never
-    recycled) and keeps at most ``max_runs`` runs, least recently used first out. Critics must treat the neutral
-    messages as read-only: they are shared between steps.
+    long run would pay O(steps²); and many critics read only the proposed message, or nothing (a classifier on a
+    score). :meth:`view` therefore returns a lazy sequence: its length is free, an item is converted on its own,
+    and the first slice or iteration converts the history through :meth:`convert`.
+
+    :meth:`convert` reuses the cached prefix of the run's previous conversion. A run's history grows by appending,
+    and LangGraph hands the same message objects to each step of an in-process run, so the cached prefix is reused
+    as long as its messages are the very same objects (``is``, checked one by one: a few ns each); anything else is
+    converted again. The cache holds strong references to the messages it compared against (so an identity is
+    never recycled) and keeps at most ``max_runs`` runs, least recently used first out. Critics must treat the
+    neutral messages as read-only: they are shared between steps.
     """
 
     def __init__(self, max_runs: int = 1024) -> None:
         self.max_runs = max_runs
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, tuple[tuple[BaseMessage, ...], tuple[Message, ...]]] = OrderedDict()
+
+    def view(self, run_id: str, messages: Sequence[BaseMessage]) -> Sequence[Message]:
+        """A lazy neutral view of ``messages``, the current history of run ``run_id``."""
+        return _HistoryView(self, run_id, messages)
 
     def convert(self, run_id: str, messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
         """The neutral form of ``messages``, the current history of run ``run_id``."""
@@ -114,6 +122,50 @@ class NeutralHistory:
         """Drop a finished run's cache."""
         with self._lock:
             self._runs.pop(run_id, None)
+
+
+class _HistoryView(Sequence[Message]):
+    """The neutral history of one step, converted on first use (see :meth:`NeutralHistory.view`)."""
+
+    __slots__ = ("_converted", "_histories", "_messages", "_run_id")
+
+    def __init__(self, histories: NeutralHistory, run_id: str, messages: Sequence[BaseMessage]) -> None:
+        self._histories = histories
+        self._run_id = run_id
+        self._messages = messages
+        self._converted: tuple[Message, ...] | None = None
+
+    def _all(self) -> tuple[Message, ...]:
+        if self._converted is None:
+            self._converted = self._histories.convert(self._run_id, self._messages)
+        return self._converted
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Message, ...]: ...
+    def __getitem__(self, index: int | slice) -> Message | tuple[Message, ...]:
+        if isinstance(index, slice):
+            return self._all()[index]
+        if self._converted is not None:
+            return self._converted[index]
+        return _message_to_neutral(self._messages[index])  # one message: no need to convert the rest
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 def _message_to_neutral(message: BaseMessage) -> Message:

@@ -1,62 +1,70 @@
 """``CriticGuardMiddleware``: a critic-guard for agents built with ``langchain.agents.create_agent``.
 
-After every model call (``after_model``, before the proposed tool calls run) the guard's critic judges the
-proposed assistant message, and the guard's policy decides:
+The guard works inside the model node (``wrap_model_call``): the critic judges each proposed assistant message as
+soon as the model returns it, before it enters the agent's state and before any of its tools run, and the guard's
+policy decides:
 
-* **ROLLBACK**: the proposed message is removed (``RemoveMessage``) and the agent jumps back to the model, so its
-  tools never run. The retry keeps the same step index and sees the feedback, if any.
-* **APPEND**: the step runs (its tools execute) and the next model call sees a warning after the tool results.
-  On a final answer (no tool calls) there is nothing left to run, so the agent re-enters the model once with the
-  warning after its answer and may revise it; a silent APPEND on a final answer changes nothing.
+* **ROLLBACK**: the proposal is discarded and the model is asked again, in the same model node, with the feedback
+  (if any) at the end of its input. The retry keeps the step index. A discarded proposal never reaches the state,
+  the checkpoint or the tools.
+* **APPEND**: the proposal is kept and its tools run; the next model call sees a warning after the tool results.
+  On a final answer (no tool calls) there is nothing left to run, so the model is asked again at once, with the
+  warning after its answer, and may revise it (the revision is the next step, judged like any other); a silent
+  APPEND on a final answer changes nothing.
 * nothing, in modes ``off`` (not even the critic runs) and ``observe`` (the verdict is recorded, the state is not
   touched beyond this middleware's private record), or when the policy does not flag the step.
 
+Why inside the model node rather than in an ``after_model`` hook (measured by ``benchmarks/overhead.py``): every
+extra node costs LangGraph a superstep, about 400 µs per step here, while LangChain's model-call wrapper costs
+about 100-150 µs. And retries take no graph steps: a rollback loop is bounded by ``max_interventions`` alone and can
+never run into the recursion limit.
+
 Where the feedback goes. The text is a user message (a *guard note*, recognisable by its id, see
-:func:`~critic_guard_langgraph.messages.is_guard_note`) written into the conversation at the place where the model
-sees it: at the end of the history after a rollback's ``RemoveMessage``, after the tool results for an APPEND
-(added by ``wrap_model_call`` to the request and to the model node's output), after the answer for an APPEND on
-a final answer. Why persisted rather than shown once and dropped:
+:func:`~critic_guard_langgraph.messages.is_guard_note`) that the model node returns ahead of the accepted proposal,
+at the place where the model saw it: at the end of its input after a rollback, after the tool results for an
+APPEND, after the answer for an APPEND on a final answer. Why persisted rather than shown once and dropped:
 
 * the history is exactly what the model saw, so a transcript can be audited, and a run resumed or forked from
   any checkpoint (DESIGN §3) continues from the same context;
 * it is what :func:`~critic_guard_langgraph.graph.guard_graph` does for any graph, so both integrations behave
-  alike;
-* a rollback needs no ``wrap_model_call`` layer. LangChain wraps every ``wrap_model_call`` in a tracing layer that
-  costs about 50 µs per step (sync) and 200 µs (async) even when it does nothing, so only guards whose policy
-  acts by APPEND, which cannot place a warning after tool results from ``after_model``, get that hook.
+  alike.
 
 A note never sits between an assistant tool call and its results: it is only added at the end of a history whose
 tool calls are all answered (:func:`~critic_guard_langgraph.messages.note_index`); otherwise the intervention
 happens silently and a warning is logged (create_agent never produces that case).
 
 State. The counters live in one private record (:class:`GuardRun`, ``PrivateStateAttr``: in the checkpoint, not
-in the agent's input or output): the run id, the step index, the interventions so far and the step of the last
-one, a pending APPEND warning. A run is one agent invocation: ``before_agent`` starts it in the guard's store,
-``after_agent`` ends it (a run that raises stays open in the store).
+in the agent's input or output), written by the model node with its messages: the run id, the step index, the
+interventions so far and the step of the last one, a pending APPEND warning. A run is one agent invocation:
+``before_agent`` starts it in the guard's store, ``after_agent`` ends it (a run that raises stays open in the store).
 
-Bounds. ``max_interventions`` bounds rollback loops; besides, the middleware does not intervene when fewer than
-:data:`HEADROOM` graph steps remain before the recursion limit, so a retry never causes a ``GraphRecursionError``.
+Pilots. At a production run's first flag the middleware forks shadow branches from the checkpoint the model node
+runs from (the state before this step's model call) and gives them the proposal under judgement: a branch
+re-enters the model node, takes production's proposal instead of sampling a new one (a second sample would break
+the shared prefix of DESIGN §3), applies its arm's decision to it, and runs on by itself from there.
 """
 
 from __future__ import annotations
 
 import inspect
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Final, NotRequired, cast
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, NotRequired, TypeVar, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
     AgentState,
     ContextT,
+    ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
     PrivateStateAttr,
     ResponseT,
-    hook_config,
 )
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 from langgraph.config import get_config
-from langgraph.managed.is_last_step import RemainingStepsManager
+from langgraph.types import Command
 from typing_extensions import TypedDict, override
 
 from critic_guard.guard import StepReview
@@ -81,20 +89,15 @@ from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
 from critic_guard_langgraph.shadow import ShadowBranch
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable
 
     from langgraph.runtime import Runtime
 
     from critic_guard.guard import CriticGuard
 
-__all__ = ["HEADROOM", "CriticGuardMiddleware", "CriticGuardState", "GuardRun"]
-
-HEADROOM = 4
-"""Graph steps that must remain before the recursion limit for the middleware to intervene: the retry needs the
-model node and the after-model hooks, and the agent must still be able to finish."""
+__all__ = ["CriticGuardMiddleware", "CriticGuardState", "GuardRun"]
 
 RECORD: Final = "critic_guard"
-REMAINING: Final = "critic_guard_remaining_steps"
 
 
 class GuardRun(TypedDict):
@@ -103,7 +106,7 @@ class GuardRun(TypedDict):
     run_id: str | None  # None once the run has ended (or when starting it failed): nothing is judged
     arm: str
     task: dict[str, Any]
-    step: int  # 0-based index of the model step being judged; a retry after a rollback keeps it
+    step: int  # 0-based index of the next model step; a retry after a rollback keeps it
     interventions: int
     last_intervention_step: int | None
     warning: str | None  # an APPEND warning for the model call after the tool results
@@ -117,8 +120,6 @@ class CriticGuardState(AgentState[ResponseT]):
     """
 
     critic_guard: NotRequired[Annotated[GuardRun | None, PrivateStateAttr]]
-    # Computed by LangGraph on every read, never stored (a managed value must be the last annotation).
-    critic_guard_remaining_steps: NotRequired[Annotated[int, PrivateStateAttr, RemainingStepsManager]]
 
 
 class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], ContextT, ResponseT]):
@@ -135,22 +136,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             runs: everything per-run lives in the graph state.
         arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
             mode ``on``, control in ``observe``, ``config.serve`` in a pilot).
+        judge: pilots: ``(task, final_state) -> bool``, whether a run succeeded (production runs and branches).
+        fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context.
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]
-
-    def __new__(
-        cls,
-        guard: CriticGuard,
-        *,
-        arm: Arm | None = None,
-        judge: Judge | None = None,
-        fork_context: Callable[[Any], Any] | None = None,
-    ) -> CriticGuardMiddleware[ResponseT, ContextT]:
-        # Only APPEND needs a model-call hook (see the module docstring), so only its variant defines one.
-        if cls is CriticGuardMiddleware and guard.policy.action is Action.APPEND:
-            cls = _AppendingCriticGuardMiddleware
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -183,7 +173,6 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     @property
     def name(self) -> str:
-        """The graph's node names derive from it: the same for both variants."""
         return "CriticGuardMiddleware"
 
     # -- run lifecycle ------------------------------------------------------------------------------------------
@@ -289,62 +278,106 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     # -- judging ------------------------------------------------------------------------------------------------
 
-    @hook_config(can_jump_to=["model"])
     @override
-    def after_model(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
-        """Judge the proposed message and intervene (see the module docstring)."""
-        ctx = self._context(state)
-        if ctx is None:
-            return self._advance(state)
-        branch = _branch() if self._piloting else None
-        if branch is not None and ctx.run_id != branch.run_id:
-            return self._apply_fork(state, branch)
-        review = review_or_none(self.guard, ctx, *self._budget(state))
-        forked = self._first_flag(state, review, runtime, branch, asynchronous=False)
-        return _flagged_at(self._apply(state, review), forked)
+    def wrap_model_call(
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
+    ) -> ModelResponse[ResponseT] | ExtendedModelResponse[ResponseT]:
+        """Judge each proposal of this step and intervene (see the module docstring)."""
+        step = self._open(request)
+        if step is None:
+            return handler(request)
+        response, review = self._fork_step(step)
+        while True:
+            if response is None:
+                response = handler(step.model_request())
+                review = self._review(step, response)
+            if not step.apply(response, review):
+                return step.result(response)
+            response = None
 
-    @hook_config(can_jump_to=["model"])
-    async def aafter_model(
-        self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
-    ) -> dict[str, Any] | None:
-        """Async :meth:`after_model`: the critic is awaited (with the guard's timeout) on the event loop."""
-        ctx = self._context(state)
+    @override
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
+    ) -> ModelResponse[ResponseT] | ExtendedModelResponse[ResponseT]:
+        """Async :meth:`wrap_model_call`: the critic is awaited (with the guard's timeout) on the event loop."""
+        step = self._open(request)
+        if step is None:
+            return await handler(request)
+        response, review = self._fork_step(step)
+        while True:
+            if response is None:
+                response = await handler(step.model_request())
+                review = await self._areview(step, response)
+            if not step.apply(response, review):
+                return step.result(response)
+            response = None
+
+    def _open(self, request: ModelRequest[ContextT]) -> _ModelStep[ResponseT] | None:
+        """This step's bookkeeping, or None when the run is not tracked (mode off, no run started, run ended)."""
+        record = request.state.get(RECORD)
+        if not isinstance(record, dict) or record.get("run_id") is None or is_off(self.guard):
+            return None
+        step: _ModelStep[ResponseT] = _ModelStep(
+            request,
+            cast("GuardRun", dict(record)),
+            list(request.state["messages"]),
+            _branch() if self._piloting else None,
+        )
+        warning = step.record["warning"]
+        if warning:  # an APPEND at the previous step: shown after its tool results, ahead of this model call
+            step.shown += _placeable(make_note(warning, _note_key(step.record)), step.messages)
+            step.record["warning"] = None
+        return step
+
+    def _review(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
+        ctx = step.context(response, self._histories)
         if ctx is None:
-            return self._advance(state)
-        branch = _branch() if self._piloting else None
-        if branch is not None and ctx.run_id != branch.run_id:
-            return self._apply_fork(state, branch)
-        review = await areview_or_none(self.guard, ctx, *self._budget(state))
-        forked = self._first_flag(state, review, runtime, branch, asynchronous=True)
-        return _flagged_at(self._apply(state, review), forked)
+            return None
+        review = review_or_none(self.guard, ctx, *step.budget())
+        self._first_flag(step, review, response, asynchronous=False)
+        return review
+
+    async def _areview(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
+        ctx = step.context(response, self._histories)
+        if ctx is None:
+            return None
+        review = await areview_or_none(self.guard, ctx, *step.budget())
+        self._first_flag(step, review, response, asynchronous=True)
+        return review
 
     # -- pilots ---------------------------------------------------------------------------------------------------
 
     def _first_flag(
         self,
-        state: CriticGuardState[ResponseT],
+        step: _ModelStep[ResponseT],
         review: StepReview | None,
-        runtime: Runtime[ContextT],
-        branch: ShadowBranch | None,
+        proposal: ModelResponse[ResponseT],
         *,
         asynchronous: bool,
-    ) -> int | None:
+    ) -> None:
         """At a production run's first flag in a pilot: fork the other arm into a shadow branch (an A/B pair), and
         for ``aa_fraction`` of runs a second branch of the served arm (an A/A pair: rerun noise).
 
-        Returns the flag step when this is the run's first flag (whether or not it forked), else None.
+        The run remembers its first flag (``flag_step``) whether or not it forked, so that it neither forks twice
+        nor counts as never flagged.
         """
-        record = state.get(RECORD)
-        if not self._piloting or branch is not None or review is None or not review.decision.flagged:
-            return None
-        if record is None or record.get("flag_step") is not None:
-            return None
-        prod, step = review.run_id, review.step
+        record = step.record
+        if not self._piloting or step.branch is not None or review is None or not review.decision.flagged:
+            return
+        if record.get("flag_step") is not None:
+            return
+        record["flag_step"] = review.step
+        prod = review.run_id
         ab, aa = self.guard.should_fork(prod), self.guard.should_fork_aa(prod)
         if not (ab or aa):
-            return step
+            return
         config = get_config()
         check_durability(config)
+        runtime = step.request.runtime
         info = runtime.execution_info
         if info is None or info.thread_id is None or self.runner is None:
             raise ForkError("a pilot forks from checkpoints: compile the agent with a checkpointer and attach it")
@@ -354,34 +387,34 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             other = Arm.TREATMENT if served is Arm.CONTROL else Arm.CONTROL
             decision = Decision(True, Action.NONE, None, "control_arm")
             if other is Arm.TREATMENT and review.verdict is not None:  # what the treatment arm does at this step
-                interventions, last = self._budget(state)
+                interventions, last = step.budget()
                 decision = self.guard.policy.decide(
-                    review.verdict, step=step, interventions=interventions, last_intervention_step=last
+                    review.verdict, step=review.step, interventions=interventions, last_intervention_step=last
                 )
-            self._fork(record, review, fork, runtime, asynchronous, arm=other, decision=decision, kind=PairKind.AB)
-        if aa:  # the served arm again, doing at the fork step what production did
+            self._fork(record, review, proposal, fork, runtime, asynchronous, arm=other, decision=decision)
+        if aa:  # the served arm again, doing at the fork step what production does
             self._fork(
-                record, review, fork, runtime, asynchronous, arm=served, decision=review.decision, kind=PairKind.AA
+                record, review, proposal, fork, runtime, asynchronous, arm=served, decision=review.decision, aa=True
             )
-        return step
 
     def _fork(
         self,
         record: GuardRun,
         review: StepReview,
+        proposal: ModelResponse[ResponseT],
         fork: ForkPoint,
         runtime: Runtime[ContextT],
         asynchronous: bool,
         *,
         arm: Arm,
         decision: Decision,
-        kind: PairKind,
+        aa: bool = False,
     ) -> None:
         """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run."""
         prod, step = review.run_id, review.step
         branch_id = uuid.uuid4().hex
         self.guard.start_run(run_id=branch_id, task=record["task"], arm=arm, parent_run_id=prod, fork_step=step)
-        if kind is PairKind.AA:
+        if aa:
             pair_id, control, treatment = f"{prod}~aa", prod, branch_id
         else:
             pair_id = prod
@@ -392,7 +425,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             treatment_run_id=treatment,
             flagged=True,
             fork_step=step,
-            kind=kind,
+            kind=PairKind.AA if aa else PairKind.AB,
             fork_checkpoint_id=fork.checkpoint_id,
         )
         verdict = review.verdict
@@ -406,6 +439,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             p_fail=None if verdict is None else verdict.p_fail,
             rationale=None if verdict is None else verdict.rationale,
             label=None if verdict is None else verdict.label,
+            proposal=proposal,
         )
         runner = self.runner
         assert runner is not None  # checked by _first_flag
@@ -414,116 +448,98 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         else:
             runner.submit(shadow, fork, task=record["task"], context=runtime.context)
 
-    def _apply_fork(self, state: CriticGuardState[ResponseT], branch: ShadowBranch) -> dict[str, Any]:
-        """The fork step in a shadow branch: become the branch's run and apply the decision taken at the fork."""
-        record = state.get(RECORD)
-        assert record is not None
-        record = GuardRun(**{**record, "run_id": branch.run_id, "arm": branch.arm.value, "flag_step": branch.fork_step})
+    def _fork_step(self, step: _ModelStep[ResponseT]) -> tuple[ModelResponse[ResponseT] | None, StepReview | None]:
+        """A shadow branch's first model call (the fork step): become the branch's run, and take production's
+        proposal with the decision made at the fork. Elsewhere: (None, None), the model is asked."""
+        branch, record = step.branch, step.record
+        if branch is None or record["run_id"] == branch.run_id:
+            return None, None
+        if branch.proposal is None:
+            raise ForkError(f"shadow branch {branch.run_id} carries no proposal to apply its arm's decision to")
+        record["run_id"], record["arm"], record["flag_step"] = branch.run_id, branch.arm.value, branch.fork_step
         verdict = None if branch.p_fail is None else Verdict(branch.p_fail, branch.rationale, branch.label)
         decision = Decision(True, branch.action, branch.feedback, "fork")
         review = StepReview(branch.run_id, record["step"], verdict, decision, None, 0.0)
         safely("record_fork_step", self.guard.record_fork_step, review, default=None)
-        branch_state = cast("CriticGuardState[ResponseT]", {**state, RECORD: record})
-        return self._apply(branch_state, review)
+        return branch.proposal, review
 
-    def _tracked(self, state: CriticGuardState[ResponseT]) -> GuardRun | None:
-        record = state.get(RECORD)
-        if record is None or record["run_id"] is None or is_off(self.guard):
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class _ModelStep(Generic[R]):
+    """One model node under the guard: a step's proposals (the first and any retries), and what the node returns.
+
+    ``messages`` is the agent's history before this step; ``shown`` what the guard adds to it in this node (notes,
+    and an answer kept by an APPEND on a final answer), ahead of the accepted proposal. ``record`` is a copy of the
+    run's record, updated as the step goes and written back with the node's messages.
+    """
+
+    request: ModelRequest[Any]
+    record: GuardRun
+    messages: list[BaseMessage]
+    branch: ShadowBranch | None
+    shown: list[BaseMessage] = field(default_factory=list)
+
+    def model_request(self) -> ModelRequest[Any]:
+        """The model's input: the request, with whatever the guard has shown in this step at its end."""
+        if not self.shown:
+            return self.request
+        return self.request.override(messages=[*self.request.messages, *cast("list[AnyMessage]", self.shown)])
+
+    def context(self, response: ModelResponse[R], histories: NeutralHistory) -> StepContext | None:
+        """The critic's view of the proposal in ``response``, or None when there is no assistant message to judge."""
+        proposal = _proposal(response)
+        run_id = self.record["run_id"]
+        if proposal is None or run_id is None:
             return None
-        return record
-
-    def _context(self, state: CriticGuardState[ResponseT]) -> StepContext | None:
-        """The critic's view of this step, or None when there is nothing to judge."""
-        record = self._tracked(state)
-        messages = state["messages"]
-        if record is None or record["run_id"] is None or not messages or not isinstance(messages[-1], AIMessage):
-            return None  # (run_id is never None here; the check narrows the type)
         return StepContext(
-            run_id=record["run_id"],
-            step=record["step"],
-            messages=self._histories.convert(record["run_id"], messages),
-            task=record["task"],
-            arm=Arm(record["arm"]),
+            run_id=run_id,
+            step=self.record["step"],
+            messages=histories.view(run_id, [*self.messages, *self.shown, proposal]),
+            task=self.record["task"],
+            arm=Arm(self.record["arm"]),
         )
 
-    def _budget(self, state: CriticGuardState[ResponseT]) -> tuple[int, int | None]:
-        """(interventions so far, step of the last one), as the policy should see them.
+    def budget(self) -> tuple[int, int | None]:
+        """(interventions so far, step of the last one), as the policy should see them."""
+        return self.record["interventions"], self.record["last_intervention_step"]
 
-        Near the recursion limit the budget reads as spent, so the policy declines and records why.
-        """
-        record = state.get(RECORD)
-        assert record is not None  # checked by _context
-        interventions = record["interventions"]
-        if state.get(REMAINING, HEADROOM + 1) <= HEADROOM:
-            interventions = max(interventions, self.guard.policy.max_interventions)
-        return interventions, record["last_intervention_step"]
-
-    def _advance(self, state: CriticGuardState[ResponseT]) -> dict[str, Any] | None:
-        """Nothing to judge: only move to the next step if this run is being tracked."""
-        record = self._tracked(state)
-        if record is None:
-            return None
-        return {RECORD: {**record, "step": record["step"] + 1, "warning": None}}
-
-    def _apply(self, state: CriticGuardState[ResponseT], review: StepReview | None) -> dict[str, Any]:
-        record = state.get(RECORD)
-        assert record is not None and record["run_id"] is not None  # checked by _context
-        step = record["step"]
+    def apply(self, response: ModelResponse[R], review: StepReview | None) -> bool:
+        """Apply the review of ``response``'s proposal; True when the model must be asked again."""
+        record = self.record
+        proposal = _proposal(response)
         action = action_of(review)
-        if review is None or action is Action.NONE:  # (the model call that just returned consumed any warning)
-            return {RECORD: {**record, "step": step + 1, "warning": None}}
-        messages = state["messages"]
-        proposed = messages[-1]
-        assert isinstance(proposed, AIMessage) and proposed.id is not None  # checked by _context; add_messages ids
+        if review is None or proposal is None or action is Action.NONE:
+            record["step"] += 1
+            return False
+        step = record["step"]
+        record["interventions"] += 1
+        record["last_intervention_step"] = step
         feedback = review.decision.feedback
-        record = GuardRun(
-            **{**record, "interventions": record["interventions"] + 1, "last_intervention_step": step, "warning": None}
-        )
         note = None if feedback is None else make_note(feedback, _note_key(record))
-        if action is Action.ROLLBACK:  # the retry is the same step
-            shown = _placeable(note, messages[:-1])
-            return {RECORD: record, "messages": [RemoveMessage(id=proposed.id), *shown], "jump_to": "model"}
+        if action is Action.ROLLBACK:  # the proposal is dropped; the retry is the same step
+            self.shown += _placeable(note, [*self.messages, *self.shown])
+            return True
         record["step"] = step + 1  # APPEND
-        if proposed.tool_calls:  # the warning waits for the tool results (see _AppendingCriticGuardMiddleware)
+        if proposal.tool_calls:  # the warning waits for the tool results (see _open)
             record["warning"] = feedback
-            return {RECORD: record}
-        shown = _placeable(note, messages)
-        return {RECORD: record, "messages": shown, "jump_to": "model"} if shown else {RECORD: record}
+            return False
+        kept = [*self.shown, *response.result]
+        placed = _placeable(note, [*self.messages, *kept])
+        if not placed:  # a silent warning on a final answer has nothing to show
+            return False
+        self.shown = [*kept, *placed]
+        return True
 
-
-class _AppendingCriticGuardMiddleware(CriticGuardMiddleware[ResponseT, ContextT]):
-    """The variant for APPEND policies: shows a pending warning to the model call after the tool results."""
-
-    @override
-    def wrap_model_call(
-        self,
-        request: ModelRequest[ContextT],
-        handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
-    ) -> ModelResponse[ResponseT]:
-        """Add the pending warning at the end of the request, and to the history just before the reply."""
-        note = self._warning(request)
-        if note is None:
-            return handler(request)
-        return _with_note_first(note, handler(request.override(messages=[*request.messages, note])))
-
-    @override
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[ContextT],
-        handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
-    ) -> ModelResponse[ResponseT]:
-        """Async :meth:`wrap_model_call`."""
-        note = self._warning(request)
-        if note is None:
-            return await handler(request)
-        return _with_note_first(note, await handler(request.override(messages=[*request.messages, note])))
-
-    def _warning(self, request: ModelRequest[ContextT]) -> HumanMessage | None:
-        record = request.state.get(RECORD)
-        if not isinstance(record, dict) or not record.get("warning") or is_off(self.guard):
-            return None
-        note = make_note(record["warning"], _note_key(cast("GuardRun", record)))
-        return next(iter(_placeable(note, request.messages)), None)
+    def result(self, response: ModelResponse[R]) -> ExtendedModelResponse[R]:
+        """What the node returns: the notes and kept messages, the accepted proposal, and the updated record."""
+        messages = [*self.shown, *response.result] if self.shown else response.result
+        return ExtendedModelResponse(
+            ModelResponse(result=messages, structured_response=response.structured_response),
+            Command(update={RECORD: self.record}),
+        )
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:
@@ -535,11 +551,9 @@ def _branch() -> ShadowBranch | None:
     return ShadowBranch.from_config(get_config())
 
 
-def _flagged_at(update: dict[str, Any], step: int | None) -> dict[str, Any]:
-    """Remember a production run's first flag (so it neither forks twice nor counts as never flagged)."""
-    if step is not None:
-        update[RECORD] = {**update[RECORD], "flag_step": step}
-    return update
+def _proposal(response: ModelResponse[Any]) -> AIMessage | None:
+    """The assistant message a model response proposes (with structured output a tool message may follow it)."""
+    return next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
 
 
 def _note_key(record: GuardRun) -> str:
@@ -555,7 +569,3 @@ def _placeable(note: HumanMessage | None, history: Sequence[BaseMessage]) -> lis
         logger.warning("critic-guard: the history ends inside a tool-call group; the note is not shown")
         return []
     return [note]
-
-
-def _with_note_first(note: HumanMessage, response: ModelResponse[ResponseT]) -> ModelResponse[ResponseT]:
-    return ModelResponse(result=[note, *response.result], structured_response=response.structured_response)

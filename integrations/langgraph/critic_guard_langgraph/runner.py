@@ -44,8 +44,8 @@ Judge = Callable[[Mapping[str, Any], Mapping[str, Any]], "bool | Awaitable[bool]
 
 @dataclass(frozen=True, slots=True)
 class ForkPoint:
-    """Where a branch starts: the production thread's checkpoint that holds the proposed message, and the id of
-    the hook task running from it (its writes belong to the production arm and are not copied)."""
+    """Where a branch starts: the production thread's checkpoint its model node runs from at the flagged step, and
+    the id of that model task (its writes are production's step and are not copied: the branch redoes the step)."""
 
     thread_id: str
     checkpoint_id: str

@@ -23,7 +23,7 @@ through untouched. The branch is recognised by its config: ``config["configurabl
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, ContextT, ResponseT
@@ -71,12 +71,15 @@ FORKED: Final = ToolSafety(forked=True)
 
 @dataclass(frozen=True, slots=True)
 class ShadowBranch:
-    """What a shadow branch knows about itself (JSON-safe: it travels in the branch's config).
+    """What a shadow branch knows about itself; it travels in the branch's config (in process: never persisted,
+    since LangGraph copies only scalar ``configurable`` values into checkpoint metadata).
 
-    ``action`` / ``feedback`` are the intervention the treatment arm's policy decided at the fork step, so a
-    treatment branch applies it without asking the critic again (a second, noisy verdict would break the
-    shared-prefix argument of DESIGN §3). ``p_fail`` / ``rationale`` / ``label`` are the fork's verdict, for the
-    branch's records. ``context_forked`` says whether the branch runs on a forked runtime context.
+    ``proposal`` is the model response production was judging at the fork step (a ``ModelResponse``): the branch
+    takes it instead of asking the model again, since a second sample would break the shared-prefix argument of
+    DESIGN §3. ``action`` / ``feedback`` are what the branch's arm does with it, decided at the fork, so a treatment
+    branch applies it without asking the critic again (a second, noisy verdict would break the same argument).
+    ``p_fail`` / ``rationale`` / ``label`` are the fork's verdict, for the branch's records. ``context_forked``
+    says whether the branch runs on a forked runtime context.
     """
 
     pair_id: str
@@ -89,9 +92,12 @@ class ShadowBranch:
     rationale: str | None = None
     label: str | None = None
     context_forked: bool = False
+    proposal: Any = None
 
     def to_config(self) -> dict[str, Any]:
-        return {**asdict(self), "arm": self.arm.value, "action": self.action.value}
+        """The ``configurable`` entry (shallow: the proposal is passed as is, not copied)."""
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**raw, "arm": self.arm.value, "action": self.action.value}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> ShadowBranch | None:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from calc_agent import RIGHT, GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import ToolMessage
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.store.base import PairKind, PairStatus
 from critic_guard.types import Action, Arm
-from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.fork import ForkError
 from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
 
@@ -53,15 +53,21 @@ def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: Gu
     assert (pair.status, pair.flagged, pair.fork_step) == (PairStatus.COMPLETE, True, 2)
     assert (pair.control_success, pair.treatment_success) == (False, True)
     assert guard.lifecycle().monitor.t == 1
-    # the branch forked at the flagged step: same prefix as production at the fork checkpoint, then the rollback
+    # the branch forked at the flagged step: the checkpoint its model node ran from (the history up to step 1's
+    # tool result), shared exactly by production, which went on with the flagged proposal, and the branch
     fork = agent.get_state({"configurable": {"thread_id": "prod", "checkpoint_id": pair.fork_checkpoint_id}})
     prefix = fork.values["messages"]
-    assert isinstance(prefix[-1], AIMessage) and prefix[-1].tool_calls[0]["args"] == {"a": 20, "b": 2}
+    assert isinstance(prefix[-1], ToolMessage) and prefix[-1].text == "20"
+    served = agent.get_state(thread("prod")).values["messages"]
     branch = agent.get_state(thread(branch_thread(guard, pair.pair_id))).values["messages"]
-    assert comparable(branch[: len(prefix) - 1]) == comparable(prefix[:-1])
+    assert comparable(served[: len(prefix)]) == comparable(prefix) == comparable(branch[: len(prefix)])
+    assert served[len(prefix)].tool_calls[0]["args"] == {"a": 20, "b": 2}  # the flagged proposal, kept
+    note, retry = branch[len(prefix) : len(prefix) + 2]  # withdrawn: the feedback, then the right retry
+    assert is_guard_note(note) and retry.tool_calls[0]["args"] == {"a": 20, "b": 1}
     assert branch[-1].text == RIGHT
-    assert agent.get_state(thread("prod")).values["messages"][-1].text == "44"  # production head untouched
-    # model calls: production 5; the branch only its suffix: the retry of step 2, then steps 3 and 4
+    assert served[-1].text == "44"  # production head untouched
+    # model calls: production 5; the branch only its suffix: the retry of step 2, then steps 3 and 4 (it took the
+    # flagged proposal from production instead of asking the model again)
     assert len(calls) == 5 + 3
 
 

@@ -1,9 +1,10 @@
 """A pilot on PostgreSQL end to end: the guard's store and LangGraph's ``AsyncPostgresSaver`` on a real server.
 
 The forked arms of every flagged task must share the exact prefix: the shadow branch's thread holds the production
-thread's messages up to the fork checkpoint (the proposed message excluded: the branch decides about it), and the
-production thread continues from the same prefix (DESIGN §3). The server is started once for this module from
-Debian's binaries (tests/pg_server.py); without them the test skips locally and fails in CI.
+thread's messages up to the fork checkpoint (the input of the flagged step's model call; the branch decides about
+the proposal itself), and the production thread continues from the same prefix (DESIGN §3). The server is started
+once for this module from Debian's binaries (tests/pg_server.py); without them the test skips locally and fails in
+CI.
 """
 
 from __future__ import annotations
@@ -78,9 +79,8 @@ def test_a_pilot_on_postgres_forks_arms_that_share_the_exact_prefix(schema_url: 
         production = f"pilot-{pair.task_id}-{row.attempt_id}"
         branch_run = pair.treatment_run_id  # production serves control; the treatment arm ran in shadow
         prefix = asyncio.run(messages_at(schema_url, production, pair.fork_checkpoint_id))
-        assert pair.fork_step == 2 and len(prefix) == 6  # the task, two tool steps, the flagged proposal
+        assert pair.fork_step == 2 and len(prefix) == 5  # the task and two tool steps: the flagged step's input
         served = asyncio.run(messages_at(schema_url, production))
         branch = asyncio.run(messages_at(schema_url, f"{production}~shadow~{branch_run}"))
-        assert comparable(served[: len(prefix)]) == comparable(prefix)
-        assert comparable(branch[: len(prefix) - 1]) == comparable(prefix[:-1])
+        assert comparable(served[: len(prefix)]) == comparable(prefix) == comparable(branch[: len(prefix)])
         assert comparable(branch) != comparable(served)  # the branch intervened at the fork: the arms differ after it
