@@ -5,15 +5,18 @@
 The agent is ``create_agent`` with a scripted chat model (no network) and a real tool: ``--steps`` tool steps and
 a final answer per run. The guarded variant adds :class:`CriticGuardMiddleware` with a trivial function critic
 (``p_fail = 0.1``: judged and recorded, never flagged) and the default SQLite store on a file, in mode ``on``, so
-every hook runs (``before_agent``, ``after_model`` with a store write, ``after_agent``). Its telemetry goes to the
-global OpenTelemetry providers, which nobody configures here: tracing off, as in an application without OTel.
-``tracing on`` is the same guard with an SDK tracer and meter provider exporting to a local OTLP/JSON lines file
-through the batch processor (a run span, a step span per step, a verdict event and metric per step).
+every hook runs (``before_agent``; ``wrap_model_call``, judging each proposal with a store write; ``after_agent``).
+Its telemetry goes to the global OpenTelemetry providers, which nobody configures here: tracing off, as in an
+application without OTel. ``tracing on`` is the same guard with an SDK tracer and meter provider exporting to a
+local OTLP/JSON lines file through the batch processor (a run span, a step span per step, a verdict event and
+metric per step).
 
-Reference variants split the cost: a middleware whose ``after_model`` does nothing shows what LangGraph itself
-charges for any ``after_model`` hook (one more graph node per step, and one more checkpoint write per step with a
-checkpointer); ``critic_timeout_s=None`` runs the sync critic inline instead of in the guard's worker thread (the
-thread hop is what enforces the timeout on a sync critic); ``store=None`` records nothing.
+Reference variants split the cost: a middleware whose ``wrap_model_call`` only calls the model shows what LangChain
+charges for any model-call hook (its tracing wrapper and handler chain: the floor of a guard that judges inside the
+model node); a middleware with empty ``before_agent`` / ``after_agent`` hooks shows what LangGraph charges for the
+two per-run nodes (one superstep each per run); ``critic_timeout_s=None`` runs the sync critic inline instead of in
+the guard's worker thread (the thread hop is what enforces the timeout on a sync critic); ``store=None`` records
+nothing.
 
 The variants run interleaved (A B C ..., then ... C B A, and so on: the order alternates so that none profits from
 warm caches or drifting machine load) for ``--reps`` repetitions after a warm-up. Each run's wall time is divided
@@ -73,13 +76,23 @@ def trivial_critic(ctx: StepContext) -> float:
     return 0.1
 
 
-class NoOpAfterModel(AgentMiddleware):  # type: ignore[type-arg]
-    """The reference: LangGraph's cost of one ``after_model`` hook that does nothing."""
+class NoOpModelHook(AgentMiddleware):  # type: ignore[type-arg]
+    """Reference: LangChain's cost of one ``wrap_model_call`` hook that only calls the model."""
 
-    def after_model(self, state: Any, runtime: Any) -> None:
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        return handler(request)
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        return await handler(request)
+
+
+class NoOpRunHooks(AgentMiddleware):  # type: ignore[type-arg]
+    """Reference: LangGraph's cost of the two per-run nodes (``before_agent`` / ``after_agent``) doing nothing."""
+
+    def before_agent(self, state: Any, runtime: Any) -> None:
         return None
 
-    async def aafter_model(self, state: Any, runtime: Any) -> None:
+    def after_agent(self, state: Any, runtime: Any) -> None:
         return None
 
 
@@ -109,7 +122,8 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[Cri
     }
     middleware: dict[str, list[Any]] = {
         "unguarded": [],
-        "no-op after_model middleware": [NoOpAfterModel()],
+        "no-op model-call hook": [NoOpModelHook()],
+        "no-op per-run hooks": [NoOpRunHooks()],
         **{label: [CriticGuardMiddleware(guard)] for label, guard in guards.items()},
     }
     model = ScriptedChatModel(policy=Counting(args.steps))
@@ -168,12 +182,14 @@ def report(seconds: dict[str, list[float]], args: argparse.Namespace) -> None:
         print(f"  {label:<40}{statistics.median(runs) * 1e6:10.1f}{added[label]:+16.1f}{ratio:8.2f}")
     print("  µs/step: median; added: median of paired differences with the unguarded run of the same repetition")
     guard = added["guarded (defaults)"]
-    hook = added["no-op after_model middleware"]
     verdict = "met" if guard < TARGET_US else "NOT met"
     print(f"  guard with defaults (SQLite store on): {guard:+.1f} µs per step; target < {TARGET_US:.0f} µs: {verdict}")
+    hook, nodes = added["no-op model-call hook"], added["no-op per-run hooks"]
+    inline, bare = added["guarded, critic inline"], added["guarded, critic inline, no store"]
     print(
-        f"  of which LangGraph's price for an after_model hook node (any middleware pays it): {hook:+.1f} µs; "
-        f"the rest (the guard's work, its per-run nodes and state): {guard - hook:+.1f} µs"
+        f"  split: LangChain's model-call hook {hook:+.1f}, LangGraph's per-run nodes {nodes:+.1f}, "
+        f"the thread hop that enforces the critic timeout {guard - inline:+.1f}, the store {inline - bare:+.1f}, "
+        f"the guard's own work {bare - hook - nodes:+.1f} µs per step"
     )
 
 

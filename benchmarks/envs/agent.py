@@ -128,8 +128,8 @@ class EnvTurnsState(AgentState[Any]):
 class EnvTurns(AgentMiddleware[EnvTurnsState, Any, Any]):
     """The task harness inside the graph: turns, the step budget, and the outcome (see the module docstring).
 
-    List it *before* the guard's middleware: ``after_model`` hooks run in reverse order, so a final answer reaches
-    :meth:`after_model` only once the guard has let it stand (a rolled-back answer never ends a turn).
+    The guard judges inside the model node, so a final answer reaches :meth:`after_model` only once the guard has
+    let it stand (a rolled-back answer never ends a turn).
     """
 
     state_schema = EnvTurnsState

@@ -37,7 +37,7 @@ from critic_guard_langgraph.testing import ScriptedChatModel
 Design = Literal["fork", "full"]
 DESIGNS: Final[tuple[Design, ...]] = ("fork", "full")
 _OTHER_DRAW: Final = 1_000_003  # the full design's treatment run: another draw of the agent's randomness
-_STEPS_PER_MOVE: Final = 6  # graph steps per agent move: before_model, model, two after_model hooks, tools, slack
+_STEPS_PER_MOVE: Final = 6  # graph steps per agent move: before_model, model, after_model, tools, slack
 
 
 @dataclass(frozen=True, slots=True)

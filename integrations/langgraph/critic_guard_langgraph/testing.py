@@ -10,7 +10,7 @@ function of the input messages:
   or process asks, which is what checkpoint forks need: two branches that share a prefix share its
   continuation distribution, and a re-run reproduces a run exactly;
 * the reply's message id and any missing tool-call ids are derived from the same digest, so they are
-  deterministic too (``RemoveMessage`` needs ids, and equal runs compare equal including ids).
+  deterministic too (equal runs compare equal, ids included).
 
 The digest ignores message ids (user messages get random ids from ``add_messages``) and keeps everything else
 the neutral form keeps (see :mod:`critic_guard_langgraph.messages`).

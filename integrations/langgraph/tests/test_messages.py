@@ -186,3 +186,19 @@ def test_neutral_history_keeps_at_most_max_runs() -> None:
     assert history.convert("a", [message])[0] is not kept[0]
     history.forget("c")
     assert "c" not in history._runs
+
+
+def test_a_history_view_converts_only_what_the_critic_reads() -> None:
+    history = NeutralHistory()
+    task = HumanMessage("add 1 and 2", id="h")
+    call = AIMessage("", tool_calls=[{"id": "c1", "name": "add", "args": {"a": 1, "b": 2}}], id="a1")
+    view = history.view("run", [task, call])
+    assert len(view) == 2 and "run" not in history._runs  # the length is free
+    assert view[-1] == to_neutral(call) and "run" not in history._runs  # one item: converted on its own
+    assert view[:-1] == (to_neutral(task),) and "run" in history._runs  # a slice converts the history (cached)
+    assert list(view) == to_neutral([task, call]) and view == to_neutral([task, call])
+    assert view[-1] is history.convert("run", [task, call])[-1]  # now the items come from the cache
+    assert view != to_neutral([task]) and view != "not a history"
+    assert repr(view) == repr(tuple(to_neutral([task, call])))
+    with pytest.raises(TypeError):
+        hash(view)

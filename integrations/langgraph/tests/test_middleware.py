@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,16 +28,18 @@ from calc_agent import (
 )
 from langchain.agents import create_agent
 from langchain.agents.middleware.types import AgentMiddleware
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain.agents.structured_output import ToolStrategy
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, interrupt
+from pydantic import BaseModel
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.store.base import StepRecord
 from critic_guard.types import Action, Arm, StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
-from critic_guard_langgraph.testing import ScriptedChatModel
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
 
@@ -441,3 +444,33 @@ def test_the_guard_adds_no_node_per_step(make_guard: GuardFactory) -> None:
         assert guard_nodes == {"CriticGuardMiddleware.before_agent", "CriticGuardMiddleware.after_agent"}
         assert type(middleware).wrap_model_call is not AgentMiddleware.wrap_model_call
         assert type(middleware).awrap_model_call is not AgentMiddleware.awrap_model_call
+
+
+class Answer(BaseModel):
+    value: int
+
+
+def answers_after_a_note(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage:
+    return tool_call("Answer", value=42 if any(is_guard_note(m) for m in messages) else 41)
+
+
+def test_rollback_withdraws_a_structured_answer_with_its_tool_message(make_guard: GuardFactory) -> None:
+    # With ToolStrategy the model node answers with the structured-output call and its tool message: a rollback
+    # must withdraw both, and the structured response must be the retry's.
+    def flags_41(ctx: StepContext) -> float:
+        calls = ctx.proposed.get("tool_calls") or []
+        return 0.9 if calls and calls[0]["arguments"] == {"value": 41} else 0.1
+
+    guard = make_guard(flags_41, mode="on", policy=Policy(min_step=0))
+    agent = create_agent(
+        ScriptedChatModel(policy=answers_after_a_note),
+        [],
+        middleware=[CriticGuardMiddleware(guard)],
+        response_format=ToolStrategy(Answer),
+    )
+    out = agent.invoke(task_input())
+    assert out["structured_response"] == Answer(value=42)
+    messages = out["messages"]
+    assert [type(m).__name__ for m in messages] == ["HumanMessage", "HumanMessage", "AIMessage", "ToolMessage"]
+    assert is_guard_note(messages[1]) and messages[2].tool_calls[0]["args"] == {"value": 42}
+    assert summary(guard) == [(0, 0, ROLLBACK, "flag"), (0, 1, NONE, "below_tau")]
