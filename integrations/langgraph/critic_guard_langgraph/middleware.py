@@ -288,8 +288,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         step = self._open(request)
         if step is None:
             return handler(request)
-        response, review = self._fork_step(step)
-        while True:
+        response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
+        while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
                 response = handler(step.model_request())
                 review = self._review(step, response)
@@ -307,8 +307,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         step = self._open(request)
         if step is None:
             return await handler(request)
-        response, review = self._fork_step(step)
-        while True:
+        response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
+        while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
                 response = await handler(step.model_request())
                 review = await self._areview(step, response)
