@@ -324,7 +324,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         step: _ModelStep[ResponseT] = _ModelStep(
             request,
             cast("GuardRun", dict(record)),
-            list(request.state["messages"]),
+            request.state["messages"],
             _branch() if self._piloting else None,
         )
         warning = step.record["warning"]
@@ -478,7 +478,7 @@ class _ModelStep(Generic[R]):
 
     request: ModelRequest[Any]
     record: GuardRun
-    messages: list[BaseMessage]
+    messages: Sequence[BaseMessage]
     branch: ShadowBranch | None
     shown: list[BaseMessage] = field(default_factory=list)
 
