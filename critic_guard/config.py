@@ -6,7 +6,8 @@ ignored setting.
 Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
 starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``max_pilot_pairs``,
 ``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) do not: they say how evidence is collected and acted on,
-not what is being tested, so replicas with different knobs still share one record (docs/lifecycle.md).
+not what is being tested, so replicas with different knobs still share one record (docs/lifecycle.md). Neither do
+``capture_content`` and ``task_fields``: they say what is kept at rest (docs/telemetry.md, "What the store keeps").
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ class GuardConfig(BaseModel):
     )
     critic_workers: int = Field(default=8, ge=1, le=256, description="threads for sync critics run under the timeout")
     store: str | None = Field(default=DEFAULT_STORE_URL, description="store URL; None persists nothing")
-    capture_content: bool = Field(default=False, description="record message content in traces (GenAI convention: off)")
+    capture_content: bool = Field(
+        default=False,
+        description="record message content in traces and in the store (GenAI convention: off); see docs/telemetry.md",
+    )
+    task_fields: frozenset[str] | None = Field(
+        default=None,
+        description="task fields the store keeps besides the ids (task_id, id, pilot_attempt); None: all of them "
+        "with content capture on, none with it off",
+    )
     serve: Arm = Field(default=Arm.CONTROL, description="the arm production runs follow during a pilot")
     design: Literal["fork", "full"] = Field(
         default="fork", description="fork: both arms continue from the first flag; full: two full runs per task"
@@ -79,6 +88,13 @@ class GuardConfig(BaseModel):
                 f"agent_name must not contain '/' or surrounding spaces (it is part of the guard key): {name!r}"
             )
         return name
+
+    @field_validator("task_fields")
+    @classmethod
+    def _field_names(cls, fields: frozenset[str] | None) -> frozenset[str] | None:
+        if fields is not None and any(not name for name in fields):
+            raise ValueError("task_fields must be non-empty field names")
+        return fields
 
     @field_validator("store")
     @classmethod

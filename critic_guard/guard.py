@@ -35,6 +35,7 @@ from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar
 
+from critic_guard.at_rest import error_text, task_record
 from critic_guard.config import GuardConfig
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
 from critic_guard.critics import Critic, as_critic
@@ -513,8 +514,10 @@ class CriticGuard:
     ) -> str:
         """Register a run and return its id (a new uuid4 hex if none is given). Starting a known id is harmless.
 
-        ``task`` is stored as JSON (non-JSON values as their ``str``); its ``task_id`` (or ``id``) key becomes the
-        run's ``task_id``, which pairs runs of the same task. A run with a ``parent_run_id`` is a shadow branch
+        ``task`` is stored as JSON (non-JSON values as their ``str``), reduced to what may be kept at rest: its ids
+        and the ``task_fields`` allowlist, or everything (redacted) with content capture on and no allowlist
+        (:func:`~critic_guard.at_rest.task_record`). Its ``task_id`` (or ``id``) key becomes the run's ``task_id``,
+        which pairs runs of the same task. A run with a ``parent_run_id`` is a shadow branch
         forked from that run at ``fork_step``: its trace links to the parent's span of that step.
         ``conversation_id`` (e.g. the LangGraph thread id) goes on the run span; ``trace_parent`` (an OTel span or
         a ``traceparent`` string) parents a production run's span when the caller's instrumentation does not make
@@ -536,7 +539,7 @@ class CriticGuard:
             arm=Arm(arm),
             started_at=time.time(),
             task_id=None if task_id is None else str(task_id),
-            task=task_map,
+            task=None if task_map is None else self.task_record(task_map),
             parent_run_id=parent_run_id,
             fork_step=fork_step,
         )
@@ -551,6 +554,15 @@ class CriticGuard:
             parent=trace_parent,
         )
         return run_id
+
+    def task_record(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of ``task`` this guard's store keeps (docs/telemetry.md, "What the store keeps")."""
+        return task_record(task, fields=self.config.task_fields, content=self.telemetry.content)
+
+    def error_text(self, exc: BaseException) -> str:
+        """The description of ``exc`` this guard's store keeps: its type alone with content capture off (the
+        message may quote tool arguments), ``"Type: message"`` through the redaction hook with it on."""
+        return error_text(exc, self.telemetry.content)
 
     def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> list[PairUpdate]:
         """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates).
@@ -668,7 +680,7 @@ class CriticGuard:
                 if decision.action is not Action.NONE:
                     self._interventions[decision.action] += 1
         review = StepReview(ctx.run_id, ctx.step, verdict, decision, error, latency)
-        self._record_step(review, attempt, span, None if exc is None else type(exc).__qualname__)
+        self._record_step(review, attempt, span, exc)
         if self._listeners:
             self._emit(EventKind.VERDICT, review=review)
             if decision.action is not Action.NONE:
@@ -681,9 +693,13 @@ class CriticGuard:
         attempt, span = self._begin_step(review.run_id, review.step)
         self._record_step(review, attempt, span, None)
 
-    def _record_step(self, review: StepReview, attempt: int, span: StepTrace | None, error_type: str | None) -> None:
-        """The step's row in the store and its span (verdict or critic error, intervention)."""
+    def _record_step(self, review: StepReview, attempt: int, span: StepTrace | None, exc: BaseException | None) -> None:
+        """The step's row in the store and its span (verdict or critic error, intervention).
+
+        The row's rationale and error text follow the content switch, as the span's do (:mod:`critic_guard.at_rest`).
+        """
         verdict, decision = review.verdict, review.decision
+        content = self.telemetry.content
         if self.store is not None:
             record = StepRecord(
                 run_id=review.run_id,
@@ -691,11 +707,11 @@ class CriticGuard:
                 attempt=attempt,
                 p_fail=None if verdict is None else verdict.p_fail,
                 label=None if verdict is None else verdict.label,
-                rationale=None if verdict is None else verdict.rationale,
+                rationale=None if verdict is None else content.text(verdict.rationale),
                 flagged=decision.flagged,
                 action=decision.action,
                 reason=decision.reason,
-                critic_error=review.critic_error,
+                critic_error=None if exc is None else self.error_text(exc),
                 latency_s=review.latency_s,
                 created_at=time.time(),
             )
@@ -706,7 +722,7 @@ class CriticGuard:
                 span,
                 critic=self.critic.name,
                 verdict=verdict,
-                error_type=error_type,
+                error_type=None if exc is None else type(exc).__qualname__,
                 flagged=decision.flagged,
                 action=decision.action,
                 feedback=decision.feedback,

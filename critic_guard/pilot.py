@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from critic_guard.critic_pool import describe_error
+from critic_guard.at_rest import ATTEMPT_KEY
 from critic_guard.critics import Critic
 from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardRecord
@@ -65,8 +65,6 @@ __all__ = [
     "run_pilot",
 ]
 
-ATTEMPT_KEY = "pilot_attempt"
-"""The task-metadata key naming the attempt a run belongs to (adapters must pass :attr:`PilotTask.metadata`)."""
 ABANDONED_REASON = "abandoned: pilot restarted"
 _RESERVED_OPTIONS = frozenset({"mode", "store", "policy"})
 _LIVE_DRAWS = 2_000  # posterior draws for the running verdict (the verdict itself needs none; keep updates cheap)
@@ -321,7 +319,7 @@ class _Pilot:
         try:
             await adapter.run_task(PilotTask(task_id, attempt, data))
         except Exception as exc:
-            status, error = PilotTaskStatus.FAILED, describe_error(exc)
+            status, error = PilotTaskStatus.FAILED, self.guard.error_text(exc)  # the message may quote tool arguments
         runs = self.attempt_runs(row)
         production = next((r for r in runs if r.parent_run_id is None), None)
         if status is PilotTaskStatus.DONE and production is None:

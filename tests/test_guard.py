@@ -70,7 +70,7 @@ def test_mode_off_does_not_call_the_critic_nor_record_steps(store: Store) -> Non
 
 def test_observe_records_and_flags_but_never_acts(store: Store) -> None:
     critic = Counting()
-    guard = CriticGuard(critic, store=store)  # default mode: observe
+    guard = CriticGuard(critic, store=store, capture_content=True)  # default mode: observe; rationale kept
     guard.start_run(run_id="run-1")
     review = guard.review(ctx(4))
     assert critic.calls == 1
@@ -202,7 +202,7 @@ def _boom(ctx: StepContext) -> float:
 )
 @pytest.mark.parametrize("use_async", [False, True])
 def test_critic_failures_fail_open(critic: Any, error: str, use_async: bool, store: Store) -> None:
-    guard = CriticGuard(critic, mode="on", store=store)
+    guard = CriticGuard(critic, mode="on", store=store, capture_content=True)  # off: tests/test_at_rest.py
     guard.start_run(run_id="run-1")
     review = asyncio.run(guard.areview(ctx(5))) if use_async else guard.review(ctx(5))
     assert review.verdict is None
@@ -367,7 +367,7 @@ def test_runs_are_recorded(store: Store) -> None:
         "shop",
         Arm.TREATMENT,
         "42",
-        {"id": 42, "goal": "buy milk"},
+        {"id": 42},  # the goal is content: kept with capture on or when allowlisted (tests/test_at_rest.py)
         "p",
         3,
     )

@@ -170,7 +170,7 @@ def test_a_failing_task_is_reported_excluded_and_retried(tmp_path: Path) -> None
     failed, record, pairs = run(fake_suite(["recover", "recover"], fail_at="t1"), path)
     assert (failed.tally.done, failed.tally.failed, failed.tally.n01) == (1, 1, 1)
     [excluded] = [p for p in pairs if p.status is PairStatus.INCOMPLETE]
-    assert excluded.reason == "pilot task failed: RuntimeError: agent exploded"
+    assert excluded.reason == "pilot task failed: RuntimeError"  # the message may quote content: capture is off
     assert record.counts.n == 1
     fixed = fake_suite(["recover", "recover"])
     retried, record, _ = run(fixed, path)

@@ -13,10 +13,11 @@ a busy timeout serialise their writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -176,13 +177,25 @@ def migrate(conn: sqlite3.Connection) -> int:
     return latest
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, unless it exists (its mode is kept).
+
+    SQLite creates the ``-wal``, ``-shm`` and journal files with the database file's permissions, so they are
+    owner-only too. Why at creation and not by ``chmod`` afterwards: there is no moment when another user could
+    open the file (docs/telemetry.md, "What the store keeps").
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteStore(LedgerStore):
     """A :class:`Store` in one SQLite file (``":memory:"`` for a throwaway in-process store)."""
 
     def __init__(self, path: str | Path = "critic_guard.db", *, busy_timeout_s: float = 5.0) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path))
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
         self._closed = False

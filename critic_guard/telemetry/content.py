@@ -49,6 +49,13 @@ class ContentPolicy:
             return None
         return self._apply(str(value))
 
+    def tree(self, value: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The recordable form of a mapping (e.g. a task): None when capture is off, else every string inside
+        redacted (non-JSON values become redacted text)."""
+        if not self.capture:
+            return None
+        return {str(k): self._redact_tree(v) for k, v in value.items()}
+
     def output_messages(self, message: Message) -> str | None:
         """The proposed assistant message as ``gen_ai.output.messages`` JSON (GenAI output-messages schema).
 

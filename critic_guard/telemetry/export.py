@@ -48,7 +48,9 @@ class JsonLinesAppender:
                 raise RuntimeError(f"{self.path} is closed")
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                # owner-only from creation: with content capture on, a trace holds what users typed; an existing
+                # file keeps its mode (never widened)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             view = memoryview(data)
             while view:  # regular files take the whole buffer at once; loop only for the rare short write
                 written = os.write(self._fd, view)

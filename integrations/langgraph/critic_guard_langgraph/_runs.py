@@ -55,13 +55,16 @@ def instrumentation_parent() -> Any:
 
 
 def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str, Any]:
-    """Task metadata for a new run: the run's first user message and the runtime context, if any.
+    """Task metadata for a new run: its input (:func:`run_input`) and the runtime context's fields."""
+    return {**run_input(messages), **context_fields(context)}
+
+
+def run_input(messages: Sequence[BaseMessage]) -> dict[str, Any]:
+    """``{"input": text}`` of the run's first user message, or ``{}``.
 
     The run's first user message is the first non-note user message after the last assistant message (in a
-    multi-turn thread the earlier turns belong to earlier runs). ``context`` (LangGraph's ``runtime.context``)
-    contributes its fields when it is a mapping, a dataclass instance or a pydantic model.
+    multi-turn thread the earlier turns belong to earlier runs).
     """
-    task: dict[str, Any] = {}
     start = 0
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], AIMessage):
@@ -69,17 +72,26 @@ def task_metadata(messages: Sequence[BaseMessage], context: object) -> dict[str,
             break
     for message in messages[start:]:
         if isinstance(message, HumanMessage) and not is_guard_note(message):
-            task["input"] = message.text
-            break
+            return {"input": message.text}
+    return {}
+
+
+def context_fields(context: object) -> dict[str, Any]:
+    """The fields of LangGraph's ``runtime.context`` when it is a mapping, a dataclass instance or a pydantic model.
+
+    Kept in process only: a context often holds credentials (an ``api_key``), so the middleware never puts it in
+    the graph state (the checkpoint), and the guard's store keeps only the fields allowed at rest
+    (docs/telemetry.md, "What the store keeps").
+    """
     if isinstance(context, Mapping):
-        task.update(context)
-    elif dataclasses.is_dataclass(context) and not isinstance(context, type):
+        return dict(context)
+    if dataclasses.is_dataclass(context) and not isinstance(context, type):
         # shallow: ``asdict`` deep-copies every field, and a context often holds live objects (an environment, a
         # connection, a lock) that must not be copied, or cannot be; the store keeps non-JSON values as their str
-        task.update({f.name: getattr(context, f.name) for f in dataclasses.fields(context)})
-    elif isinstance(context, BaseModel):
-        task.update(context.model_dump(mode="json"))
-    return task
+        return {f.name: getattr(context, f.name) for f in dataclasses.fields(context)}
+    if isinstance(context, BaseModel):
+        return context.model_dump(mode="json")
+    return {}
 
 
 def safely(what: str, fn: Callable[..., T], *args: Any, default: T, **kwargs: Any) -> T:

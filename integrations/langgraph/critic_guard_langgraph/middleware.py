@@ -75,13 +75,14 @@ from critic_guard_langgraph._runs import (
     action_of,
     areview_or_none,
     asafely,
+    context_fields,
     instrumentation_parent,
     is_off,
     logger,
     review_or_none,
     run_arm,
+    run_input,
     safely,
-    task_metadata,
 )
 from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
@@ -105,7 +106,7 @@ class GuardRun(TypedDict):
 
     run_id: str | None  # None once the run has ended (or when starting it failed): nothing is judged
     arm: str
-    task: dict[str, Any]
+    task: dict[str, Any]  # the run's input only (see _task): the runtime context is never checkpointed
     step: int  # 0-based index of the next model step; a retry after a rollback keeps it
     interventions: int
     last_intervention_step: int | None
@@ -188,12 +189,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 "middleware.attach(agent) with the compiled agent before running it"
             )
         arm = run_arm(self.guard, self.arm)
-        task = task_metadata(state["messages"], runtime.context)
+        task = run_input(state["messages"])
         info = runtime.execution_info
         run_id = safely(
             "start_run",
             self.guard.start_run,
-            task=task,
+            task=_task(task, runtime),
             arm=arm,
             conversation_id=None if info is None else info.thread_id,
             trace_parent=instrumentation_parent(),
@@ -225,7 +226,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             return None
         ok = None
         if self._production_pilot(record) and self.judge is not None:
-            ok = safely("judge", self.judge, record["task"], state, default=None)
+            ok = safely("judge", self.judge, _task(record["task"], runtime), state, default=None)
             if inspect.isawaitable(ok):
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
         self._end(record["run_id"], ok)
@@ -240,7 +241,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             return None
         ok = None
         if self._production_pilot(record) and self.judge is not None:
-            verdict = safely("judge", self.judge, record["task"], state, default=None)
+            verdict = safely("judge", self.judge, _task(record["task"], runtime), state, default=None)
             ok = await asafely("judge", _awaited, verdict, default=None) if inspect.isawaitable(verdict) else verdict
         self._end(record["run_id"], ok)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -413,7 +414,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run."""
         prod, step = review.run_id, review.step
         branch_id = uuid.uuid4().hex
-        self.guard.start_run(run_id=branch_id, task=record["task"], arm=arm, parent_run_id=prod, fork_step=step)
+        task = _task(record["task"], runtime)
+        self.guard.start_run(run_id=branch_id, task=task, arm=arm, parent_run_id=prod, fork_step=step)
         if aa:
             pair_id, control, treatment = f"{prod}~aa", prod, branch_id
         else:
@@ -444,9 +446,9 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         runner = self.runner
         assert runner is not None  # checked by _first_flag
         if asynchronous:
-            runner.asubmit(shadow, fork, task=record["task"], context=runtime.context)
+            runner.asubmit(shadow, fork, task=task, context=runtime.context)
         else:
-            runner.submit(shadow, fork, task=record["task"], context=runtime.context)
+            runner.submit(shadow, fork, task=task, context=runtime.context)
 
     def _fork_step(self, step: _ModelStep[ResponseT]) -> tuple[ModelResponse[ResponseT] | None, StepReview | None]:
         """A shadow branch's first model call (the fork step): become the branch's run, and take production's
@@ -498,7 +500,7 @@ class _ModelStep(Generic[R]):
             run_id=run_id,
             step=self.record["step"],
             messages=histories.view(run_id, [*self.messages, *self.shown, proposal]),
-            task=self.record["task"],
+            task=_task(self.record["task"], self.request.runtime),
             arm=Arm(self.record["arm"]),
         )
 
@@ -544,6 +546,12 @@ class _ModelStep(Generic[R]):
 
 async def _awaited(value: Awaitable[Any]) -> Any:
     return await value
+
+
+def _task(recorded: dict[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:
+    """The run's full task, in process: the recorded input and the runtime context's fields (critics and the judge
+    see it whole; the store keeps what ``guard.task_record`` allows, the checkpoint never holds the context)."""
+    return {**recorded, **context_fields(runtime.context)}
 
 
 def _branch() -> ShadowBranch | None:

@@ -29,7 +29,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
-from critic_guard.critic_pool import describe_error
 from critic_guard.guard import CriticGuard
 from critic_guard_langgraph.fork import DEFAULT_WAIT_S, aclone_checkpoint, clone_checkpoint
 from critic_guard_langgraph.shadow import BRANCH_KEY, ShadowBranch, ShadowIncomplete
@@ -237,7 +236,7 @@ class ShadowRunner:
     def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
         """Mark the pair incomplete (never raise: this runs beside production)."""
         stopped = isinstance(exc, ShadowIncomplete)
-        reason = exc.reason if isinstance(exc, ShadowIncomplete) else f"branch failed: {describe_error(exc)}"
+        reason = exc.reason if isinstance(exc, ShadowIncomplete) else f"branch failed: {self.guard.error_text(exc)}"
         if not stopped:
             logger.warning(
                 "critic-guard: shadow branch %s failed; pair %s excluded", branch.run_id, branch.pair_id, exc_info=exc

@@ -117,7 +117,7 @@ def plan_checking_judge(messages: Sequence[BaseMessage], rng: random.Random) -> 
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_as_the_critic_of_a_guarded_agent(use_async: bool, make_guard: GuardFactory) -> None:
     critic = ChatModelCritic(ScriptedChatModel(policy=plan_checking_judge))
-    guard = make_guard(critic, mode="on", policy=Policy(action="rollback"))
+    guard = make_guard(critic, mode="on", policy=Policy(action="rollback"), capture_content=True)  # keep the input
     model, calls = calc_model(bad_step=2)
     agent = build_agent(model, [CriticGuardMiddleware(guard)])
     out = await agent.ainvoke(task_input(), thread()) if use_async else agent.invoke(task_input(), thread())
@@ -126,6 +126,7 @@ async def test_as_the_critic_of_a_guarded_agent(use_async: bool, make_guard: Gua
     assert guard.store is not None
     [run] = guard.store.runs()
     assert [s.p_fail for s in guard.store.steps_of(run.run_id)] == [0.05, 0.05, 0.95, 0.05, 0.05, 0.05]
+    assert guard.store.steps_of(run.run_id)[2].rationale == "step 2 should add 1"
     assert run.task == {"input": TASK}
 
 

@@ -94,7 +94,7 @@ def test_off_and_observe_end_in_the_unguarded_state(mode: str, checkpointer: Any
             (4, 0, NONE, "below_tau"),
         ]
         [run] = guard.store.runs()
-        assert (run.status, run.arm, run.task) == ("completed", Arm.CONTROL, {"input": TASK})
+        assert (run.status, run.arm, run.task) == ("completed", Arm.CONTROL, {})  # content capture is off
 
 
 @pytest.mark.parametrize("mode", ["off", "observe"])
@@ -352,7 +352,7 @@ async def test_a_failing_critic_never_breaks_or_stalls_the_run_async(
 
 def test_each_invocation_is_a_run_with_fresh_counters(make_guard: GuardFactory) -> None:
     model, _ = calc_model(bad_step=2)
-    guard = make_guard(oracle_critic, mode="on")
+    guard = make_guard(oracle_critic, mode="on", capture_content=True)  # the store keeps each run's input
     agent = build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver())
     agent.invoke(task_input(), thread())
     out = agent.invoke(task_input("And now say it again.", msg_id="again"), thread())
@@ -366,7 +366,7 @@ def test_each_invocation_is_a_run_with_fresh_counters(make_guard: GuardFactory) 
 
 def test_runtime_context_is_part_of_the_task(make_guard: GuardFactory) -> None:
     model, _ = calc_model()
-    guard = make_guard(oracle_critic, mode="observe")
+    guard = make_guard(oracle_critic, mode="observe", capture_content=True)  # off: tests/test_at_rest.py
     agent = build_agent(model, [CriticGuardMiddleware(guard)])
     agent.invoke(task_input(), thread(), context={"task_id": "calc-7", "difficulty": 2})
     assert guard.store is not None
@@ -383,7 +383,7 @@ class LiveContext:
 
 def test_a_dataclass_context_with_live_objects_is_read_not_copied(make_guard: GuardFactory) -> None:
     model, _ = calc_model()
-    guard = make_guard(oracle_critic, mode="observe")
+    guard = make_guard(oracle_critic, mode="observe", capture_content=True)
     agent = create_agent(model, TOOLS, middleware=[CriticGuardMiddleware(guard)], context_schema=LiveContext)
     lock = threading.Lock()
     out = agent.invoke(task_input(), thread(), context=LiveContext("calc-8", lock))

@@ -195,7 +195,8 @@ def test_a_failing_judge_excludes_the_pair_and_never_raises(saver: Any, make_gua
 
     assert ShadowRunner(agent, guard, judge=judge).run(branch, fork, task={}) is None
     [pair] = guard.pairs()
-    assert (pair.status, pair.reason) == (PairStatus.INCOMPLETE, "branch failed: RuntimeError: judge down")
+    # the message may quote content: with capture off the store keeps the type alone
+    assert (pair.status, pair.reason) == (PairStatus.INCOMPLETE, "branch failed: RuntimeError")
     [run] = [r for r in guard.store.runs(guard.guard_key) if r.run_id == branch.run_id]  # type: ignore[union-attr]
     assert run.status == "failed"
 
