@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,11 @@ def test_task_fields_are_validated() -> None:
         GuardConfig(task_fields="input")  # a str is not a list of names
 
 
+def _slow(c: StepContext) -> Verdict:
+    time.sleep(0.3)  # past the 0.02 s timeout below
+    return Verdict(0.9, "late")
+
+
 def _quoting(c: StepContext) -> Verdict:
     raise ValueError("cannot parse {'to': 'ada@example.com'}")
 
@@ -98,22 +104,23 @@ def _quoting(c: StepContext) -> Verdict:
         (lambda c: Verdict(0.9, "it mails ada@example.com"), True, "it mails ada@example.com", None),
         (_quoting, False, None, "ValueError"),
         (_quoting, True, None, "ValueError: cannot parse {'to': 'ada@example.com'}"),
-        # the guard's own description of a malformed verdict quotes a type, never content: kept
+        # the guard's own descriptions (a malformed verdict's shape, a timeout) quote no content: kept
         (lambda c: "garbage", False, None, "MalformedVerdictError: critic returned str"),
+        (_slow, False, None, "timeout after 0.02s"),
     ],
 )
 def test_rationales_and_error_texts_follow_the_switch(
     critic: Any, capture: bool, rationale: str | None, error: str | None
 ) -> None:
     with SQLiteStore(":memory:") as store:
-        guard = CriticGuard(critic, mode="on", store=store, capture_content=capture)
+        guard = CriticGuard(critic, mode="on", store=store, capture_content=capture, critic_timeout_s=0.02)
         review = guard.review(ctx(guard.start_run()))
         [step] = store.steps_of(review.run_id)
         assert step.rationale == rationale
         assert (step.critic_error or "")[: len(error or "")] == (error or "")
         assert (step.critic_error is None) is (error is None)
         if review.critic_error is not None:  # in process the whole text is still there
-            assert review.critic_error.startswith(("ValueError: cannot parse", "MalformedVerdictError"))
+            assert review.critic_error.startswith(("ValueError: cannot parse", "MalformedVerdictError", "timeout"))
 
 
 def test_store_files_are_created_owner_only(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from critic_guard.pilot import (
     load_suite,
     run_pilot,
 )
+from critic_guard.store import SQLiteStore
 from critic_guard.store.base import PairStatus, PilotTaskStatus
 from critic_guard.types import Arm, StepContext, Verdict
 
@@ -171,6 +172,11 @@ def test_a_failing_task_is_reported_excluded_and_retried(tmp_path: Path) -> None
     assert (failed.tally.done, failed.tally.failed, failed.tally.n01) == (1, 1, 1)
     [excluded] = [p for p in pairs if p.status is PairStatus.INCOMPLETE]
     assert excluded.reason == "pilot task failed: RuntimeError"  # the message may quote content: capture is off
+    with SQLiteStore(path) as store:
+        assert {(r.task_id, r.error) for r in store.pilot_tasks(failed.pilot_key)} == {
+            ("t0", None),
+            ("t1", "RuntimeError"),
+        }
     assert record.counts.n == 1
     fixed = fake_suite(["recover", "recover"])
     retried, record, _ = run(fixed, path)
