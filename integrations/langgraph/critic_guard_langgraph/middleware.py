@@ -35,7 +35,9 @@ happens silently and a warning is logged (create_agent never produces that case)
 
 State. The counters live in one private record (:class:`GuardRun`, ``PrivateStateAttr``: in the checkpoint, not
 in the agent's input or output), written by the model node with its messages: the run id, the step index, the
-interventions so far and the step of the last one, a pending APPEND warning. A run is one agent invocation:
+interventions so far and the step of the last one, a pending APPEND warning, and the run's input. Not the runtime
+context: it often holds credentials, so its fields are added to the task in process at each use and never reach the
+checkpoint (docs/telemetry.md, "What the store keeps"). A run is one agent invocation:
 ``before_agent`` starts it in the guard's store, ``after_agent`` ends it (a run that raises stays open in the store).
 
 Pilots. At a production run's first flag the middleware forks shadow branches from the checkpoint the model node
