@@ -1,25 +1,30 @@
 """The ``critic-guard`` command line.
 
-Each command is a thin function: parse options, delegate to a library module, render. Bad input (our own
-validation errors, unreadable files) ends with one line on stderr and exit code 2, never a traceback. New commands
-register on :data:`app` the same way.
+Each command is a thin function: parse options, delegate to a library module, render. Bad input (usage errors,
+our own validation errors, unreadable files and stores) ends with one line on stderr and a documented exit code
+(:mod:`critic_guard.cli_errors`), never a traceback; stored strings are shown as data, never as markup or terminal
+control (:mod:`critic_guard.safe_text`). New commands register on :data:`app` the same way.
 """
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
+from critic_guard._version import __version__
+from critic_guard.cli_errors import FAILED, OneLineErrors, database_errors, exit_codes_epilog, fail
 from critic_guard.config import DEFAULT_STORE_URL
 from critic_guard.lifecycle import GuardState, LifecycleError
 from critic_guard.pairs_io import PairsFileError, read_pairs
 from critic_guard.render import render_detectable, render_report, render_sample_size
+from critic_guard.safe_text import visible
 from critic_guard.stats import PairedCounts, analyze, mcnemar_sample_size, minimum_detectable_effect
 from critic_guard.store.base import Store, open_store, parse_store_url
 
@@ -29,20 +34,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
+    epilog=exit_codes_epilog(),
 )
 
 EXAMPLE_PILOT = "alfworld_pilot.jsonl"
-USAGE_ERROR = 2
+DEFAULT_TRACE_FILE = "critic_guard_traces.jsonl"  # as critic_guard.telemetry.setup (not imported: it loads the SDK)
 
 Level = Annotated[float, typer.Option(help="Confidence level of the intervals and the verdict.")]
 Seed = Annotated[int, typer.Option(help="Seed of the posterior Monte Carlo draws.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")]
 
 
-def fail(message: str) -> NoReturn:
-    """Print one error line on stderr and exit with the usage-error code."""
-    typer.echo(f"critic-guard: error: {message}", err=True)
-    raise typer.Exit(USAGE_ERROR)
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"critic-guard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
+    pass
 
 
 def _parse_cells(cells: tuple[str, str, str, str]) -> PairedCounts:
@@ -133,19 +149,34 @@ def power_command(
             Console().print(render_detectable(tasks, discordant, alpha, power_, mde))
     except ValueError as exc:
         fail(str(exc))
+    except OverflowError:  # e.g. --effect 1e-300: the tasks needed exceed any float
+        fail(f"--effect {effect:g} is too small to detect: the number of tasks needed is not finite")
 
 
 @app.command("traces")
 def traces_command(
     file: Annotated[Path, typer.Argument(help="An OTLP/JSON lines trace file (e.g. critic_guard_traces.jsonl).")],
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Only this run's trace and its shadow branches' traces.", show_default=False),
+    ] = None,
+    trace_id: Annotated[
+        str | None, typer.Option("--trace-id", help="Only traces whose id starts with this.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show the most recent N matching traces; 0 shows all.", min=0)] = 20,
 ) -> None:
     """Show the runs, steps, verdicts, interventions and shadow links recorded in a trace file."""
-    from critic_guard.telemetry import render_traces  # loads the OTel SDK and protobuf only for this command
+    # loads the OTel SDK and protobuf only for this command
+    from critic_guard.telemetry.traceview import UnreadableTraceFileError, render_traces
 
     try:
-        render_traces(file, Console())
+        render_traces(file, Console(), run_id=run, trace_id=trace_id, limit=limit)
+    except IsADirectoryError:
+        fail(f"cannot read trace file {str(file)!r}: it is a directory")
     except OSError as exc:
         fail(f"cannot read trace file {str(file)!r}: {exc.strerror or exc}")
+    except UnreadableTraceFileError as exc:
+        fail(str(exc))
 
 
 # ---- report, status, enable / disable (critic_guard.report) ---------------------------------------------------
@@ -153,20 +184,29 @@ def traces_command(
 StoreUrl = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path.db or postgresql://...")]
 
 
-def _open_store(url: str) -> Store:
-    """Open an existing store for reading or an override; a missing SQLite file is an error, not a new database."""
+def _open_store(url: str, *, create: bool = False) -> Store:
+    """Open a store; unless ``create``, a missing SQLite file is an error, not a new database. Whatever stops it
+    from opening (not a database, a directory, read-only, a newer schema, an unreachable server) is one line."""
     try:
         backend, target = parse_store_url(url)
     except ValueError as exc:
         fail(str(exc))
-    if backend == "sqlite" and target != ":memory:" and not Path(target).is_file():
-        fail(f"no SQLite store at {target!r}")
+    if backend == "sqlite" and target != ":memory:":
+        if Path(target).is_dir():
+            fail(f"the SQLite store {target!r} is a directory, not a database file")
+        if not create and not Path(target).is_file():
+            fail(f"no SQLite store at {target!r}")
     try:
         store = open_store(url)
-    except Exception as exc:  # e.g. psycopg's OperationalError for an unreachable server: one line, no traceback
-        fail(f"cannot open the store {_store_label(url)}: {exc}")
+    except Exception as exc:  # e.g. sqlite3's "file is not a database", psycopg's OperationalError: one line
+        fail(f"cannot open the store {_store_label(url)}: {' '.join(str(exc).split())}")
     assert store is not None
     return store
+
+
+def _unreadable_store(url: str, exc: BaseException) -> str:
+    """The one line for a store that opened but could not be read or written (e.g. corrupted pages)."""
+    return f"cannot use the store {_store_label(url)}: {' '.join(str(exc).split())}"
 
 
 def _store_label(url: str) -> str:
@@ -220,6 +260,9 @@ def report_command(
         written = build_report(data, level=level, seed=seed).write(html, out)
     except (PairsFileError, UnknownGuardKeyError, ValueError, OSError) as exc:
         fail(str(exc))
+    except database_errors() as exc:
+        assert store_url is not None  # only a store raises these
+        fail(_unreadable_store(store_url, exc))
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -230,7 +273,10 @@ def status_command(store_url: StoreUrl = DEFAULT_STORE_URL, as_json: AsJson = Fa
     from critic_guard.report.status import render_status, status_rows
 
     with _open_store(store_url) as store:
-        rows = status_rows(store)
+        try:
+            rows = status_rows(store)
+        except database_errors() as exc:
+            fail(_unreadable_store(store_url, exc))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     elif not rows:
@@ -267,12 +313,17 @@ def _override(key: str, state: GuardState, reason: str | None, store_url: str, t
         except (UnknownGuardKeyError, LifecycleError) as exc:
             hint = " (add --reset-monitor)" if "reset_monitor=True" in str(exc) else ""
             fail(f"{exc}{hint}")
-    typer.echo(f"{key}: {transition.from_state.value} -> {transition.to_state.value} ({transition.reason})")
+        except database_errors() as exc:
+            fail(_unreadable_store(store_url, exc))
+    moved = f"{transition.from_state.value} -> {transition.to_state.value}"
+    typer.echo(f"{visible(key)}: {moved} ({visible(transition.reason)})")
     if trace_file is not None or otlp_configured():
         try:
             trace_transition(transition, trace_file)
         except (ImportError, ValueError, OSError) as exc:  # recorded already: say so, and why it was not traced
-            typer.echo(f"critic-guard: warning: the transition is recorded but was not traced: {exc}", err=True)
+            typer.echo(
+                f"critic-guard: warning: the transition is recorded but was not traced: {visible(exc)}", err=True
+            )
 
 
 @app.command("enable")
@@ -302,21 +353,29 @@ def disable_command(
 # ---- pilot (critic_guard.pilot) -------------------------------------------------------------------------------
 
 
+class PilotMode(StrEnum):
+    """What a pilot may do with its verdict (the guard's modes that run shadow branches)."""
+
+    PILOT = "pilot"
+    AUTO = "auto"
+
+
 @app.command("pilot")
 def pilot_command(
     suite: Annotated[str, typer.Argument(help="The suite's entry point, module:function, returning a PilotSuite.")],
     store: Annotated[
-        str | None, typer.Option(help="Store URL [default: sqlite:///critic_guard.db].", show_default=False)
+        str | None,
+        typer.Option(help="Store URL: sqlite:///path.db or postgresql://...", show_default=DEFAULT_STORE_URL),
     ] = None,
     trace_file: Annotated[
-        Path | None, typer.Option(help="Trace file [default: critic_guard_traces.jsonl].", show_default=False)
+        Path | None, typer.Option(help="OTLP/JSON lines trace file.", show_default=DEFAULT_TRACE_FILE)
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Tasks run at the same time.")] = 4,
     tasks: Annotated[int | None, typer.Option(help="Run only the suite's first N tasks.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Passed to the suite (if it takes one) and to the posterior draws.")] = 0,
     mode: Annotated[
-        str, typer.Option(help="pilot: measure only; auto: the lifecycle may enable or disable.")
-    ] = "pilot",
+        PilotMode, typer.Option(help="pilot: measure only; auto: the lifecycle may enable or disable.")
+    ] = PilotMode.PILOT,
     level: Level = 0.95,
     as_json: AsJson = False,
 ) -> None:
@@ -324,29 +383,27 @@ def pilot_command(
     import asyncio
     from contextlib import nullcontext
 
-    from critic_guard.config import DEFAULT_STORE_URL
     from critic_guard.pilot import SuiteError, load_suite, run_pilot
     from critic_guard.pilot_view import RichProgress, render_pilot
-    from critic_guard.store.base import parse_store_url
-    from critic_guard.telemetry.setup import DEFAULT_TRACE_FILE, configure_telemetry
+    from critic_guard.telemetry.setup import configure_telemetry
 
-    if mode not in ("pilot", "auto"):
-        fail(f"--mode must be 'pilot' or 'auto', got {mode!r}")
     if concurrency < 1:
         fail(f"--concurrency must be >= 1, got {concurrency}")
     if tasks is not None and tasks < 1:
         fail(f"--tasks must be >= 1, got {tasks}")
+    store_url = store or DEFAULT_STORE_URL
+    _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     try:
-        store_url = store or DEFAULT_STORE_URL
-        parse_store_url(store_url)
         loaded = load_suite(suite, seed=seed)
     except (SuiteError, ValueError) as exc:
         fail(str(exc))
     with configure_telemetry(file=trace_file or DEFAULT_TRACE_FILE) as handles:
         try:
-            guard = loaded.guard(mode=mode, store=store_url, telemetry=handles.telemetry)
+            guard = loaded.guard(mode=mode.value, store=store_url, telemetry=handles.telemetry)
         except (ValueError, ConnectionError, OSError) as exc:  # e.g. the suite's guard options, an unreachable store
             fail(" ".join(str(exc).split()))
+        except database_errors() as exc:
+            fail(_unreadable_store(store_url, exc))
         progress = None if as_json else RichProgress()
         with guard, progress or nullcontext():
             pilot = run_pilot(
@@ -358,4 +415,4 @@ def pilot_command(
     else:
         Console().print(render_pilot(result))
     if result.tally.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)

@@ -58,6 +58,8 @@ def _jsonl_pairs(path: Path, lines: list[str]) -> Iterator[tuple[bool, bool]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PairsFileError(f"{where}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PairsFileError(f"{where}: JSON nested too deeply (a pair is one flat object)") from None
         if not isinstance(row, dict):
             raise PairsFileError(f"{where}: expected a JSON object per line")
         yield _json_outcome(_pick(row, "control", where), where), _json_outcome(_pick(row, "treatment", where), where)
@@ -65,13 +67,19 @@ def _jsonl_pairs(path: Path, lines: list[str]) -> Iterator[tuple[bool, bool]]:
 
 def _csv_pairs(path: Path, lines: list[str]) -> Iterator[tuple[bool, bool]]:
     reader = csv.DictReader(lines)
-    if reader.fieldnames is None:
-        return
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        if None in row:
-            raise PairsFileError(f"{where}: more fields than the header has")
-        yield _text_outcome(_pick(row, "control", where), where), _text_outcome(_pick(row, "treatment", where), where)
+    try:
+        if reader.fieldnames is None:
+            return
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise PairsFileError(f"{where}: more fields than the header has")
+            yield (
+                _text_outcome(_pick(row, "control", where), where),
+                _text_outcome(_pick(row, "treatment", where), where),
+            )
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB): not a pairs file
+        raise PairsFileError(f"{path}:{reader.line_num + 1}: not valid CSV ({exc})") from None
 
 
 def read_pair_list(path: str | Path) -> list[tuple[bool, bool]]:

@@ -70,7 +70,7 @@ def test_a_failed_task_is_reported_with_exit_code_1() -> None:
         (["nocolon"], "suite must be given as 'module:function', got 'nocolon'"),
         (["no_such_suite_module:x"], "cannot import suite module 'no_such_suite_module'"),
         (["test_pilot_core:nothing"], "module 'test_pilot_core' has no callable 'nothing'"),
-        (["test_pilot_core:cli_suite", "--mode", "on"], "--mode must be 'pilot' or 'auto', got 'on'"),
+        (["test_pilot_core:cli_suite", "--mode", "on"], "'on' is not one of 'pilot', 'auto'"),
         (["test_pilot_core:cli_suite", "--concurrency", "0"], "--concurrency must be >= 1, got 0"),
         (["test_pilot_core:cli_suite", "--tasks", "0"], "--tasks must be >= 1, got 0"),
         (["test_pilot_core:cli_suite", "--store", "mysql://x"], "unsupported store URL 'mysql://x'"),

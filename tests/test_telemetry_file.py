@@ -131,10 +131,15 @@ def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write('{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"ab')  # a crash mid-write
     data = read_trace_file(path)
-    assert data.bad_lines == 1 and len(data.spans) == 8
+    last = len(path.read_bytes().splitlines())
+    assert (
+        data.bad_lines == 1
+        and len(data.spans) == 8
+        and data.skipped == ((last, "cut short, e.g. by a crash mid-write"),)
+    )
     out = io.StringIO()
     assert render_traces(path, Console(file=out, width=200)).bad_lines == 1
-    assert "1 unreadable lines skipped" in out.getvalue()
+    assert f"skipped 1 unreadable line: {last} (cut short, e.g. by a crash mid-write)" in out.getvalue()
 
 
 def test_metrics_go_to_their_own_otlp_json_file(tmp_path: Path) -> None:

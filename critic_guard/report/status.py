@@ -1,5 +1,5 @@
 """What ``critic-guard status`` shows: every guard key in a store with its lifecycle state, evidence and last
-transition, as rows (for ``--json``) and as a rich table.
+transition, as rows (for ``--json``) and as rich text for a terminal of any width.
 
 The evidence is :func:`critic_guard.lifecycle.evidence_of`, the same dict a transition records, so the status
 page and the transition log never describe the monitor differently. A key that has pairs but no lifecycle record
@@ -11,9 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from critic_guard.lifecycle import GuardState, evidence_of
+from critic_guard.safe_text import text
 from critic_guard.store.base import Store
 
 __all__ = ["render_status", "status_rows"]
@@ -64,29 +68,40 @@ def _proofs(evidence: dict[str, Any]) -> str:
     return "; " + "; ".join(proofs) if proofs else ""
 
 
-def render_status(rows: list[dict[str, Any]]) -> Table:
-    """The rows as a table: key, state, pairs and cells, monitor wealth against its threshold, last transition."""
-    table = Table(title="Guards", title_justify="left")
-    for name in ("guard key", "state", "pairs", "n00 n01 n10 n11", "harm / benefit e-value", "last transition"):
-        table.add_column(name, justify="right" if name == "pairs" else "left")
-    for row in rows:
-        evidence, last = row["evidence"], row["last_transition"]
-        if evidence is None:
-            pairs, cells, wealth = "0", "-", "-"
-        else:
-            pairs = str(evidence["pairs"])
-            cells = " ".join(str(c) for c in evidence["counts"])
-            wealth = (
-                f"{evidence['harm_wealth']:.3g} / {evidence['benefit_wealth']:.3g} "
-                f"(proof at {evidence['threshold']:.3g}){_proofs(evidence)}"
-            )
-        moved = (
-            "-"
-            if last is None
-            else (
-                f"{last['from_state']} -> {last['to_state']} by {last['actor']}, {_when(last['at'])}: {last['reason']}"
-            )
+def _details(row: dict[str, Any]) -> Table:
+    """One guard's state, evidence and last transition as label / value lines (values wrap, labels do not)."""
+    evidence, last = row["evidence"], row["last_transition"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column()
+    state = row["state"]
+    grid.add_row("state", text(state, _STYLE.get(state, "")))
+    if evidence is None:
+        grid.add_row("pairs", "0")
+    else:
+        n00, n01, n10, n11 = evidence["counts"]
+        grid.add_row("pairs", f"{evidence['pairs']} (n00 {n00}, n01 {n01}, n10 {n10}, n11 {n11})")
+        grid.add_row(
+            "harm / benefit e-value",
+            f"{evidence['harm_wealth']:.3g} / {evidence['benefit_wealth']:.3g} "
+            f"(proof at {evidence['threshold']:.3g}){_proofs(evidence)}",
         )
-        state = row["state"]
-        table.add_row(row["guard_key"], f"[{_STYLE.get(state, '')}]{state}[/]", pairs, cells, wealth, moved)
-    return table
+    if last is None:
+        grid.add_row("last transition", "-")
+    else:
+        moved = text(f"{last['from_state']} -> {last['to_state']} by {last['actor']}, {_when(last['at'])}: ")
+        moved.append_text(text(last["reason"], "italic"))
+        grid.add_row("last transition", moved)
+    return grid
+
+
+def render_status(rows: list[dict[str, Any]]) -> RenderableType:
+    """Each guard key on a line of its own, never wrapped or cut (it is what ``disable KEY`` takes; a terminal
+    narrower than the key soft-wraps it, which copies back as one line), then its state, pairs and cells, monitor
+    wealth against its threshold and last transition. Stored strings are shown as data (critic_guard.safe_text)."""
+    parts: list[RenderableType] = [Text("Guards", style="bold")]
+    for row in rows:
+        key = text(row["guard_key"], "bold cyan")
+        key.no_wrap, key.overflow = True, "ignore"
+        parts += [Text(""), key, Padding(_details(row), (0, 0, 0, 2), expand=False)]
+    return Group(*parts)

@@ -96,11 +96,15 @@ class SpanRecord:
 
 @dataclass(frozen=True, slots=True)
 class TraceFile:
-    """All spans of a file, and how many lines could not be used (a crash can truncate the last line)."""
+    """All spans of a file, and which lines could not be used (a crash can truncate the last line)."""
 
     spans: tuple[SpanRecord, ...]
     bad_lines: int
     other_signal_lines: int
+    skipped: tuple[tuple[int, str], ...] = ()
+    """``(line number, why)`` of each unusable line, in file order (``bad_lines`` counts them)."""
+    lines: int = 0
+    """Non-blank lines read."""
 
 
 def _any_value(value: Mapping[str, Any]) -> Any:
@@ -157,26 +161,57 @@ def _spans_of(request: Mapping[str, Any]) -> Iterator[SpanRecord]:
                 )
 
 
+def _why_unusable(exc: Exception, raw: bytes) -> str:
+    if not raw.endswith(b"\n"):
+        return "cut short, e.g. by a crash mid-write"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, OverflowError):
+        return "a number out of range"
+    if isinstance(exc, json.JSONDecodeError):
+        return "not JSON"
+    return "not an OTLP/JSON trace request"
+
+
+def _request(raw: bytes) -> Any:
+    request = json.loads(raw.decode("utf-8"))
+    if not isinstance(request, dict):
+        raise ValueError("not a JSON object")
+    return request
+
+
 def read_trace_file(path: str | Path) -> TraceFile:
     """Read every span of an OTLP/JSON lines file.
 
-    Blank lines are ignored; lines of another signal (metrics, logs) are counted and skipped; lines that are not
-    valid JSON or not OTLP (e.g. a last line cut short by a crash) are counted in ``bad_lines``, not fatal.
+    Blank lines are ignored; lines of another signal (metrics, logs) are counted and skipped; a line that is not
+    UTF-8, not JSON, nested too deeply for the parser, out of range (a timestamp of ``1e999``) or not OTLP (e.g. a
+    last line cut short by a crash, possibly inside a UTF-8 character) is recorded in ``skipped``, not fatal: the
+    other lines are still read. Each line is decoded on its own, so one bad byte costs one line.
     """
     spans: list[SpanRecord] = []
-    bad = other = 0
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
+    skipped: list[tuple[int, str]] = []
+    other = lines = 0
+    with Path(path).open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
+            lines += 1
             try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise ValueError("not a JSON object")
+                request = _request(raw)
                 if "resourceSpans" not in request:
                     other += 1
                     continue
                 spans.extend(list(_spans_of(request)))  # all of the line or none of it
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                bad += 1
-    return TraceFile(tuple(spans), bad, other)
+            except (
+                ValueError,
+                KeyError,
+                TypeError,
+                AttributeError,
+                RecursionError,
+                OverflowError,
+                binascii.Error,
+            ) as exc:
+                skipped.append((number, _why_unusable(exc, raw)))
+    return TraceFile(tuple(spans), len(skipped), other, tuple(skipped), lines)
