@@ -363,13 +363,8 @@ class PilotMode(StrEnum):
 @app.command("pilot")
 def pilot_command(
     suite: Annotated[str, typer.Argument(help="The suite's entry point, module:function, returning a PilotSuite.")],
-    store: Annotated[
-        str | None,
-        typer.Option(help="Store URL: sqlite:///path.db or postgresql://...", show_default=DEFAULT_STORE_URL),
-    ] = None,
-    trace_file: Annotated[
-        Path | None, typer.Option(help="OTLP/JSON lines trace file.", show_default=DEFAULT_TRACE_FILE)
-    ] = None,
+    store_url: StoreUrl = DEFAULT_STORE_URL,
+    trace_file: Annotated[Path, typer.Option(help="OTLP/JSON lines trace file.")] = Path(DEFAULT_TRACE_FILE),
     concurrency: Annotated[int, typer.Option(help="Tasks run at the same time.")] = 4,
     tasks: Annotated[int | None, typer.Option(help="Run only the suite's first N tasks.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Passed to the suite (if it takes one) and to the posterior draws.")] = 0,
@@ -391,13 +386,12 @@ def pilot_command(
         fail(f"--concurrency must be >= 1, got {concurrency}")
     if tasks is not None and tasks < 1:
         fail(f"--tasks must be >= 1, got {tasks}")
-    store_url = store or DEFAULT_STORE_URL
     _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     try:
         loaded = load_suite(suite, seed=seed)
     except (SuiteError, ValueError) as exc:
         fail(str(exc))
-    with configure_telemetry(file=trace_file or DEFAULT_TRACE_FILE) as handles:
+    with configure_telemetry(file=trace_file) as handles:
         try:
             guard = loaded.guard(mode=mode.value, store=store_url, telemetry=handles.telemetry)
         except (ValueError, ConnectionError, OSError) as exc:  # e.g. the suite's guard options, an unreachable store

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from critic_guard.pilot import PilotResult, Tally
 from critic_guard.render import render_report
+from critic_guard.safe_text import visible
 
 __all__ = ["RichProgress", "describe_tally", "render_pilot"]
 
@@ -68,7 +69,7 @@ def render_pilot(result: PilotResult) -> RenderableType:
     """The pilot's summary (tasks, what was excluded and why, the lifecycle) followed by the statistics report."""
     t = result.tally
     lines = Text()
-    lines.append(f"Pilot {result.pilot_key}\n", style="bold")
+    lines.append(f"Pilot {visible(result.pilot_key)}\n", style="bold")
     lines.append(
         f"tasks: {t.done} of {t.total} done ({result.skipped} before this run, {result.ran} run now), "
         f"{t.failed} failed\n"
@@ -81,7 +82,7 @@ def render_pilot(result: PilotResult) -> RenderableType:
     lines.append(f"guard lifecycle: {result.lifecycle.state.value}")
     if result.lifecycle.last_transition is not None:
         last = result.lifecycle.last_transition
-        lines.append(f" (last transition {last.from_state.value} -> {last.to_state.value}: {last.reason})")
+        lines.append(f" (last transition {last.from_state.value} -> {last.to_state.value}: {visible(last.reason)})")
     if result.report is None:
         return Group(lines, Text("No complete pairs: nothing to analyse yet.", style="yellow"))
     return Group(lines, render_report(result.report))

@@ -6,6 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from critic_guard.labels import label_of
 from critic_guard.stats.counts import Estimate
 from critic_guard.stats.intervals import Interval
 from critic_guard.stats.report import Decision, PilotReport
@@ -114,7 +115,8 @@ def _undefined_text(report: PilotReport) -> Text | None:
     reasons = report.undefined()
     if not reasons:
         return None
-    return Text("\n".join(f"{name}: {reason}" for name, reason in reasons.items()), style="dim")
+    lines = [f"{label_of(name)}: {reason}" for name, reason in reasons.items()]
+    return Text("Undefined:\n" + "\n".join(f"  {line}" for line in lines), style="dim")
 
 
 def render_report(report: PilotReport) -> RenderableType:

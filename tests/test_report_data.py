@@ -31,7 +31,7 @@ def _ctx(run_id: str, arm: Arm, step: int) -> StepContext:
     return StepContext(run_id, step, ({"role": "assistant", "content": f"step {step}"},), {"task_id": run_id}, arm)
 
 
-def build_pilot_store(target: Path | Store, *, tasks: int = 240, seed: int = 10) -> str:
+def build_pilot_store(target: Path | Store, *, tasks: int = 240, seed: int = 10, agent_name: str = "demo-agent") -> str:
     """Drive a real AUTO guard over ``tasks`` seeded tasks into ``target`` (a store, or a SQLite file to create and
     close); return the guard key."""
     rng = random.Random(seed)
@@ -43,7 +43,7 @@ def build_pilot_store(target: Path | Store, *, tasks: int = 240, seed: int = 10)
             critic,
             mode="auto",
             store=store,
-            agent_name="demo-agent",
+            agent_name=agent_name,
             policy=Policy(min_step=0),
             aa_fraction=0.15,
             shadow_fraction=0.5,

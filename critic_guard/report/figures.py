@@ -20,11 +20,36 @@ from matplotlib.patches import Patch
 
 from critic_guard.lifecycle import Transition
 from critic_guard.report.numbers import Group, ReportNumbers
+from critic_guard.safe_text import visible
 
 __all__ = ["FIGURES", "render_figures"]
 
 _R, _D, _NET, _BAND = "#1b7837", "#b2182b", "#2166ac", "#92c5de"
 _STATE_COLOURS = {"enabled": "#1b7837", "disabled": "#b2182b", "pilot": "#7f7f7f"}
+
+
+_LABEL_HEIGHTS = (0.97, 0.64, 0.31)
+"""Where transition labels start (axes fraction, text runs down): near transitions take turns so they never
+overlap."""
+_LABEL_GAP = 0.035
+"""Transitions closer than this share of the x axis would overlap at the same height."""
+
+
+def _plain(value: object) -> str:
+    """A stored string as figure text: control characters shown, ``$`` literal (not a mathtext formula)."""
+    return visible(value).replace("$", r"\$")
+
+
+def label_heights(positions: Sequence[float], span: float) -> list[float]:
+    """The height of each transition's label: the top, unless the previous label is too near, then the next
+    free height down (cycling), so labels of transitions a few pairs apart do not overlap."""
+    heights: list[float] = []
+    for k, x in enumerate(positions):
+        level = 0
+        if k and abs(x - positions[k - 1]) < _LABEL_GAP * span:
+            level = (_LABEL_HEIGHTS.index(heights[-1]) + 1) % len(_LABEL_HEIGHTS)
+        heights.append(_LABEL_HEIGHTS[level])
+    return heights
 
 
 def _png(fig: Figure) -> bytes:
@@ -67,14 +92,17 @@ def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> 
                     label=f"{1 - track.alpha:.0%} anytime-valid band")  # fmt: skip
     ax.plot(t, track.net, color=_NET, label="net so far")
     ax.axhline(0.0, color="black", linewidth=0.8)
-    for transition in transitions:
-        at = transition.evidence.get("pairs")
-        if isinstance(at, int) and at > 0:
-            colour = _STATE_COLOURS.get(transition.to_state.value, "black")
-            ax.axvline(at, color=colour, linestyle="--", linewidth=1.2)
-            label = f"{transition.to_state.value} ({transition.actor})"
-            ax.annotate(label, (at, 0.95), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                        fontsize=8, color=colour)  # fmt: skip
+    placed = sorted(
+        ((at, t) for t in transitions if isinstance(at := t.evidence.get("pairs"), int) and at > 0),
+        key=lambda pair: pair[0],
+    )
+    heights = label_heights([at for at, _ in placed], max(2, len(track.net)) - 1)
+    for (at, transition), height in zip(placed, heights, strict=True):
+        colour = _STATE_COLOURS.get(transition.to_state.value, "black")
+        ax.axvline(at, color=colour, linestyle="--", linewidth=1.2)
+        label = f"{transition.to_state.value} ({_plain(transition.actor)})"
+        ax.annotate(label, (at, height), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    fontsize=8, color=colour)  # fmt: skip
     ax.set_xlim(1, max(2, len(track.net)))
     ax.set_ylim(-1.0, 1.0)
     ax.set_xlabel("pairs completed")
@@ -92,8 +120,8 @@ def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
     for k, group in enumerate(groups):
         r, d = group.counts.r.value, group.counts.d.value
         for offset, value, colour in ((-width / 2, r, _R), (width / 2, d, _D)):
-            if value is None:
-                ax.text(k + offset, 0.02, "n/a", ha="center", fontsize=7)
+            if value is None:  # no runs to divide by: said where the bar would stand, inside the axes
+                ax.text(k + offset, 0.02, "n/a", ha="center", va="bottom", fontsize=7, clip_on=True)
             else:
                 ax.bar(k + offset, value, width, color=colour)
         ax.text(k, 1.02, f"n={group.counts.n}", ha="center", fontsize=8)
@@ -101,7 +129,8 @@ def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
         Patch(color=_R, label="r (recoveries / control failures)"),
         Patch(color=_D, label="d (disruptions / control successes)"),
     ]
-    ax.set_xticks(range(len(groups)), [g.label for g in groups])
+    ax.set_xticks(range(len(groups)), [_plain(g.label) for g in groups])
+    ax.set_xlim(-0.5, len(groups) - 0.5)  # bars alone set the limits, so a group with no bar left "n/a" outside
     ax.set_ylim(0.0, 1.12)
     ax.set_xlabel(xlabel)
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)

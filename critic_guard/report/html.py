@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
+from critic_guard.labels import label_of
 from critic_guard.report.data import ReportData, StoreExtras
 from critic_guard.report.numbers import Group, Recommendation, ReportNumbers
+from critic_guard.safe_text import visible
 from critic_guard.stats import Decision, Estimate, Interval, PilotReport
 
 __all__ = ["DATA_ELEMENT_ID", "render_html"]
@@ -53,6 +55,11 @@ _HEADLINE = {
     Decision.HARMS: "Do not deploy the intervention",
     Decision.INCONCLUSIVE: "Do not deploy yet",
 }
+
+
+def _stored(value: object) -> str:
+    """A stored string (guard key, reason, actor, label) as HTML text: escaped, control characters shown."""
+    return escape(visible(value))
 
 
 def _fmt(value: float | None, fmt: str) -> str:
@@ -263,9 +270,9 @@ def _over_time(numbers: ReportNumbers, data: ReportData, figures: Mapping[str, b
         [
             escape(_when(t.at)),
             f"{escape(t.from_state.value)} &rarr; {escape(t.to_state.value)}",
-            escape(t.actor),
-            escape(str(t.evidence.get("pairs", ""))),
-            escape(t.reason),
+            _stored(t.actor),
+            _stored(t.evidence.get("pairs", "")),
+            _stored(t.reason),
         ]
         for t in data.store.transitions
     ]
@@ -275,7 +282,7 @@ def _over_time(numbers: ReportNumbers, data: ReportData, figures: Mapping[str, b
 def _group_rows(groups: Sequence[Group]) -> list[list[str]]:
     return [
         [
-            escape(g.label),
+            _stored(g.label),
             f"{g.counts.n}",
             f"{g.counts.n01}",
             f"{g.counts.n10}",
@@ -300,10 +307,16 @@ def _by_step(numbers: ReportNumbers, data: ReportData, figures: Mapping[str, byt
     )
     best = numbers.min_step
     if best is not None:
-        if best.value == best.earliest:
+        if best.net_kept <= 0:
             text = (
-                f"The data support acting from the earliest flagged step, {best.value}: no later cut-off raises the "
-                "observed net."
+                "No cut-off by step of first flag makes the observed net positive: the best, acting only from step "
+                f"{best.value} on, gives net {best.net_kept:+.3f}. Waiting for a later step does not rescue "
+                "intervening here."
+            )
+        elif best.value == best.earliest:
+            text = (
+                f"No later cut-off raises the observed net: acting from the earliest flagged step, {best.value}, "
+                f"gives the highest point estimate (net {best.net_all:+.3f})."
             )
         else:
             text = (
@@ -373,7 +386,7 @@ def _incomplete(store: StoreExtras | None) -> str:
         return out + _nodata("Not in a pairs file (build the report from the store).")
     if not store.incomplete_reasons:
         return out + _nodata("None: every shadow branch finished.")
-    rows = [[escape(reason), str(count)] for reason, count in Counter(store.incomplete_reasons).most_common()]
+    rows = [[_stored(reason), str(count)] for reason, count in Counter(store.incomplete_reasons).most_common()]
     return (
         out + f'<p class="note">{len(store.incomplete_reasons)} pairs were excluded because a branch could not finish '
         "(they are not in any number above):</p>" + _table(["reason", "pairs"], rows)
@@ -391,7 +404,7 @@ def _recommendation(numbers: ReportNumbers) -> str:
         )
     undefined = report.undefined()
     if undefined:
-        listed = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in undefined.items())
+        listed = "".join(f"<li>{escape(label_of(k))}: {escape(v)}</li>" for k, v in undefined.items())
         items.append(f'<p class="note">Undefined numbers:</p><ul class="note">{listed}</ul>')
     return "<h2>Recommendation</h2>" + "".join(items)
 
@@ -403,11 +416,11 @@ def _data_block(numbers: ReportNumbers) -> str:
 
 def render_html(data: ReportData, numbers: ReportNumbers, figures: Mapping[str, bytes]) -> str:
     """The whole page."""
-    key = f" &middot; guard key <code>{escape(data.guard_key)}</code>" if data.guard_key else ""
+    key = f" &middot; guard key <code>{_stored(data.guard_key)}</code>" if data.guard_key else ""
     body = "".join(
         [
             "<h1>critic-guard pilot report</h1>",
-            f'<p class="source">{escape(data.source)}{key}</p>',
+            f'<p class="source">{_stored(data.source)}{key}</p>',
             _decision(numbers, data),
             _cells(numbers.analysis),
             _estimates(numbers.analysis, figures),
