@@ -282,7 +282,7 @@ def status_command(store_url: StoreUrl = DEFAULT_STORE_URL, as_json: AsJson = Fa
     elif not rows:
         typer.echo("no guard keys in this store yet")
     else:
-        Console().print(render_status(rows))
+        Console().print(render_status(rows), crop=False)  # a key wider than the terminal is soft-wrapped, not cut
 
 
 Reason = Annotated[

@@ -96,9 +96,10 @@ def _details(row: dict[str, Any]) -> Table:
 
 
 def render_status(rows: list[dict[str, Any]]) -> RenderableType:
-    """Each guard key on a line of its own, never wrapped or cut (it is what ``disable KEY`` takes; a terminal
-    narrower than the key soft-wraps it, which copies back as one line), then its state, pairs and cells, monitor
-    wealth against its threshold and last transition. Stored strings are shown as data (critic_guard.safe_text)."""
+    """Each guard key on a line of its own, never wrapped or cut: it is what ``disable KEY`` takes (print with
+    ``crop=False``, so a terminal narrower than the key soft-wraps it and it copies back as one line). Below it the
+    state, pairs and cells, monitor wealth against its threshold and the last transition. Stored strings are shown
+    as data (critic_guard.safe_text)."""
     parts: list[RenderableType] = [Text("Guards", style="bold")]
     for row in rows:
         key = text(row["guard_key"], "bold cyan")
