@@ -39,7 +39,9 @@ app = typer.Typer(
 )
 
 EXAMPLE_PILOT = "alfworld_pilot.jsonl"
-DEFAULT_TRACE_FILE = "critic_guard_traces.jsonl"  # as critic_guard.telemetry.setup (not imported: it loads the SDK)
+# as critic_guard.telemetry.setup and .traceview (not imported here: they load the OTel SDK)
+DEFAULT_TRACE_FILE = "critic_guard_traces.jsonl"
+DEFAULT_TRACE_LIMIT = 20
 
 Level = Annotated[float, typer.Option(help="Confidence level of the intervals and the verdict.")]
 Seed = Annotated[int, typer.Option(help="Seed of the posterior Monte Carlo draws.")]
@@ -163,7 +165,7 @@ def traces_command(
     trace_id: Annotated[
         str | None, typer.Option("--trace-id", help="Only traces whose id starts with this.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show the most recent N matching traces; 0 shows all.", min=0)] = 20,
+    limit: Annotated[int, typer.Option(help="Show the most recent N matching traces; 0 shows all.", min=0)] = DEFAULT_TRACE_LIMIT,
 ) -> None:
     """Show the runs, steps, verdicts, interventions and shadow links recorded in a trace file."""
     # loads the OTel SDK and protobuf only for this command

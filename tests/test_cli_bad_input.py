@@ -258,3 +258,5 @@ def test_help_documents_the_exit_codes_and_pilot_defaults() -> None:
     pilot = " ".join(runner.invoke(app, ["pilot", "--help"], env={"COLUMNS": "200"}).stdout.split())
     assert "[default: sqlite:///critic_guard.db]" in pilot and "[default: critic_guard_traces.jsonl]" in pilot
     assert "Store URL ." not in pilot and "pilot|auto" in pilot
+    traces = " ".join(runner.invoke(app, ["traces", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "Show the most recent N matching traces; 0 shows all. [default: 20]" in traces

@@ -6,6 +6,7 @@ the terminal), escape HTML, and ``status`` shows the whole guard key (what ``dis
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from test_telemetry_file import write_pilot
 from typer.testing import CliRunner
 
 from critic_guard.cli import app
-from critic_guard.report.figures import label_heights
+from critic_guard.report.data import PairPoint, ReportData
+from critic_guard.report.figures import label_heights, rates_figure
+from critic_guard.report.html import render_html
+from critic_guard.report.numbers import compute
 from critic_guard.safe_text import visible
 from critic_guard.telemetry import attributes as A
 
@@ -155,3 +159,46 @@ def test_transition_labels_take_turns_when_close() -> None:
     assert label_heights([10, 200, 400], 500) == [top, top, top]
     assert label_heights([10, 12, 13, 14, 300], 500) == [top, mid, low, top, top]
     assert label_heights([50, 50], 100) == [top, mid]
+
+
+def test_n_a_stands_inside_the_axes_where_the_bar_would_be() -> None:
+    import matplotlib.pyplot as plt
+
+    points = [_point(True, True, 3), _point(True, False, 3), _point(False, True, 5)]  # step 5: no control success
+    numbers = compute(ReportData("rows", "gk", tuple(points)))
+    fig = rates_figure(numbers.by_step, "step")
+    try:
+        [ax] = fig.axes
+        marks = [t for t in ax.texts if t.get_text() == "n/a"]
+        low, high = ax.get_xlim()
+        # step 3 has no control failure (no r), step 5 no control success (no d): each n/a where its bar would be
+        assert [m.get_position()[0] for m in marks] == pytest.approx([-0.19, 1.19])
+        assert all(low < m.get_position()[0] < high for m in marks)
+    finally:
+        plt.close(fig)
+
+
+def _point(control: bool, treatment: bool, step: int) -> PairPoint:
+    return PairPoint(control, treatment, True, step, 0.8)
+
+
+def test_undefined_numbers_and_step_advice_are_in_words(tmp_path: Path) -> None:
+    out = _ok(["analyze", "--cells", "5", "0", "0", "5"])
+    assert "d/r (disruption rate over recovery rate): " in out and "d_over_r" not in out
+    assert "the paper's rule on point estimates (p > p_star): " in out and "point_rule_intervene" not in out
+    # every flagged pair is a disruption: no step cut-off makes intervening help, and the page must not say it does
+    harmful = [_point(True, False, step) for step in (1, 1, 2, 3, 3, 4)] + [_point(True, True, 2)] * 4
+    data = ReportData("rows", "gk", tuple(harmful))
+    page = render_html(data, compute(data), {})
+    assert "The data support acting" not in page
+    assert "No cut-off by step of first flag makes the observed net positive" in page
+    shown = re.sub(r"<[^>]+>", "", page[: page.index('<script type="application/json"')])  # keys stay in tags
+    assert "d/r (disruption rate over recovery rate): " in shown
+    assert "d_over_r" not in shown and "point_rule_intervene" not in shown
+
+
+def test_the_cli_defaults_are_the_libraries() -> None:
+    from critic_guard import cli
+    from critic_guard.telemetry import setup, traceview
+
+    assert (cli.DEFAULT_TRACE_FILE, cli.DEFAULT_TRACE_LIMIT) == (setup.DEFAULT_TRACE_FILE, traceview.DEFAULT_TRACE_LIMIT)

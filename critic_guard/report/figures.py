@@ -113,8 +113,11 @@ def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> 
 
 
 def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
-    if not groups:
-        return None
+    return _png(rates_figure(groups, xlabel)) if groups else None
+
+
+def rates_figure(groups: Sequence[Group], xlabel: str) -> Figure:
+    """r and d side by side for each group, "n/a" where a rate has no runs to divide by (the caller closes it)."""
     fig, ax = plt.subplots(figsize=(7.0, 2.8))
     width = 0.38
     for k, group in enumerate(groups):
@@ -134,7 +137,7 @@ def _rates(groups: Sequence[Group], xlabel: str) -> bytes | None:
     ax.set_ylim(0.0, 1.12)
     ax.set_xlabel(xlabel)
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
-    return _png(fig)
+    return fig
 
 
 def by_step(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
