@@ -165,7 +165,9 @@ def traces_command(
     trace_id: Annotated[
         str | None, typer.Option("--trace-id", help="Only traces whose id starts with this.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show the most recent N matching traces; 0 shows all.", min=0)] = DEFAULT_TRACE_LIMIT,
+    limit: Annotated[
+        int, typer.Option(help="Show the most recent N matching traces; 0 shows all.", min=0)
+    ] = DEFAULT_TRACE_LIMIT,
 ) -> None:
     """Show the runs, steps, verdicts, interventions and shadow links recorded in a trace file."""
     # loads the OTel SDK and protobuf only for this command

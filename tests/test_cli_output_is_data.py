@@ -201,4 +201,5 @@ def test_the_cli_defaults_are_the_libraries() -> None:
     from critic_guard import cli
     from critic_guard.telemetry import setup, traceview
 
-    assert (cli.DEFAULT_TRACE_FILE, cli.DEFAULT_TRACE_LIMIT) == (setup.DEFAULT_TRACE_FILE, traceview.DEFAULT_TRACE_LIMIT)
+    assert cli.DEFAULT_TRACE_FILE == setup.DEFAULT_TRACE_FILE
+    assert cli.DEFAULT_TRACE_LIMIT == traceview.DEFAULT_TRACE_LIMIT
