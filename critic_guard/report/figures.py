@@ -28,9 +28,9 @@ _R, _D, _NET, _BAND = "#1b7837", "#b2182b", "#2166ac", "#92c5de"
 _STATE_COLOURS = {"enabled": "#1b7837", "disabled": "#b2182b", "pilot": "#7f7f7f"}
 
 
-_LABEL_HEIGHTS = (0.97, 0.64, 0.31)
-"""Where transition labels start (axes fraction, text runs down): near transitions take turns so they never
-overlap."""
+_LABEL_HEIGHTS = (0.97, 0.47)
+"""Where transition labels start (axes fraction; the text runs down about a third of the height), so that two
+labels at the same pair count stack instead of overlapping."""
 _LABEL_GAP = 0.035
 """Transitions closer than this share of the x axis would overlap at the same height."""
 
@@ -41,13 +41,14 @@ def _plain(value: object) -> str:
 
 
 def label_heights(positions: Sequence[float], span: float) -> list[float]:
-    """The height of each transition's label: the top, unless the previous label is too near, then the next
-    free height down (cycling), so labels of transitions a few pairs apart do not overlap."""
+    """The height of each transition's label (``positions`` sorted): the highest height whose last label is far
+    enough away, else the one used longest ago, so labels of transitions a few pairs apart do not overlap."""
+    last_at: dict[int, float] = {}
     heights: list[float] = []
-    for k, x in enumerate(positions):
-        level = 0
-        if k and abs(x - positions[k - 1]) < _LABEL_GAP * span:
-            level = (_LABEL_HEIGHTS.index(heights[-1]) + 1) % len(_LABEL_HEIGHTS)
+    for x in positions:
+        free = [level for level in range(len(_LABEL_HEIGHTS)) if x - last_at.get(level, -span) >= _LABEL_GAP * span]
+        level = free[0] if free else min(last_at, key=last_at.__getitem__)
+        last_at[level] = x
         heights.append(_LABEL_HEIGHTS[level])
     return heights
 
@@ -107,7 +108,8 @@ def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> 
     ax.set_ylim(-1.0, 1.0)
     ax.set_xlabel("pairs completed")
     ax.set_ylabel("net effect")
-    ax.legend(loc="lower right", fontsize=8)
+    # above the axes: inside, it would cover the band or a transition's label
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return _png(fig)
 
