@@ -9,6 +9,9 @@ control (:mod:`critic_guard.safe_text`). New commands register on :data:`app` th
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -78,6 +81,8 @@ def _print_report(counts: PairedCounts, level: float, seed: int, as_json: bool, 
         report = analyze(counts, level=level, seed=seed)
     except ValueError as exc:
         fail(str(exc))
+    except OverflowError:  # e.g. --cells 1 2 3 10**400: counts beyond any float
+        fail(f"the counts are too large to analyse ({len(str(counts.n))} digits)")
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -201,11 +206,25 @@ def _open_store(url: str, *, create: bool = False) -> Store:
         if not create and not Path(target).is_file():
             fail(f"no SQLite store at {target!r}")
     try:
-        store = open_store(url)
+        with _quiet_pool_retries():
+            store = open_store(url)
     except Exception as exc:  # e.g. sqlite3's "file is not a database", psycopg's OperationalError: one line
         fail(f"cannot open the store {_store_label(url)}: {' '.join(str(exc).split())}")
     assert store is not None
     return store
+
+
+@contextmanager
+def _quiet_pool_retries() -> Iterator[None]:
+    """psycopg's pool logs a warning per failed connection attempt while it retries; the one error line below says
+    the same once, so those warnings are held back while the store opens."""
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        pool_log.setLevel(level)
 
 
 def _unreadable_store(url: str, exc: BaseException) -> str:
@@ -380,7 +399,6 @@ def pilot_command(
 ) -> None:
     """Run a shadow pilot of a task suite and print the decision; rerun the same command to resume after a crash."""
     import asyncio
-    from contextlib import nullcontext
 
     from critic_guard.pilot import SuiteError, load_suite, run_pilot
     from critic_guard.pilot_view import RichProgress, render_pilot
@@ -390,6 +408,9 @@ def pilot_command(
         fail(f"--concurrency must be >= 1, got {concurrency}")
     if tasks is not None and tasks < 1:
         fail(f"--tasks must be >= 1, got {tasks}")
+    if trace_file.is_dir() or not trace_file.parent.is_dir():
+        where = "is a directory" if trace_file.is_dir() else f"its directory {str(trace_file.parent)!r} does not exist"
+        fail(f"--trace-file {str(trace_file)!r}: {where}")
     _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     try:
         loaded = load_suite(suite, seed=seed)

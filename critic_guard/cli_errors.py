@@ -9,6 +9,7 @@ log and a person can act on, and an exit code from :data:`EXIT_CODES` (listed in
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -19,17 +20,30 @@ from typer.core import TyperGroup
 
 from critic_guard.safe_text import visible
 
-__all__ = ["EXIT_CODES", "FAILED", "OK", "USAGE_ERROR", "OneLineErrors", "database_errors", "fail"]
+__all__ = [
+    "EXIT_CODES",
+    "FAILED",
+    "INTERNAL_ERROR",
+    "OK",
+    "USAGE_ERROR",
+    "OneLineErrors",
+    "database_errors",
+    "exit_codes_epilog",
+    "fail",
+]
 
 OK = 0
 FAILED = 1
 USAGE_ERROR = 2
+INTERNAL_ERROR = 3
 
 EXIT_CODES = {
     OK: "success",
     FAILED: "the command ran but something in it failed (pilot: a task failed; rerun to retry it)",
     USAGE_ERROR: "bad input: usage, an unreadable or invalid file, a store that cannot be opened or read",
+    INTERNAL_ERROR: "an error critic-guard did not expect: a bug (CRITIC_GUARD_DEBUG=1 shows the traceback)",
 }
+DEBUG_VARIABLE = "CRITIC_GUARD_DEBUG"
 
 
 def exit_codes_epilog() -> str:
@@ -58,7 +72,9 @@ _click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
 
 class OneLineErrors(TyperGroup):
     """typer's command group, with click's usage errors (an unknown option, ``--mode on``, a missing argument)
-    printed as one ``critic-guard: error:`` line with a pointer to ``--help``, instead of a usage block and a panel.
+    printed as one ``critic-guard: error:`` line with a pointer to ``--help``, instead of a usage block and a panel,
+    and anything a command did not expect as one ``critic-guard: internal error:`` line (exit 3) unless
+    ``CRITIC_GUARD_DEBUG`` is set, when the traceback is what a bug report needs.
     """
 
     def main(
@@ -82,7 +98,17 @@ class OneLineErrors(TyperGroup):
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             typer.echo(f"critic-guard: error: {visible(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
-        except _click_errors.Abort:
+        except typer.Abort:
             typer.echo("critic-guard: aborted", err=True)
             sys.exit(FAILED)
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            what = " ".join(str(exc).split())
+            typer.echo(
+                f"critic-guard: internal error: {type(exc).__name__}: {visible(what)} "
+                f"(a bug; {DEBUG_VARIABLE}=1 shows the traceback)",
+                err=True,
+            )
+            sys.exit(INTERNAL_ERROR)
         sys.exit(result if isinstance(result, int) else OK)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from critic_guard import __version__
 from critic_guard.cli import app
-from critic_guard.cli_errors import EXIT_CODES, USAGE_ERROR
+from critic_guard.cli_errors import EXIT_CODES, INTERNAL_ERROR, USAGE_ERROR
 from critic_guard.store import SQLiteStore
 
 runner = CliRunner()
@@ -34,7 +34,8 @@ def _one_line_error(args: list[str], code: int = USAGE_ERROR) -> str:
     assert result.exit_code == code, (result.exit_code, result.output)
     assert "Traceback" not in result.output and "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("critic-guard: error: "), result.stderr
+    prefix = "critic-guard: internal error: " if code == INTERNAL_ERROR else "critic-guard: error: "
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
     return lines[0]
 
 
@@ -260,3 +261,37 @@ def test_help_documents_the_exit_codes_and_pilot_defaults() -> None:
     assert "Store URL ." not in pilot and "pilot|auto" in pilot
     traces = " ".join(runner.invoke(app, ["traces", "--help"], env={"COLUMNS": "200"}).stdout.split())
     assert "Show the most recent N matching traces; 0 shows all. [default: 20]" in traces
+
+
+def test_analyze_counts_beyond_any_float() -> None:
+    line = _one_line_error(["analyze", "--cells", "1", "2", "3", str(10**400)])
+    assert line == "critic-guard: error: the counts are too large to analyse (401 digits)"
+
+
+def test_pilot_with_a_trace_file_in_a_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "t.jsonl"
+    line = _one_line_error(["pilot", "test_pilot_core:cli_suite", "--trace-file", str(missing)])
+    assert line.endswith(f"--trace-file {str(missing)!r}: its directory {str(missing.parent)!r} does not exist")
+    assert not (tmp_path / "critic_guard.db").exists()  # refused before anything ran
+
+
+def test_an_unreachable_postgresql_store_is_one_line_without_the_password() -> None:
+    line = _one_line_error(["status", "--store", "postgresql://guard:s3cret@127.0.0.1:1/pilots"])
+    assert line.startswith("critic-guard: error: cannot open the store PostgreSQL store 127.0.0.1/pilots: ")
+    assert "s3cret" not in line
+
+
+def test_an_unexpected_error_is_one_line_with_exit_code_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    import critic_guard.cli as cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug\nover two lines \x1b[2J")
+
+    monkeypatch.setattr(cli, "analyze", broken)
+    line = _one_line_error(["analyze", "--cells", "1", "2", "3", "4"], code=INTERNAL_ERROR)
+    assert line == (
+        "critic-guard: internal error: RuntimeError: a bug over two lines \\x1b[2J "
+        "(a bug; CRITIC_GUARD_DEBUG=1 shows the traceback)"
+    )
+    debug = runner.invoke(app, ["analyze", "--cells", "1", "2", "3", "4"], env={"CRITIC_GUARD_DEBUG": "1"})
+    assert isinstance(debug.exception, RuntimeError) and str(debug.exception).startswith("a bug")
