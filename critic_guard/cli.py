@@ -121,7 +121,10 @@ def analyze_command(
 
 @app.command()
 def demo(level: Level = 0.95, seed: Seed = 0, as_json: AsJson = False) -> None:
-    """Analyse the bundled example pilot (ALFWorld, Qwen-3-8B, 150 pairs reconstructed from the paper's totals)."""
+    """Analyse the bundled example pilot (ALFWorld, Qwen-3-8B, 150 pairs reconstructed from the paper's totals).
+
+    Not a live run: `make demo` runs one (critic-guard pilot critic_guard_langgraph.demo:suite).
+    """
     example = resources.files("critic_guard") / "data" / EXAMPLE_PILOT
     with resources.as_file(example) as path:
         counts = read_pairs(path)
