@@ -414,11 +414,12 @@ def pilot_command(
     if trace_file.is_dir() or not trace_file.parent.is_dir():
         where = "is a directory" if trace_file.is_dir() else f"its directory {str(trace_file.parent)!r} does not exist"
         fail(f"--trace-file {str(trace_file)!r}: {where}")
-    _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     try:
+        parse_store_url(store_url)
         loaded = load_suite(suite, seed=seed)
     except (SuiteError, ValueError) as exc:
         fail(str(exc))
+    _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     with configure_telemetry(file=trace_file) as handles:
         try:
             guard = loaded.guard(mode=mode.value, store=store_url, telemetry=handles.telemetry)

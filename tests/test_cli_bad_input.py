@@ -295,3 +295,8 @@ def test_an_unexpected_error_is_one_line_with_exit_code_3(monkeypatch: pytest.Mo
     )
     debug = runner.invoke(app, ["analyze", "--cells", "1", "2", "3", "4"], env={"CRITIC_GUARD_DEBUG": "1"})
     assert isinstance(debug.exception, RuntimeError) and str(debug.exception).startswith("a bug")
+
+
+def test_a_bad_suite_leaves_no_store_behind(tmp_path: Path) -> None:
+    assert "cannot import suite module 'no_such_suite'" in _one_line_error(["pilot", "no_such_suite:x"])
+    assert list(tmp_path.iterdir()) == []
