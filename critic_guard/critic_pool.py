@@ -7,18 +7,26 @@ Bounded behaviour with hung critics: a call whose caller timed out but which is 
 Hung calls keep their worker until they return. When every worker is hung, :meth:`CriticPool.submit` raises
 :class:`CriticPoolExhausted` at once (the guard fails open with "critic pool exhausted") instead of queueing work
 that no thread will ever pick up. Calls that merely wait for a busy worker count against their own timeout.
+
+A call given up at its deadline that still answers gives a *late verdict*: it goes to the caller's ``on_late``
+(the guard counts it) and is never acted on. Native-async critics run on the guard's own event loop thread
+(:mod:`critic_guard.critic_loop`), so their deadline holds too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
+import inspect
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from critic_guard.critic_loop import CriticLoop
 from critic_guard.critics import Critic, MalformedVerdictError, is_native_async
 from critic_guard.types import StepContext, Verdict
 
@@ -26,6 +34,7 @@ __all__ = [
     "CriticPool",
     "CriticPoolExhausted",
     "CriticTimeout",
+    "LateVerdict",
     "ajudge_with_timeout",
     "describe_error",
     "judge_with_timeout",
@@ -120,13 +129,47 @@ class CriticPool:
                 self._queue.put(None)
 
 
+LateVerdict = Callable[[Verdict], object]
+"""Called (from another thread) with the verdict of a call the caller gave up on at its deadline."""
+
+
 def _checked(critic: Critic, out: object) -> Verdict:
-    if not isinstance(out, Verdict):
-        raise MalformedVerdictError(f"critic {critic.name!r} returned {type(out).__name__}, expected a Verdict")
-    return out
+    """The boundary: only a well-formed :class:`Verdict` enters the guard (see docs/critics-and-policy.md).
+
+    A ``Verdict`` checked itself when it was made; a subclass may have skipped that, so it is rebuilt (and checked).
+    """
+    if type(out) is Verdict:
+        return out
+    if isinstance(out, Verdict):
+        try:
+            return Verdict(out.p_fail, out.rationale, out.label)
+        except (TypeError, ValueError) as exc:
+            raise MalformedVerdictError(f"critic {critic.name!r}: {exc}") from None
+    raise MalformedVerdictError(f"critic {critic.name!r} returned {type(out).__name__}, expected a Verdict")
 
 
-def judge_with_timeout(critic: Critic, ctx: StepContext, timeout_s: float | None, pool: CriticPool) -> Verdict:
+def _give_up(critic: Critic, future: Future[Any], cancel: Callable[[], object], on_late: LateVerdict | None) -> None:
+    """The deadline passed: stop waiting for ``future``; a verdict it still brings is passed to ``on_late``."""
+    cancel()
+    if on_late is not None:
+        future.add_done_callback(functools.partial(_late, critic, on_late))
+
+
+def _late(critic: Critic, on_late: LateVerdict, future: Future[Any]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    with contextlib.suppress(MalformedVerdictError):
+        on_late(_checked(critic, future.result()))
+
+
+def judge_with_timeout(
+    critic: Critic,
+    ctx: StepContext,
+    timeout_s: float | None,
+    pool: CriticPool,
+    *,
+    on_late: LateVerdict | None = None,
+) -> Verdict:
     """Call ``critic.judge`` in ``pool`` and wait at most ``timeout_s``; inline when the timeout is None."""
     if timeout_s is None:
         return _checked(critic, critic.judge(ctx))
@@ -138,36 +181,56 @@ def judge_with_timeout(critic: Critic, ctx: StepContext, timeout_s: float | None
         if future.done():  # the critic's own TimeoutError, or it finished right at the deadline
             out = future.result()
         else:
-            pool.abandon(future)
+            _give_up(critic, future, functools.partial(pool.abandon, future), on_late)
             raise CriticTimeout(f"timeout after {timeout_s}s") from None
     return _checked(critic, out)
 
 
-async def ajudge_with_timeout(critic: Critic, ctx: StepContext, timeout_s: float | None, pool: CriticPool) -> Verdict:
-    """Await a native-async critic under the timeout; run a sync one in ``pool`` so it cannot block the loop."""
-    deadline = asyncio.timeout(timeout_s)
+async def ajudge_with_timeout(
+    critic: Critic,
+    ctx: StepContext,
+    timeout_s: float | None,
+    pool: CriticPool,
+    loop: CriticLoop,
+    *,
+    on_late: LateVerdict | None = None,
+) -> Verdict:
+    """Await the critic for at most ``timeout_s`` without letting it hold the caller's event loop.
+
+    A native-async critic runs on ``loop`` (the guard's own event loop thread, see :mod:`critic_guard.critic_loop`),
+    a sync one in ``pool``; either way the caller only awaits a future, so the deadline holds even for a critic
+    that ignores cancellation or blocks. With no timeout a native-async critic is awaited on the caller's loop.
+    """
+    context = contextvars.copy_context()
+    future: Future[Any]
     if is_native_async(critic):
-        try:
-            async with deadline:
-                out = await critic.ajudge(ctx)
-        except TimeoutError:
-            if deadline.expired():
-                raise CriticTimeout(f"timeout after {timeout_s}s") from None
-            raise
-        return _checked(critic, out)
-    future = pool.submit(contextvars.copy_context().run, critic.judge, ctx)
+        if timeout_s is None:
+            return _checked(critic, await critic.ajudge(ctx))
+        awaitable = critic.ajudge(ctx)
+        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+        call = loop.submit(coro, context)
+        future, cancel = call.future, call.cancel
+    else:
+        future = pool.submit(context.run, critic.judge, ctx)
+        cancel = functools.partial(pool.abandon, future)
+    deadline = asyncio.timeout(timeout_s)
     try:
         async with deadline:
             out = await asyncio.wrap_future(future)
     except TimeoutError:
-        if deadline.expired():
-            pool.abandon(future)
-            raise CriticTimeout(f"timeout after {timeout_s}s") from None
-        raise
-    except asyncio.CancelledError:
-        pool.abandon(future)
+        if not deadline.expired():  # the critic's own TimeoutError
+            raise
+        _give_up(critic, future, cancel, on_late)
+        loop.check_lag()
+        raise CriticTimeout(f"timeout after {timeout_s}s") from None
+    except asyncio.CancelledError:  # the caller was cancelled: the critic is abandoned with it
+        _give_up(critic, future, cancel, None)
         raise
     return _checked(critic, out)
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def describe_error(exc: BaseException) -> str:

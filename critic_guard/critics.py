@@ -62,37 +62,35 @@ def to_verdict(out: object) -> Verdict:
 
     Accepted: a ``Verdict``; a real number ``p_fail``; a pair ``(p_fail, rationale)``; a mapping with a
     ``p_fail`` key and optional ``rationale`` / ``label``. Booleans are rejected (is ``True`` "fails" or "fine"?).
-    Out-of-range or NaN probabilities raise ``ValueError`` from ``Verdict`` itself.
+    ``Verdict`` itself checks the values (a finite ``p_fail`` in [0, 1], str or None texts), so anything else raises
+    here and becomes a recorded critic error.
     """
     if isinstance(out, Verdict):
         return out
     if isinstance(out, bool):
         raise MalformedVerdictError("critic returned a bool; return p_fail in [0, 1] (1.0 = certain failure)")
     if isinstance(out, Real):
-        return Verdict(float(out))
+        return _checked_verdict(out)
     if isinstance(out, tuple | list) and len(out) == 2:
         p_fail, rationale = out
-        if rationale is not None and not isinstance(rationale, str):
-            raise MalformedVerdictError(f"critic rationale must be a str or None, got {type(rationale).__name__}")
-        return Verdict(_as_probability(p_fail), rationale=rationale)
+        return _checked_verdict(p_fail, rationale)
     if isinstance(out, Mapping) and "p_fail" in out:
         unknown = set(out) - {"p_fail", "rationale", "label"}
         if unknown:
             raise MalformedVerdictError(f"critic output has unknown keys {sorted(unknown)}")
-        for key in ("rationale", "label"):
-            if out.get(key) is not None and not isinstance(out[key], str):
-                raise MalformedVerdictError(f"critic {key} must be a str or None, got {type(out[key]).__name__}")
-        return Verdict(_as_probability(out["p_fail"]), rationale=out.get("rationale"), label=out.get("label"))
+        return _checked_verdict(out["p_fail"], out.get("rationale"), out.get("label"))
     raise MalformedVerdictError(
         f"critic returned {type(out).__name__}; expected a Verdict, a float p_fail, (p_fail, rationale) "
         "or a mapping with 'p_fail'"
     )
 
 
-def _as_probability(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, Real):
-        raise MalformedVerdictError(f"critic p_fail must be a number, got {type(p).__name__}")
-    return float(p)
+def _checked_verdict(p_fail: object, rationale: object = None, label: object = None) -> Verdict:
+    """``Verdict`` checks its values; its refusal is a malformed critic output."""
+    try:
+        return Verdict(p_fail, rationale, label)  # type: ignore[arg-type]  # checked by Verdict.__post_init__
+    except (TypeError, ValueError) as exc:
+        raise MalformedVerdictError(str(exc)) from None
 
 
 def is_native_async(critic: Critic) -> bool:

@@ -37,6 +37,7 @@ from typing import Any, Self, TypeVar
 
 from critic_guard.at_rest import error_text, task_record
 from critic_guard.config import GuardConfig
+from critic_guard.critic_loop import CriticLoop
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
 from critic_guard.critics import Critic, as_critic
 from critic_guard.lifecycle import ACTOR_HUMAN, GuardRecord, GuardState, Transition, apply_pair, override
@@ -125,7 +126,13 @@ Listener = Callable[[GuardEvent], object]
 
 @dataclass(frozen=True, slots=True)
 class GuardCounters:
-    """A snapshot of what the guard did since it was created (process-local; the store has the full record)."""
+    """A snapshot of what the guard did since it was created (process-local; the store has the full record).
+
+    ``late_verdicts``: verdicts that arrived after their step had gone on at the deadline (each step was also a
+    critic error; the late verdict is never acted on). ``lost_steps``: step rows the store accepted but could not
+    write (e.g. a value the database refused; other rows of the same batch are still written). It is the store's
+    count, so guards sharing one store see the same number.
+    """
 
     verdicts: int
     flags: int
@@ -134,6 +141,8 @@ class GuardCounters:
     store_errors: int
     listener_errors: int = 0
     telemetry_errors: int = 0
+    late_verdicts: int = 0
+    lost_steps: int = 0
 
     @property
     def total_interventions(self) -> int:
@@ -199,6 +208,9 @@ class CriticGuard:
             self._ledger = self.store
         self._started = 0
         self._pool = CriticPool(self.config.critic_workers, name=f"critic-guard-{self.config.agent_name}")
+        self._critic_loop = CriticLoop(f"critic-guard-{self.config.agent_name}-loop", on_blocked=self._loop_blocked)
+        self._late_verdicts = 0
+        self._loop_block_warned = False
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
         self._verdicts = self._flags = self._critic_errors = self._store_errors = self._listener_errors = 0
@@ -615,7 +627,9 @@ class CriticGuard:
         started = time.perf_counter()
         try:
             with _current(span):
-                verdict = judge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
+                verdict = judge_with_timeout(
+                    self.critic, ctx, self.config.critic_timeout_s, self._pool, on_late=self._late
+                )
         except Exception as exc:
             error = exc
         latency = time.perf_counter() - started
@@ -624,9 +638,11 @@ class CriticGuard:
     async def areview(
         self, ctx: StepContext, *, interventions: int = 0, last_intervention_step: int | None = None
     ) -> StepReview:
-        """Async :meth:`review`: awaits a native-async critic, runs a sync one off the event loop.
+        """Async :meth:`review`: the critic never runs on the caller's event loop while a deadline is set.
 
-        The store write stays synchronous (about 20 µs for SQLite), which is cheaper than a thread hop.
+        A native-async critic runs on the guard's own event loop thread and a sync one in the worker pool, so a
+        critic that ignores cancellation or blocks its loop cannot hold the step past ``critic_timeout_s``
+        (:mod:`critic_guard.critic_loop`). The step row is only queued here (the store writes it in the background).
         """
         if self.config.mode is Mode.OFF:
             return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
@@ -636,7 +652,9 @@ class CriticGuard:
         started = time.perf_counter()
         try:
             with _current(span):
-                verdict = await ajudge_with_timeout(self.critic, ctx, self.config.critic_timeout_s, self._pool)
+                verdict = await ajudge_with_timeout(
+                    self.critic, ctx, self.config.critic_timeout_s, self._pool, self._critic_loop, on_late=self._late
+                )
         except Exception as exc:
             error = exc
         latency = time.perf_counter() - started
@@ -757,6 +775,27 @@ class CriticGuard:
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
+    def _late(self, verdict: Verdict) -> None:
+        """A verdict that came after its step went on: counted, never acted on (the step recorded a timeout)."""
+        with self._lock:
+            self._late_verdicts += 1
+        logger.debug(
+            "critic %r answered after its deadline (p_fail=%.3f); not acted on", self.critic.name, verdict.p_fail
+        )
+
+    def _loop_blocked(self, lag_s: float) -> None:
+        with self._lock:
+            first = not self._loop_block_warned
+            self._loop_block_warned = True
+        if first:
+            logger.warning(
+                "critic %r blocked its event loop for %.2fs (blocking code inside async def?); its steps go on at "
+                "the deadline without a verdict. Set native_async = False on it to run it in the worker pool "
+                "(logged once)",
+                self.critic.name,
+                lag_s,
+            )
+
     def _soft_write(self, write: Callable[[Any], object], record: object) -> None:
         try:
             write(record)
@@ -786,6 +825,7 @@ class CriticGuard:
 
     @property
     def counters(self) -> GuardCounters:
+        lost_steps = 0 if self.store is None else self.store.lost_steps
         with self._lock:
             return GuardCounters(
                 verdicts=self._verdicts,
@@ -795,6 +835,8 @@ class CriticGuard:
                 store_errors=self._store_errors,
                 listener_errors=self._listener_errors,
                 telemetry_errors=self._telemetry_errors,
+                late_verdicts=self._late_verdicts,
+                lost_steps=lost_steps,
             )
 
     def close(self) -> None:
@@ -803,6 +845,7 @@ class CriticGuard:
             return
         self._closed = True
         self._pool.shutdown()
+        self._critic_loop.shutdown()
         if self._owns_store:
             self._ledger.close()
 

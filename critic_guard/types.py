@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from numbers import Real
 from typing import Any, TypeAlias
 
 Message: TypeAlias = dict[str, Any]
@@ -52,6 +53,11 @@ class Verdict:
 
     ``p_fail`` is a probability in [0, 1]; ``label`` is an optional discrete label (e.g. "fail" / "ok") and
     ``rationale`` an optional human-readable reason, both shown to the agent only if the feedback template uses them.
+
+    A verdict checks itself when it is made, so a malformed one cannot exist: ``p_fail`` must be a finite real number
+    in [0, 1] (numpy floats are fine; it is stored as a ``float``; a bool is refused: is ``True`` "fails" or
+    "fine"?), ``rationale`` and ``label`` a ``str`` or None. A critic that builds a bad verdict raises inside the
+    critic, which the guard records as a critic error (docs/critics-and-policy.md).
     """
 
     p_fail: float
@@ -59,12 +65,19 @@ class Verdict:
     label: str | None = None
 
     def __post_init__(self) -> None:
-        p = self.p_fail
-        if isinstance(p, bool) or not isinstance(p, int | float):
+        p: object = self.p_fail
+        if isinstance(p, bool) or not isinstance(p, Real):
             raise TypeError(f"Verdict.p_fail must be a number, got {type(p).__name__}")
+        p = float(p)
         if not math.isfinite(p) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Verdict.p_fail must be in [0, 1], got {p!r}")
-        object.__setattr__(self, "p_fail", float(p))
+        object.__setattr__(self, "p_fail", p)
+        for name in ("rationale", "label"):
+            text = getattr(self, name)
+            if text is not None and type(text) is not str:
+                if not isinstance(text, str):
+                    raise TypeError(f"Verdict.{name} must be a str or None, got {type(text).__name__}")
+                object.__setattr__(self, name, str(text))  # a str subclass (numpy.str_) as a plain str
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ __all__ = [
     "make_run",
     "make_step",
     "test_a_refused_override_changes_nothing",
+    "test_a_step_row_the_database_refuses_loses_only_itself",
     "test_aa_pair_counts_noise_without_touching_the_monitor",
     "test_add_run_is_idempotent",
     "test_complete_pair_waits_for_both_outcomes",
@@ -171,6 +172,24 @@ def test_steps_round_trip_in_order(store: Store) -> None:
     got = store.steps_of("r1")[1]
     assert isinstance(got.action, Action) and got.action is Action.ROLLBACK
     assert got.reason == "flag"
+
+
+def test_a_step_row_the_database_refuses_loses_only_itself(store: Store) -> None:
+    """A value neither database can store (a dict where text belongs) fails its batch; the batch's other rows,
+    from other runs, are still written, and the lost row is counted."""
+    runs = ("r1", "r2", "r3")
+    for run_id in (*runs, "bad"):
+        store.add_run(make_run(run_id))
+    store.flush()
+    for step in range(3):
+        for run_id in runs:
+            store.add_step(make_step(run_id, step))
+        if step == 1:
+            store.add_step(make_step("bad", 0, rationale={"why": "a dict"}))
+    store.add_step(make_step("bad", 1))
+    assert [[s.step for s in store.steps_of(run_id)] for run_id in runs] == [[0, 1, 2]] * 3
+    assert [s.step for s in store.steps_of("bad")] == [1]
+    assert store.lost_steps == 1
 
 
 def test_outcomes(store: Store) -> None:

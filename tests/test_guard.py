@@ -194,8 +194,9 @@ def _boom(ctx: StepContext) -> float:
     [
         (FunctionCritic(_boom), "ValueError: bad json from the judge (line 2)"),
         (lambda ctx: "garbage", "MalformedVerdictError: critic returned str; expected a Verdict"),
-        (lambda ctx: math.nan, "ValueError: Verdict.p_fail must be in [0, 1], got nan"),
-        (lambda ctx: 1.5, "ValueError: Verdict.p_fail must be in [0, 1], got 1.5"),
+        (lambda ctx: math.nan, "MalformedVerdictError: Verdict.p_fail must be in [0, 1], got nan"),
+        (lambda ctx: 1.5, "MalformedVerdictError: Verdict.p_fail must be in [0, 1], got 1.5"),
+        (lambda ctx: Verdict(0.9, rationale={"why": "x"}), "TypeError: Verdict.rationale must be a str or None"),
         (lambda ctx: None, "MalformedVerdictError: critic returned NoneType"),
         (ReturnsFloat(), "MalformedVerdictError: critic 'counting@1' returned float, expected a Verdict"),
     ],

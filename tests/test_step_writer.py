@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def test_the_thread_writes_within_the_interval() -> None:
     writer.close()
 
 
-def test_a_failing_batch_is_counted_and_the_writer_goes_on() -> None:
+def test_a_failing_row_is_counted_and_the_writer_goes_on() -> None:
     calls: list[Sequence[StepRecord]] = []
 
     def insert(steps: Sequence[StepRecord]) -> None:
@@ -57,7 +57,66 @@ def test_a_failing_batch_is_counted_and_the_writer_goes_on() -> None:
     writer.flush()
     writer.add(make_step("r", 1))
     writer.close()
-    assert writer.errors == 1 and [s.step for s in calls[1]] == [1]
+    assert writer.lost == 1 and [s.step for s in calls[1]] == [1]
+
+
+def _refusing(poison: set[int], written: list[int], calls: list[int]) -> Callable[[Sequence[StepRecord]], None]:
+    """An insert that writes a batch atomically, or refuses all of it if it holds a poison step."""
+
+    def insert(steps: Sequence[StepRecord]) -> None:
+        calls.append(len(steps))
+        if any(s.step in poison for s in steps):
+            raise sqlite3.ProgrammingError("Error binding parameter 5: type 'dict' is not supported")
+        written.extend(s.step for s in steps)
+
+    return insert
+
+
+def test_a_row_the_store_refuses_loses_only_itself() -> None:
+    written: list[int] = []
+    calls: list[int] = []
+    writer = StepWriter(_refusing({2, 4}, written, calls), interval_s=3600)
+    for i in range(6):
+        writer.add(make_step("r", i))
+    writer.close()
+    assert written == [0, 1, 3, 5]  # in order, the refused rows only missing
+    assert writer.lost == 2
+    assert calls == [6, 1, 1, 1, 1, 1, 1]  # the batch, then row by row
+
+
+def test_an_unavailable_store_loses_the_batch_without_a_try_per_row() -> None:
+    calls: list[int] = []
+
+    def insert(steps: Sequence[StepRecord]) -> None:
+        calls.append(len(steps))
+        raise sqlite3.OperationalError("database is locked")
+
+    writer = StepWriter(insert, interval_s=3600, unavailable=(sqlite3.OperationalError,))
+    for i in range(4):
+        writer.add(make_step("r", i))
+    writer.close()
+    assert (calls, writer.lost) == ([4], 4)  # one busy timeout, not one per row
+
+
+def test_an_outage_while_writing_row_by_row_loses_the_rest_at_once() -> None:
+    calls: list[int] = []
+    written: list[int] = []
+
+    def insert(steps: Sequence[StepRecord]) -> None:
+        calls.append(len(steps))
+        if len(steps) > 1 or steps[0].step == 0:
+            raise ValueError("a value the store refuses")
+        if steps[0].step == 2:
+            raise sqlite3.OperationalError("database is locked")
+        written.extend(s.step for s in steps)
+
+    writer = StepWriter(insert, interval_s=3600, unavailable=(sqlite3.OperationalError,))
+    for i in range(5):
+        writer.add(make_step("r", i))
+    writer.close()
+    assert written == [1]
+    assert calls == [5, 1, 1, 1]  # the batch, rows 0-2; rows 3-4 lost with row 2
+    assert writer.lost == 4
 
 
 def test_store_reads_its_own_writes_and_other_connections_see_them_soon(tmp_path: Path) -> None:

@@ -263,6 +263,12 @@ class Store(ABC):
     def flush(self) -> None:
         """Make every write accepted so far durable now (the built-in stores batch step writes)."""
 
+    @property
+    def lost_steps(self) -> int:
+        """Steps accepted by :meth:`add_step` that could not be written (0 for a store whose ``add_step`` writes
+        before it returns: it raises instead, and the guard counts that in ``store_errors``)."""
+        return 0
+
     @abstractmethod
     def record_outcome(self, run_id: str, success: bool, *, recorded_at: float) -> OutcomeRecord:
         """Record a run's outcome, idempotently: the same value again returns the first record unchanged.

@@ -398,7 +398,7 @@ class LedgerStore(Store):
     backend's own read or write transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``), so a backend
     only supplies :meth:`_reading` and :meth:`_writing`."""
 
-    _steps: StepWriter  # set by the backend's constructor: StepWriter(self._insert_steps)
+    _steps: StepWriter  # set by the backend's constructor: StepWriter(self._insert_steps, unavailable=...)
 
     @abstractmethod
     def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
@@ -413,6 +413,10 @@ class LedgerStore(Store):
 
     def flush(self) -> None:
         self._steps.flush()
+
+    @property
+    def lost_steps(self) -> int:
+        return self._steps.lost
 
     def steps_of(self, run_id: str) -> list[StepRecord]:
         self._steps.flush()  # read your own writes

@@ -231,7 +231,7 @@ class PostgresStore(LedgerStore):
         except BaseException:
             self._pool.close()
             raise
-        self._steps = StepWriter(self._insert_steps)
+        self._steps = StepWriter(self._insert_steps, unavailable=(psycopg.OperationalError,))
 
     @contextmanager
     def _transaction(self) -> Iterator[_Conn]:

@@ -202,7 +202,7 @@ class SQLiteStore(LedgerStore):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.schema_version = migrate(self._conn)
-        self._steps = StepWriter(self._insert_steps)
+        self._steps = StepWriter(self._insert_steps, unavailable=(sqlite3.OperationalError,))
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:

@@ -11,8 +11,11 @@ What a crash can lose: the steps of the last ``interval_s`` (50 ms by default) i
 power loss). A normal exit loses nothing (``close`` and an ``atexit`` hook flush), and a reader in this process never
 misses a step: the store flushes before it reads steps. Another process sees a step at most ``interval_s`` late.
 
-A failed batch is logged (once, then at debug level) and counted in ``errors``; its steps are dropped rather than
-retried forever, like the synchronous write the guard made before (fail open: the agent goes on).
+A row the store cannot write never takes other rows with it: when a batch fails, its rows are written one by one and
+only those refused are lost. When the store itself is unavailable (the backend's ``unavailable`` errors: a lock
+held past the busy timeout, a server gone), writing row by row would only meet the same outage once per row, so the
+batch is lost whole. Every lost row is counted in ``lost`` (``Store.lost_steps``, ``GuardCounters.lost_steps``) and
+logged (once, then at debug level); lost rows are not retried (fail open: the agent goes on).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from critic_guard.store.base import StepRecord
 
@@ -32,18 +36,26 @@ logger = logging.getLogger("critic_guard")
 
 DEFAULT_INTERVAL_S = 0.05
 
+Errors: TypeAlias = tuple[type[Exception], ...]
+
 
 class StepWriter:
     """Batches ``StepRecord`` writes: ``insert(batch)`` is called with every step added since the last call."""
 
     def __init__(
-        self, insert: Callable[[Sequence[StepRecord]], None], *, interval_s: float = DEFAULT_INTERVAL_S
+        self,
+        insert: Callable[[Sequence[StepRecord]], None],
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        unavailable: Errors = (),
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.interval_s = interval_s
-        self.errors = 0
+        self.lost = 0
+        self._failures = 0
         self._insert = insert
+        self._unavailable = unavailable
         self._pending: deque[StepRecord] = deque()
         self._flushing = threading.Lock()  # one batch at a time, in insertion order
         self._stop = threading.Event()
@@ -80,10 +92,37 @@ class StepWriter:
                 return
             try:
                 self._insert(batch)
+            except self._unavailable as exc:
+                self._lose(batch, exc)
             except Exception as exc:
-                self.errors += 1
-                level = logging.WARNING if self.errors == 1 else logging.DEBUG
-                logger.log(level, "critic-guard: %d step records not written (dropped)", len(batch), exc_info=exc)
+                if len(batch) == 1:
+                    self._lose(batch, exc)
+                else:
+                    self._row_by_row(batch)
+
+    def _row_by_row(self, batch: Sequence[StepRecord]) -> None:
+        """After a failed batch: write each row alone, so that one bad row loses only itself."""
+        for i, step in enumerate(batch):
+            try:
+                self._insert((step,))
+            except self._unavailable as exc:
+                self._lose(batch[i:], exc)
+                return
+            except Exception as exc:
+                self._lose((step,), exc)
+
+    def _lose(self, steps: Sequence[StepRecord], exc: Exception) -> None:
+        self.lost += len(steps)
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "critic-guard: %d step record(s) not written (lost, counted in lost_steps; first: run %s step %d)",
+            len(steps),
+            steps[0].run_id,
+            steps[0].step,
+            exc_info=exc,
+        )
 
     def close(self) -> None:
         """Stop the thread and write what is queued. Idempotent."""
