@@ -103,7 +103,7 @@ class CriticLoop:
         """Run ``coro`` on the loop in ``context`` (e.g. ``contextvars.copy_context()``, so the caller's span is
         current there); await ``asyncio.wrap_future(call.future)`` for its result."""
         try:
-            loop = self._loop or self._start()
+            loop = self._start()
             call = CriticCall(coro, context, loop)
             loop.call_soon_threadsafe(call._start)
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import statistics
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -353,6 +355,165 @@ def test_a_hung_critic_does_not_keep_the_process_alive() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.strip() == "timeout after 0.1s"
     assert time.perf_counter() - started < 10
+
+
+# -- async deadlines hold: critics that ignore cancellation or block their loop ----------------------------------
+
+
+def _until(condition: Any, limit_s: float = 10.0) -> bool:
+    """Wait for ``condition()`` from another thread (bounded, so a broken test fails instead of hanging)."""
+    deadline = time.monotonic() + limit_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return bool(condition())
+
+
+class Stubborn:
+    """A native-async critic that answers 0.9 (a flag) only after ``release``, ignoring its deadline: ``swallow``
+    catches the cancellation and waits on; ``block`` blocks its event loop (``threading.Event.wait`` inside async
+    def)."""
+
+    native_async = True
+
+    def __init__(self, how: str, release: threading.Event) -> None:
+        self.name = f"stubborn-{how}@1"
+        self.how = how
+        self.release = release
+        self.started = 0
+        self.finished = 0
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        raise AssertionError("only areview is used here")
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        self.started += 1
+        if self.how == "block":
+            self.release.wait(30)
+        else:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                while not self.release.is_set():  # ignores the cancellation
+                    await asyncio.sleep(0.005)
+        self.finished += 1
+        return Verdict(0.9, rationale="late")
+
+
+@pytest.mark.parametrize("how", ["swallow", "block"])
+async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
+    how: str, release: threading.Event, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    critic = Stubborn(how, release)
+    guard = CriticGuard(critic, mode="on", store=store, critic_timeout_s=0.05, policy=Policy(min_step=0))
+    guard.start_run(run_id="run-1")
+    ticks = 0
+
+    async def ticker() -> None:  # the caller's loop stays free
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    reviews = [await guard.areview(ctx(step)) for step in range(3)]
+    task.cancel()
+    assert critic.finished == 0  # every step went on while the critic was still busy
+    assert ticks > 0
+    assert [(r.verdict, r.action, r.critic_error) for r in reviews] == [(None, Action.NONE, "timeout after 0.05s")] * 3
+    if how == "block":
+        await asyncio.sleep(0.3)  # keep the critic's loop blocked past the lag threshold (BLOCKED_AFTER_S = 0.25)
+    release.set()
+    started = critic.started  # swallow: 3 calls ran; block: the 2 queued behind the blocked loop never started
+    assert started == (3 if how == "swallow" else 1)
+    assert await asyncio.to_thread(_until, lambda: guard.counters.late_verdicts == started)
+    counters = guard.counters
+    assert (counters.verdicts, counters.critic_errors, counters.total_interventions) == (0, 3, 0)  # never acted on
+    assert [s.critic_error for s in store.steps_of("run-1")] == ["timeout after 0.05s"] * 3
+    blocked = [r for r in caplog.records if "blocked its event loop" in r.getMessage()]
+    assert len(blocked) == (1 if how == "block" else 0)
+
+
+async def test_an_async_critic_raising_cancelled_error_is_a_critic_error_not_a_cancellation() -> None:
+    async def cancels_itself(ctx: StepContext) -> float:
+        raise asyncio.CancelledError
+
+    guard = CriticGuard(cancels_itself, mode="on", store=None, critic_timeout_s=1.0)
+    review = await guard.areview(ctx(3))
+    assert review.critic_error == "CriticCancelled: the critic's task was cancelled"
+    assert guard.counters.critic_errors == 1
+
+
+async def test_an_async_critic_runs_in_the_callers_context_on_the_guards_loop() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[str, str]] = []
+
+    async def critic(ctx: StepContext) -> float:
+        seen.append((var.get(), threading.current_thread().name))
+        return 0.2
+
+    guard = CriticGuard(critic, mode="on", store=None, agent_name="shop")
+    var.set("caller's")
+    review = await guard.areview(ctx(3))
+    assert review.verdict == Verdict(0.2)
+    assert seen == [("caller's", "critic-guard-shop-loop")]
+    guard.close()
+    assert (await guard.areview(ctx(4))).critic_error == "RuntimeError: the critic loop is shut down"
+
+
+def test_a_sync_critic_answering_after_its_deadline_is_counted_late_and_not_acted_on(
+    release: threading.Event,
+) -> None:
+    def slow(ctx: StepContext) -> float:
+        release.wait(30)
+        return 0.9
+
+    guard = CriticGuard(slow, mode="on", store=None, critic_timeout_s=0.05)
+    assert guard.review(ctx(3)).critic_error == "timeout after 0.05s"
+    release.set()
+    assert _until(lambda: guard.counters.late_verdicts == 1)
+    assert guard.counters.total_interventions == 0
+
+
+# -- verdicts are checked where they enter the guard -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_poison_verdict_is_a_critic_error_and_other_runs_keep_every_row(use_async: bool, store: Store) -> None:
+    """A critic returning a dict as rationale, on a step it flags: a critic error for that step only (no
+    AttributeError while building the feedback), and every other run's rows are written."""
+
+    def critic(ctx: StepContext) -> Any:
+        if ctx.run_id == "poison" and ctx.step == 2:
+            return {"p_fail": 0.95, "rationale": {"tool": "rm", "args": ["-rf"]}}
+        return Verdict(0.95 if ctx.step == 2 else 0.1, rationale="ok")
+
+    guard = CriticGuard(critic, mode="on", store=store, policy=Policy(min_step=0))
+    runs = ("a", "poison", "b", "c")
+    for run_id in runs:
+        guard.start_run(run_id=run_id)
+    for step in range(4):
+        for run_id in runs:
+            context = ctx(step, run_id)
+            review = asyncio.run(guard.areview(context)) if use_async else guard.review(context)
+            poisoned = run_id == "poison" and step == 2
+            assert review.action is (Action.ROLLBACK if step == 2 and not poisoned else Action.NONE)
+    assert [len(store.steps_of(run_id)) for run_id in runs] == [4, 4, 4, 4]
+    [bad] = [s for s in store.steps_of("poison") if s.critic_error]
+    assert (bad.step, bad.p_fail, bad.rationale, bad.reason) == (2, None, None, "critic_error")
+    assert bad.critic_error == "MalformedVerdictError: Verdict.rationale must be a str or None, got dict"
+    counters = guard.counters
+    assert (counters.critic_errors, counters.verdicts, counters.lost_steps, counters.store_errors) == (1, 15, 0, 0)
+
+
+def test_verdicts_accept_finite_numpy_numbers_and_refuse_the_rest() -> None:
+    assert Verdict(np.float32(0.25), rationale=np.str_("why")) == Verdict(0.25, rationale="why")
+    assert type(Verdict(np.float32(0.25)).p_fail) is float
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        Verdict(np.float64("nan"))
+    with pytest.raises(TypeError, match="label must be a str or None, got int"):
+        Verdict(0.5, label=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a number, got bool"):
+        Verdict(np.bool_(True))  # type: ignore[arg-type]
 
 
 # -- runs and outcomes -----------------------------------------------------------------------------------------

@@ -347,6 +347,94 @@ async def test_a_failing_critic_never_breaks_or_stalls_the_run_async(
     assert all(r.reason == "critic_error" for r in steps_of(guard))
 
 
+class Stubborn:
+    """An async critic that flags every step (0.9) but answers only after ``release``, ignoring its deadline:
+    ``swallow`` catches the cancellation and waits on, ``block`` blocks its event loop inside ``async def``."""
+
+    native_async = True
+
+    def __init__(self, how: str, release: threading.Event) -> None:
+        self.name = f"stubborn-{how}@1"
+        self.how, self.release = how, release
+        self.started = self.finished = 0
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        raise AssertionError("the async run uses ajudge")
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        self.started += 1
+        if self.how == "block":
+            self.release.wait(30)
+        else:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                while not self.release.is_set():
+                    await asyncio.sleep(0.005)
+        self.finished += 1
+        return Verdict(0.9, rationale="too late to matter")
+
+
+@pytest.mark.parametrize("how", ["swallow", "block"])
+async def test_an_async_critic_ignoring_its_deadline_never_holds_the_run_nor_acts_late(
+    how: str, release: threading.Event, make_guard: GuardFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, _ = calc_model(bad_step=2)
+    critic = Stubborn(how, release)
+    guard = make_guard(critic, mode="on", policy=Policy(min_step=0), critic_timeout_s=0.05)
+    out = await build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver()).ainvoke(task_input(), thread())
+    assert critic.finished == 0  # the run returned while the critic was still busy
+    assert final_answer(out["messages"]) == wrong_answer(2)  # no rollback: every step went on at its deadline
+    assert notes(out["messages"]) == []
+    assert [(r.action, r.critic_error) for r in steps_of(guard)] == [(NONE, "timeout after 0.05s")] * 5
+    if how == "block":
+        await asyncio.sleep(0.3)  # the critic's loop stays blocked past the lag threshold (0.25 s)
+    release.set()
+    started = critic.started  # block: the calls queued behind the blocked loop never started
+    assert started == (5 if how == "swallow" else 1)
+    deadline = time.monotonic() + 10
+    while guard.counters.late_verdicts < started and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert (guard.counters.late_verdicts, guard.counters.total_interventions) == (started, 0)
+    assert [(r.action, r.critic_error) for r in steps_of(guard)] == [(NONE, "timeout after 0.05s")] * 5
+    blocked = [r for r in caplog.records if "blocked its event loop" in r.getMessage()]
+    assert len(blocked) == (1 if how == "block" else 0)
+
+
+async def test_a_poison_verdict_is_a_recorded_critic_error_and_concurrent_runs_keep_their_rows(
+    make_guard: GuardFactory,
+) -> None:
+    """Four concurrent runs; the critic's first flag comes with a dict as rationale. That step is a critic error (no
+    AttributeError building the feedback, no rollback), and every run's rows are in the store."""
+    poisoned: list[str] = []
+
+    async def critic(ctx: StepContext) -> Any:
+        verdict = oracle_critic(ctx)
+        if verdict.p_fail > 0.5 and not poisoned:
+            poisoned.append(ctx.run_id)
+            return {"p_fail": verdict.p_fail, "rationale": {"tool": "multiply", "why": "wrong operand"}}
+        return verdict
+
+    guard = make_guard(critic, mode="on")
+
+    async def one(name: str) -> str:
+        model, _ = calc_model(bad_step=2)
+        agent = build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver())
+        return final_answer((await agent.ainvoke(task_input(), thread(name)))["messages"])
+
+    answers = await asyncio.gather(*map(one, ["t1", "t2", "t3", "t4"]))
+    assert sorted(answers) == sorted([RIGHT] * 3 + [wrong_answer(2)])  # only the poisoned run was not rolled back
+    assert guard.store is not None
+    rows = {r.run_id: guard.store.steps_of(r.run_id) for r in guard.store.runs(guard.guard_key)}
+    assert len(rows) == 4
+    assert sorted(len(steps) for steps in rows.values()) == [5, 6, 6, 6]  # every step of every run, retries too
+    [bad] = [s for s in rows[poisoned[0]] if s.critic_error]
+    assert (bad.step, bad.action, bad.reason) == (2, NONE, "critic_error")
+    assert bad.critic_error == "MalformedVerdictError: Verdict.rationale must be a str or None, got dict"
+    counters = guard.counters
+    assert (counters.critic_errors, counters.total_interventions, counters.lost_steps) == (1, 3, 0)
+
+
 # -- runs, arms, interrupts ---------------------------------------------------------------------------------------
 
 
