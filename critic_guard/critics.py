@@ -9,9 +9,9 @@ output into a recorded ``critic_error`` with no intervention (fail open). :func:
 decides which outputs of a plain function are acceptable.
 
 Optional attribute ``native_async: bool``: tells the guard whether ``ajudge`` is truly non-blocking. When true,
-``CriticGuard.areview`` awaits ``ajudge`` under ``asyncio.wait_for``; when false, it runs ``judge`` in the guard's
-worker pool instead, so a blocking critic cannot stall the event loop. Without the attribute, a critic counts as
-native async when its ``ajudge`` is an ``async def``.
+``CriticGuard.areview`` runs ``ajudge`` on the guard's own event loop thread (:mod:`critic_guard.critic_loop`); when
+false, it runs ``judge`` in the guard's worker pool instead. Either way the caller's loop only awaits a future, so
+the deadline holds. Without the attribute, a critic counts as native async when its ``ajudge`` is an ``async def``.
 """
 
 from __future__ import annotations

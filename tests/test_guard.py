@@ -505,6 +505,29 @@ def test_a_poison_verdict_is_a_critic_error_and_other_runs_keep_every_row(use_as
     assert (counters.critic_errors, counters.verdicts, counters.lost_steps, counters.store_errors) == (1, 15, 0, 0)
 
 
+class LooseVerdict(Verdict):
+    """A subclass that skips the checks: the guard rebuilds it, so its bad rationale is still refused."""
+
+    def __post_init__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_verdict_subclass_skipping_the_checks_is_checked_at_the_boundary(use_async: bool) -> None:
+    class Loose(Counting):
+        def __init__(self, rationale: Any) -> None:
+            super().__init__()
+            self.verdict = LooseVerdict(0.9, rationale=rationale)
+
+    for rationale, error in (({"a": 1}, "Verdict.rationale must be a str or None, got dict"), ("fine", None)):
+        guard = CriticGuard(Loose(rationale), mode="on", store=None)
+        review = asyncio.run(guard.areview(ctx(3))) if use_async else guard.review(ctx(3))
+        if error is None:
+            assert type(review.verdict) is Verdict and review.action is Action.ROLLBACK
+        else:
+            assert review.critic_error == f"MalformedVerdictError: critic 'counting@1': {error}"
+
+
 def test_verdicts_accept_finite_numpy_numbers_and_refuse_the_rest() -> None:
     assert Verdict(np.float32(0.25), rationale=np.str_("why")) == Verdict(0.25, rationale="why")
     assert type(Verdict(np.float32(0.25)).p_fail) is float

@@ -26,6 +26,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardState
 from critic_guard.store import Store, open_store
 from critic_guard.store.postgres import MIGRATIONS, PostgresStore
+from critic_guard.types import StepContext, Verdict
 
 pytestmark = pytest.mark.postgres
 
@@ -196,3 +197,23 @@ def test_two_processes_complete_interleaved_pairs_exactly_once(schema_url: str, 
         assert (record.monitor.t, record.counts.n10, record.version) == (n, n, n)
         [transition] = guard.transitions()
         assert (transition.to_state, record.state) == (GuardState.DISABLED, GuardState.DISABLED)
+
+
+def test_a_verdict_text_postgres_refuses_loses_only_its_rows_and_is_counted(store: PostgresStore) -> None:
+    """PostgreSQL text cannot hold a NUL byte (SQLite can): the guard's rows for that run are lost, counted in
+    ``lost_steps``, and the other runs' rows written in the same batches are all there."""
+
+    def critic(ctx: StepContext) -> Verdict:
+        return Verdict(0.2, rationale="quotes a binary \x00 tool output" if ctx.run_id == "bad" else "fine")
+
+    guard = CriticGuard(critic, mode="on", store=store)
+    runs = ("a", "bad", "b")
+    for run_id in runs:
+        guard.start_run(run_id=run_id)
+    messages = ({"role": "user", "content": "task"}, {"role": "assistant", "content": "step"})
+    for step in range(3):
+        for run_id in runs:
+            assert guard.review(StepContext(run_id, step, messages)).verdict is not None
+    assert [[s.step for s in store.steps_of(run_id)] for run_id in runs] == [[0, 1, 2], [], [0, 1, 2]]
+    counters = guard.counters
+    assert (counters.lost_steps, counters.verdicts, counters.critic_errors) == (3, 9, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,9 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
+from critic_guard.guard import CriticGuard
 from critic_guard.telemetry import GuardTelemetry, SpanRef
 from critic_guard.telemetry import attributes as A
-from critic_guard.types import Action, Verdict
+from critic_guard.types import Action, StepContext, Verdict
 
 
 @dataclass
@@ -519,3 +521,23 @@ def test_a_sampled_out_run_records_no_spans_but_still_counts_metrics() -> None:
     assert rig.points(A.METRIC_INTERVENTIONS) == {
         frozenset({A.GUARD_KEY: "k", A.ARM: "treatment", A.RUN_ROLE: "production", A.ACTION: "append"}.items()): 1
     }
+
+
+async def test_an_async_critics_own_spans_nest_under_its_step_on_the_guards_loop(rig: Rig) -> None:
+    """The critic runs on the guard's event loop thread, in the caller's context: its LLM span is the step's child."""
+    tracer = rig.provider.get_tracer("my.critic")
+
+    async def critic(ctx: StepContext) -> float:
+        with tracer.start_as_current_span("critic llm"):
+            await asyncio.sleep(0)
+        return 0.2
+
+    guard = CriticGuard(critic, mode="on", store=None, telemetry=rig.tel)
+    guard.start_run(run_id="r")
+    review = await guard.areview(StepContext("r", 0, ({"role": "user", "content": "hi"},)))
+    guard.end_run("r")
+    guard.close()
+    assert review.verdict == Verdict(0.2)
+    [llm] = rig.by_name("critic llm")
+    [step] = rig.by_name(A.SPAN_STEP)
+    assert llm.parent is not None and llm.parent.span_id == step.context.span_id
