@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from contextlib import suppress
@@ -96,6 +98,7 @@ class CriticLoop:
         self._on_blocked = on_blocked
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
         self._probe_sent: float | None = None
         self._closed = False
 
@@ -115,10 +118,11 @@ class CriticLoop:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the critic loop is shut down")
-            if self._loop is None:
+            if self._loop is None or self._pid != os.getpid():  # a forked child has the loop but not its thread
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=self._run, args=(loop,), name=self._name, daemon=True).start()
-                self._loop = loop
+                weakref.finalize(self, _stop, loop)  # a guard dropped without close() still ends its thread
+                self._loop, self._pid = loop, os.getpid()
             return self._loop
 
     @staticmethod
@@ -165,5 +169,9 @@ class CriticLoop:
             self._closed = True
             loop = self._loop
         if loop is not None:
-            with suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
+            _stop(loop)
+
+
+def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    with suppress(RuntimeError):  # closed already
+        loop.call_soon_threadsafe(loop.stop)

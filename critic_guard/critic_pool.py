@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from critic_guard.critic_loop import CriticLoop
+from critic_guard.critic_loop import CriticCancelled, CriticLoop
 from critic_guard.critics import Critic, MalformedVerdictError, is_native_async
 from critic_guard.types import StepContext, Verdict
 
@@ -112,6 +112,8 @@ class CriticPool:
             if future.set_running_or_notify_cancel():
                 try:
                     result = fn(*args)
+                except asyncio.CancelledError:  # the critic's own: an error, not a cancellation of the caller
+                    future.set_exception(CriticCancelled("the critic raised CancelledError"))
                 except BaseException as exc:  # delivered to the waiting caller, who decides
                     future.set_exception(exc)
                 else:
@@ -203,7 +205,8 @@ async def ajudge_with_timeout(
     """
     context = contextvars.copy_context()
     future: Future[Any]
-    if is_native_async(critic):
+    native = is_native_async(critic)
+    if native:
         if timeout_s is None:
             return _checked(critic, await critic.ajudge(ctx))
         awaitable = critic.ajudge(ctx)
@@ -221,7 +224,8 @@ async def ajudge_with_timeout(
         if not deadline.expired():  # the critic's own TimeoutError
             raise
         _give_up(critic, future, cancel, on_late)
-        loop.check_lag()
+        if native:
+            loop.check_lag()
         raise CriticTimeout(f"timeout after {timeout_s}s") from None
     except asyncio.CancelledError:  # the caller was cancelled: the critic is abandoned with it
         _give_up(critic, future, cancel, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import math
 import statistics
 import subprocess
@@ -433,14 +434,19 @@ async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
     assert len(blocked) == (1 if how == "block" else 0)
 
 
-async def test_an_async_critic_raising_cancelled_error_is_a_critic_error_not_a_cancellation() -> None:
+async def test_a_critic_raising_cancelled_error_is_a_critic_error_not_a_cancellation() -> None:
     async def cancels_itself(ctx: StepContext) -> float:
         raise asyncio.CancelledError
 
+    def sync_cancels_itself(ctx: StepContext) -> float:
+        raise asyncio.CancelledError
+
     guard = CriticGuard(cancels_itself, mode="on", store=None, critic_timeout_s=1.0)
-    review = await guard.areview(ctx(3))
-    assert review.critic_error == "CriticCancelled: the critic's task was cancelled"
-    assert guard.counters.critic_errors == 1
+    assert (await guard.areview(ctx(3))).critic_error == "CriticCancelled: the critic's task was cancelled"
+    guard = CriticGuard(sync_cancels_itself, mode="on", store=None, critic_timeout_s=1.0)
+    assert (await guard.areview(ctx(3))).critic_error == "CriticCancelled: the critic raised CancelledError"
+    assert guard.review(ctx(3)).critic_error == "CriticCancelled: the critic raised CancelledError"
+    assert guard.counters.critic_errors == 2
 
 
 async def test_an_async_critic_runs_in_the_callers_context_on_the_guards_loop() -> None:
@@ -458,6 +464,24 @@ async def test_an_async_critic_runs_in_the_callers_context_on_the_guards_loop() 
     assert seen == [("caller's", "critic-guard-shop-loop")]
     guard.close()
     assert (await guard.areview(ctx(4))).critic_error == "RuntimeError: the critic loop is shut down"
+
+
+def test_the_guards_event_loop_thread_ends_with_close_or_when_the_guard_is_dropped() -> None:
+    async def critic(ctx: StepContext) -> float:
+        return 0.1
+
+    def loop_threads(agent: str) -> int:
+        return sum(t.name == f"critic-guard-{agent}-loop" for t in threading.enumerate())
+
+    closed = CriticGuard(critic, mode="on", store=None, agent_name="closed")
+    dropped = CriticGuard(critic, mode="on", store=None, agent_name="dropped")
+    for guard in (closed, dropped):
+        assert asyncio.run(guard.areview(ctx(3))).verdict == Verdict(0.1)
+    assert (loop_threads("closed"), loop_threads("dropped")) == (1, 1)
+    closed.close()
+    del dropped, guard  # the loop variable held it too
+    gc.collect()
+    assert _until(lambda: loop_threads("closed") + loop_threads("dropped") == 0)
 
 
 def test_a_sync_critic_answering_after_its_deadline_is_counted_late_and_not_acted_on(
