@@ -206,7 +206,7 @@ def test_a_verdict_text_postgres_refuses_loses_only_its_rows_and_is_counted(stor
     def critic(ctx: StepContext) -> Verdict:
         return Verdict(0.2, rationale="quotes a binary \x00 tool output" if ctx.run_id == "bad" else "fine")
 
-    guard = CriticGuard(critic, mode="on", store=store)
+    guard = CriticGuard(critic, mode="on", store=store, capture_content=True)  # rationales kept at rest
     runs = ("a", "bad", "b")
     for run_id in runs:
         guard.start_run(run_id=run_id)
