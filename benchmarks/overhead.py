@@ -16,7 +16,9 @@ charges for any model-call hook (its tracing wrapper and handler chain: the floo
 model node); a middleware with empty ``before_agent`` / ``after_agent`` hooks shows what LangGraph charges for the
 two per-run nodes (one superstep each per run); ``critic_timeout_s=None`` runs the sync critic inline instead of in
 the guard's worker thread (the thread hop is what enforces the timeout on a sync critic); ``store=None`` records
-nothing.
+nothing. With ``--async``, two more: an ``async def`` critic, which the guard runs on its own event loop thread (the
+hop that keeps its deadline even if it ignores cancellation or blocks), and the same with ``critic_timeout_s=None``,
+awaited on the caller's loop.
 
 The variants run interleaved (A B C ..., then ... C B A, and so on: the order alternates so that none profits from
 warm caches or drifting machine load) for ``--reps`` repetitions after a warm-up. Each run's wall time is divided
@@ -76,6 +78,10 @@ def trivial_critic(ctx: StepContext) -> float:
     return 0.1
 
 
+async def trivial_async_critic(ctx: StepContext) -> float:
+    return 0.1
+
+
 class NoOpModelHook(AgentMiddleware):  # type: ignore[type-arg]
     """Reference: LangChain's cost of one ``wrap_model_call`` hook that only calls the model."""
 
@@ -120,6 +126,13 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[Cri
             trivial_critic, agent_name="bench-nostore", mode="on", store=None, critic_timeout_s=None
         ),
     }
+    if args.use_async:  # an async critic runs on the guard's own loop thread (the hop that keeps its deadline)
+        guards["guarded, async critic"] = CriticGuard(
+            trivial_async_critic, agent_name="bench-async", mode="on", store=store
+        )
+        guards["guarded, async critic inline"] = CriticGuard(
+            trivial_async_critic, agent_name="bench-async-inline", mode="on", store=store, critic_timeout_s=None
+        )
     middleware: dict[str, list[Any]] = {
         "unguarded": [],
         "no-op model-call hook": [NoOpModelHook()],
