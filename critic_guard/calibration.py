@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special, stats
 
-from critic_guard.critics import Critic, is_native_async
+from critic_guard.critics import Critic, is_native_async, runs_on_caller_loop
 from critic_guard.types import StepContext, Verdict
 
 if TYPE_CHECKING:
@@ -267,6 +267,7 @@ class CalibratedCritic:
         self.calibrator = calibrator
         self.name = name or f"{critic.name}+{calibrator.name}"
         self.native_async = is_native_async(critic)
+        self.caller_loop = runs_on_caller_loop(critic)
 
     def _calibrated(self, verdict: Verdict) -> Verdict:
         if not isinstance(verdict, Verdict):

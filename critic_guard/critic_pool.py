@@ -24,10 +24,10 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from critic_guard.critic_loop import CriticCancelled, CriticLoop
-from critic_guard.critics import Critic, MalformedVerdictError, is_native_async
+from critic_guard.critics import Critic, MalformedVerdictError, is_native_async, runs_on_caller_loop
 from critic_guard.types import StepContext, Verdict
 
 __all__ = [
@@ -150,18 +150,26 @@ def _checked(critic: Critic, out: object) -> Verdict:
     raise MalformedVerdictError(f"critic {critic.name!r} returned {type(out).__name__}, expected a Verdict")
 
 
-def _give_up(critic: Critic, future: Future[Any], cancel: Callable[[], object], on_late: LateVerdict | None) -> None:
+class _Pending(Protocol):
+    """What a late verdict is read from: a ``concurrent.futures.Future`` or an ``asyncio.Task``."""
+
+    def cancelled(self) -> bool: ...
+    def exception(self) -> BaseException | None: ...
+    def result(self) -> Any: ...
+
+
+def _give_up(critic: Critic, future: Any, cancel: Callable[[], object], on_late: LateVerdict | None) -> None:
     """The deadline passed: stop waiting for ``future``; a verdict it still brings is passed to ``on_late``."""
     cancel()
-    if on_late is not None:
-        future.add_done_callback(functools.partial(_late, critic, on_late))
+    future.add_done_callback(functools.partial(_late, critic, on_late))
 
 
-def _late(critic: Critic, on_late: LateVerdict, future: Future[Any]) -> None:
-    if future.cancelled() or future.exception() is not None:
+def _late(critic: Critic, on_late: LateVerdict | None, future: _Pending) -> None:
+    if future.cancelled() or future.exception() is not None:  # (reading it: no "never retrieved" warning)
         return
-    with contextlib.suppress(MalformedVerdictError):
-        on_late(_checked(critic, future.result()))
+    if on_late is not None:
+        with contextlib.suppress(MalformedVerdictError):
+            on_late(_checked(critic, future.result()))
 
 
 def judge_with_timeout(
@@ -201,14 +209,18 @@ async def ajudge_with_timeout(
 
     A native-async critic runs on ``loop`` (the guard's own event loop thread, see :mod:`critic_guard.critic_loop`),
     a sync one in ``pool``; either way the caller only awaits a future, so the deadline holds even for a critic
-    that ignores cancellation or blocks. With no timeout a native-async critic is awaited on the caller's loop.
+    that ignores cancellation or blocks. A ``caller_loop`` critic (its async clients are bound to this loop) runs
+    as a task here, which the step stops waiting for at the deadline. With no timeout a native-async critic is
+    awaited on the caller's loop.
     """
+    native = is_native_async(critic)
+    if native and timeout_s is None:
+        return _checked(critic, await critic.ajudge(ctx))
+    if native and timeout_s is not None and runs_on_caller_loop(critic):
+        return _checked(critic, await _on_caller_loop(critic, ctx, timeout_s, on_late))
     context = contextvars.copy_context()
     future: Future[Any]
-    native = is_native_async(critic)
     if native:
-        if timeout_s is None:
-            return _checked(critic, await critic.ajudge(ctx))
         awaitable = critic.ajudge(ctx)
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
         call = loop.submit(coro, context)
@@ -231,6 +243,23 @@ async def ajudge_with_timeout(
         _give_up(critic, future, cancel, None)
         raise
     return _checked(critic, out)
+
+
+async def _on_caller_loop(critic: Critic, ctx: StepContext, timeout_s: float, on_late: LateVerdict | None) -> Any:
+    """A ``caller_loop`` critic as a task on this loop: the step waits for it until the deadline, never longer (the
+    task is cancelled and left to finish, so swallowing the cancellation cannot hold the step)."""
+    task = asyncio.ensure_future(critic.ajudge(ctx))
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout_s)
+    except asyncio.CancelledError:
+        _give_up(critic, task, task.cancel, None)
+        raise
+    if not done:
+        _give_up(critic, task, task.cancel, on_late)
+        raise CriticTimeout(f"timeout after {timeout_s}s")
+    if task.cancelled():
+        raise CriticCancelled("the critic's task was cancelled")
+    return task.result()
 
 
 async def _await(awaitable: Awaitable[T]) -> T:

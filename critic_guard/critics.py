@@ -12,6 +12,12 @@ Optional attribute ``native_async: bool``: tells the guard whether ``ajudge`` is
 ``CriticGuard.areview`` runs ``ajudge`` on the guard's own event loop thread (:mod:`critic_guard.critic_loop`); when
 false, it runs ``judge`` in the guard's worker pool instead. Either way the caller's loop only awaits a future, so
 the deadline holds. Without the attribute, a critic counts as native async when its ``ajudge`` is an ``async def``.
+
+Optional attribute ``caller_loop: bool`` (default False): a native-async critic whose async clients are bound to the
+caller's event loop (e.g. a LangChain chat model: langchain-openai shares one ``httpx.AsyncClient`` per base URL
+across the process, and an async HTTP client cannot serve two loops) runs as a task on the caller's loop instead.
+Its deadline still holds if it ignores cancellation (the step stops waiting and the task is left to finish), but a
+critic that blocks the loop cannot be preempted there.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "ThresholdCritic",
     "as_critic",
     "is_native_async",
+    "runs_on_caller_loop",
     "to_verdict",
 ]
 
@@ -99,6 +106,11 @@ def is_native_async(critic: Critic) -> bool:
     if isinstance(declared, bool):
         return declared
     return inspect.iscoroutinefunction(critic.ajudge)
+
+
+def runs_on_caller_loop(critic: Critic) -> bool:
+    """Whether ``areview`` runs the native-async ``critic`` on the caller's loop (see the module docstring)."""
+    return getattr(critic, "caller_loop", False) is True
 
 
 def _run_sync(awaitable: Awaitable[Any]) -> Any:

@@ -235,3 +235,13 @@ def test_labeled_verdicts_from_the_store() -> None:
         scores, failed = labeled_verdicts(store, guard.guard_key)
     np.testing.assert_allclose(scores, [0.0, 0.1, 0.2, 0.0, 0.1, 0.2])
     assert failed.tolist() == [False, False, False, True, True, True]
+
+
+def test_a_calibrated_critic_runs_where_the_critic_it_wraps_runs() -> None:
+    class OnCallersLoop(ConstantCritic):
+        caller_loop = True
+
+    cal = TemperatureScaling(2.0)
+    plain, bound = CalibratedCritic(ConstantCritic(0.9), cal), CalibratedCritic(OnCallersLoop(0.9), cal)
+    assert (plain.native_async, plain.caller_loop) == (True, False)
+    assert (bound.native_async, bound.caller_loop) == (True, True)

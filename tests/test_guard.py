@@ -434,6 +434,41 @@ async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
     assert len(blocked) == (1 if how == "block" else 0)
 
 
+class CallerLoop(Stubborn):
+    """A ``caller_loop`` critic (its async clients are bound to the caller's loop) that swallows its cancellation."""
+
+    caller_loop = True
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__("swallow", release)
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        self.loops.append(asyncio.get_running_loop())
+        return await super().ajudge(ctx)
+
+
+async def test_a_caller_loop_critic_runs_on_the_callers_loop_and_still_cannot_hold_the_step(
+    release: threading.Event, store: Store
+) -> None:
+    critic = CallerLoop(release)
+    guard = CriticGuard(critic, mode="on", store=store, critic_timeout_s=0.05, policy=Policy(min_step=0))
+    guard.start_run(run_id="run-1")
+    reviews = [await guard.areview(ctx(step)) for step in range(2)]
+    assert critic.loops == [asyncio.get_running_loop()] * 2  # no hop: the critic's clients stay on their loop
+    assert critic.finished == 0
+    assert [(r.verdict, r.action, r.critic_error) for r in reviews] == [(None, Action.NONE, "timeout after 0.05s")] * 2
+    release.set()
+    deadline = time.monotonic() + 10  # the left tasks finish on this loop
+    while guard.counters.late_verdicts < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    counters = guard.counters
+    assert (counters.late_verdicts, counters.critic_errors, counters.total_interventions) == (2, 2, 0)
+    answering = CriticGuard(ConstantCritic(0.9), mode="on", store=None, policy=Policy(min_step=0))
+    answering.critic.caller_loop = True  # type: ignore[attr-defined]
+    assert (await answering.areview(ctx(0))).action is Action.ROLLBACK
+
+
 async def test_a_critic_raising_cancelled_error_is_a_critic_error_not_a_cancellation() -> None:
     async def cancels_itself(ctx: StepContext) -> float:
         raise asyncio.CancelledError

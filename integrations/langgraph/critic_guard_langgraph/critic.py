@@ -61,6 +61,10 @@ class ChatModelCritic:
     """
 
     native_async = True
+    # A chat model's async client is bound to the loop it first ran on (langchain-openai even shares one
+    # httpx.AsyncClient per base URL across the process, the agent's model included), so the judge runs on the
+    # caller's loop, not the guard's: its deadline still holds (the step stops waiting at the deadline).
+    caller_loop = True
 
     def __init__(
         self, model: BaseChatModel, *, prompt: str | None = None, name: str | None = None, max_chars: int = 4000

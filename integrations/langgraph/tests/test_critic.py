@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 
@@ -137,3 +138,19 @@ def test_a_broken_judge_fails_open(make_guard: GuardFactory) -> None:
     out = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread())
     assert final_answer(out["messages"]) == "44"
     assert guard.counters.critic_errors == 5
+
+
+async def test_the_judge_runs_on_the_callers_loop_where_its_async_client_lives(make_guard: GuardFactory) -> None:
+    """A chat model's async HTTP client cannot serve two loops (langchain-openai shares one per base URL with the
+    agent's model), so the judge is not moved to the guard's loop."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def judge(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage:
+        loops.append(asyncio.get_running_loop())
+        return tool_call("CriticOutput", p_fail=0.7, rationale="fine")
+
+    critic = ChatModelCritic(ScriptedChatModel(policy=judge, model_name="judge-1"))
+    guard = make_guard(critic, mode="on")
+    review = await guard.areview(CTX)
+    assert review.verdict == Verdict(0.7, rationale="fine")
+    assert loops == [asyncio.get_running_loop()]
