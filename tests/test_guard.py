@@ -424,8 +424,10 @@ async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
     if how == "block":
         await asyncio.sleep(0.3)  # keep the critic's loop blocked past the lag threshold (BLOCKED_AFTER_S = 0.25)
     release.set()
-    started = critic.started  # swallow: 3 calls ran; block: the 2 queued behind the blocked loop never started
-    assert started == (3 if how == "swallow" else 1)
+    started = critic.started
+    # swallow: each call ran (one the loop thread could not start within its 50 ms would never start, so "up to");
+    # block: the calls queued behind the blocked loop never started
+    assert 1 <= started <= 3 if how == "swallow" else started == 1
     assert await asyncio.to_thread(_until, lambda: guard.counters.late_verdicts == started)
     counters = guard.counters
     assert (counters.verdicts, counters.critic_errors, counters.total_interventions) == (0, 3, 0)  # never acted on

@@ -390,8 +390,10 @@ async def test_an_async_critic_ignoring_its_deadline_never_holds_the_run_nor_act
     if how == "block":
         await asyncio.sleep(0.3)  # the critic's loop stays blocked past the lag threshold (0.25 s)
     release.set()
-    started = critic.started  # block: the calls queued behind the blocked loop never started
-    assert started == (5 if how == "swallow" else 1)
+    started = critic.started
+    # swallow: each call ran (one the loop thread could not start within its 50 ms would never start, so "up to");
+    # block: the calls queued behind the blocked loop never started
+    assert 1 <= started <= 5 if how == "swallow" else started == 1
     deadline = time.monotonic() + 10
     while guard.counters.late_verdicts < started and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
