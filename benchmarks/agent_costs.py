@@ -51,7 +51,7 @@ from benchmarks.decision_model import (
 )
 from critic_guard.guard import CriticGuard
 from critic_guard.types import Action, Arm
-from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware
 from critic_guard_langgraph.sim import (
     SCENARIOS,
     SimCounts,
@@ -103,7 +103,7 @@ def run_fork(scenario: SimScenario, tasks: Sequence[SimTask], workdir: Path) -> 
     counts = SimCounts()
     guard = _guard(scenario, counts, workdir, "fork")
     try:
-        middleware = CriticGuardMiddleware(guard, judge=sim_judge)
+        middleware = CriticGuardMiddleware(guard, judge=sim_judge, shadow_tools={"record": READ_ONLY})
         agent = middleware.attach(sim_agent(scenario, [middleware], InMemorySaver(), counts))
         for task in tasks:
             agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}}, context=task.as_metadata())

@@ -143,6 +143,7 @@ class GuardCounters:
     telemetry_errors: int = 0
     late_verdicts: int = 0
     lost_steps: int = 0
+    shadow_stops: int = 0  # shadow branches stopped before a tool they may not run (their pairs are excluded)
 
     @property
     def total_interventions(self) -> int:
@@ -226,6 +227,7 @@ class CriticGuard:
             self.telemetry, agent_name=self.config.agent_name, guard_key=self.guard_key, mode=self.config.mode
         )
         self._telemetry_errors = 0
+        self._shadow_stops = 0
         if self.config.mode is Mode.AUTO:
             self._refresh()  # warm the cache (and the statistics import) before the first step
 
@@ -437,6 +439,11 @@ class CriticGuard:
         if self._ledger.mark_incomplete(pair_id, reason, initial=self._initial_record(), at=time.time()):
             with self._lock:
                 self._cached_until = 0.0  # the counts changed: read them again next time
+
+    def count_shadow_stop(self) -> None:
+        """Count a shadow branch stopped by the tool gate (``counters.shadow_stops``; its pair is excluded)."""
+        with self._lock:
+            self._shadow_stops += 1
 
     def pairs(self, status: PairStatus | str | None = None) -> list[PairRecord]:
         """This guard's pairs, oldest first, optionally only those with one status."""
@@ -837,6 +844,7 @@ class CriticGuard:
                 telemetry_errors=self._telemetry_errors,
                 late_verdicts=self._late_verdicts,
                 lost_steps=lost_steps,
+                shadow_stops=self._shadow_stops,
             )
 
     def close(self) -> None:

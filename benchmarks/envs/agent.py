@@ -36,7 +36,7 @@ from typing_extensions import override
 from benchmarks.envs.base import Environment, ToolSpec
 from critic_guard.guard import CriticGuard
 from critic_guard.types import Arm
-from critic_guard_langgraph import FORKED, CriticGuardMiddleware, ShadowToolGate
+from critic_guard_langgraph import FORKED, CriticGuardMiddleware
 
 OUTCOME = "env_success"
 """The state key :class:`EnvTurns` writes the judge's outcome to when the task is over."""
@@ -176,10 +176,16 @@ def build_env_agent(
 ) -> tuple[Any, CriticGuardMiddleware[Any, Any]]:
     """The guarded agent for an environment's tools, and its guard middleware (whose ``runner`` runs branches).
 
-    Every tool is declared ``FORKED`` to the shadow tool gate: a branch runs it against its own forked context.
+    Every tool is declared ``FORKED`` in the middleware's ``shadow_tools``: a branch runs it against its own forked
+    context.
     """
-    middleware = CriticGuardMiddleware(guard, arm=arm, judge=judge, fork_context=fork_context)
-    gate = ShadowToolGate(dict.fromkeys((spec.name for spec in tools), FORKED))
-    stack: list[AgentMiddleware[Any, Any, Any]] = [EnvTurns(), middleware, gate]
+    middleware = CriticGuardMiddleware(
+        guard,
+        arm=arm,
+        judge=judge,
+        fork_context=fork_context,
+        shadow_tools=dict.fromkeys((spec.name for spec in tools), FORKED),
+    )
+    stack: list[AgentMiddleware[Any, Any, Any]] = [EnvTurns(), middleware]
     agent = middleware.attach(create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer))
     return agent, middleware

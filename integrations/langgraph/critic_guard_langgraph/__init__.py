@@ -4,9 +4,11 @@
 * :func:`guard_graph`: the same for any compiled graph with a checkpointer.
 * :class:`ChatModelCritic`: an LLM judge over any chat model with structured output.
 * :func:`to_neutral` / :func:`from_neutral`: LangChain messages <-> critic-guard's neutral messages.
-* Pilots (counterfactual shadow branches): :class:`ShadowRunner`, :class:`ShadowToolGate` / :class:`ToolSafety`,
-  :func:`clone_checkpoint`; ``CriticGuardMiddleware(guard, judge=...).attach(agent)`` forks at the first flag;
-  :class:`LangGraphPilot` runs a pilot suite (``critic-guard pilot``).
+* Pilots (counterfactual shadow branches): ``CriticGuardMiddleware(guard, judge=..., shadow_tools=...).attach(agent)``
+  forks at the first flag and lets a branch run only the tools declared safe for it (:class:`ToolSafety`,
+  ``READ_ONLY``, ``FORKED``); :func:`is_shadow_branch` tells other middlewares and tools to skip their own side
+  effects; :class:`ShadowRunner`, :func:`clone_checkpoint`; :class:`LangGraphPilot` runs a pilot suite
+  (``critic-guard pilot``).
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
 """
 
@@ -17,7 +19,15 @@ from critic_guard_langgraph.messages import from_neutral, insert_note, is_guard_
 from critic_guard_langgraph.middleware import CriticGuardMiddleware, CriticGuardState
 from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
-from critic_guard_langgraph.shadow import FORKED, READ_ONLY, ShadowBranch, ShadowIncomplete, ShadowToolGate, ToolSafety
+from critic_guard_langgraph.shadow import (
+    FORKED,
+    READ_ONLY,
+    ShadowBranch,
+    ShadowIncomplete,
+    ShadowToolGate,
+    ToolSafety,
+    is_shadow_branch,
+)
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -42,6 +52,7 @@ __all__ = [
     "guard_graph",
     "insert_note",
     "is_guard_note",
+    "is_shadow_branch",
     "render_trajectory",
     "to_neutral",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 from critic_guard.pilot import PilotSuite
 from critic_guard_langgraph.pilot import LangGraphPilot
-from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
+from critic_guard_langgraph.shadow import READ_ONLY
 from critic_guard_langgraph.sim import SimCritic, SimScenario, sim_agent, sim_judge, sim_tasks
 
 __all__ = ["DEMO_SCENARIO", "DEMO_TASKS", "HARMFUL_SCENARIO", "harmful", "suite"]
@@ -63,15 +63,15 @@ def harmful(seed: int = 0, tasks: int = DEMO_TASKS) -> PilotSuite:
 
 def _suite(world: SimScenario, name: str, seed: int, tasks: int) -> PilotSuite:
     scenario = replace(world, seed=seed)
-    gate = ShadowToolGate({"record": READ_ONLY})  # the branch may run `record` for real: it has no side effects
 
     def agent(middleware: Any, checkpointer: Any) -> Any:
-        return sim_agent(scenario, [*middleware, gate], checkpointer)
+        return sim_agent(scenario, middleware, checkpointer)
 
     return PilotSuite(
         name=f"{name}-seed{seed}",
         tasks=[{**task.as_metadata(), "input": task.prompt()} for task in sim_tasks(tasks, seed=seed)],
         critic=SimCritic(scenario),
-        adapter=LangGraphPilot(agent=agent, judge=sim_judge),
+        # the branch may run `record` for real: it has no side effects
+        adapter=LangGraphPilot(agent=agent, judge=sim_judge, shadow_tools={"record": READ_ONLY}),
         policy=scenario.policy(),
     )

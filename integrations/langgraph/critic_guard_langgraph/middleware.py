@@ -49,8 +49,9 @@ the shared prefix of DESIGN §3), applies its arm's decision to it, and runs on 
 from __future__ import annotations
 
 import inspect
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, NotRequired, TypeVar, cast
 
@@ -64,8 +65,9 @@ from langchain.agents.middleware.types import (
     PrivateStateAttr,
     ResponseT,
 )
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.config import get_config
+from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 from typing_extensions import TypedDict, override
 
@@ -89,7 +91,7 @@ from critic_guard_langgraph._runs import (
 from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
-from critic_guard_langgraph.shadow import ShadowBranch
+from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -141,6 +143,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             mode ``on``, control in ``observe``, ``config.serve`` in a pilot).
         judge: pilots: ``(task, final_state) -> bool``, whether a run succeeded (production runs and branches).
         fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context.
+        shadow_tools: pilots: ``{tool name: ToolSafety}``, the tools a shadow branch may run (``READ_ONLY``,
+            ``FORKED`` with ``fork_context``, or ``ToolSafety(emulate=...)``). Deny by default: any other tool stops
+            the branch before it runs, and its pair is excluded with the reason (``guard.counters.shadow_stops``).
+            Production runs are never gated.
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]
@@ -152,14 +158,18 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         arm: Arm | None = None,
         judge: Judge | None = None,
         fork_context: Callable[[Any], Any] | None = None,
+        shadow_tools: Mapping[str, ToolSafety] | None = None,
     ) -> None:
         super().__init__()
         self.guard = guard
         self.arm = arm
         self.judge = judge
         self.fork_context = fork_context
+        self.shadow_tools = ShadowTools(shadow_tools, on_stop=guard.count_shadow_stop)
         self.runner: ShadowRunner | None = None
         self._histories = NeutralHistory()
+        self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
+        self._tools_lock = threading.Lock()
 
     def attach(self, agent: Any) -> Any:
         """Give the middleware its compiled agent (needed by pilots: shadow branches resume that graph); returns it.
@@ -324,11 +334,13 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record = request.state.get(RECORD)
         if not isinstance(record, dict) or record.get("run_id") is None or is_off(self.guard):
             return None
+        branch = _branch() if self._piloting else None
+        if branch is not None:
+            branch.stop.check()  # stopped by the tool gate (another middleware may have swallowed it): no more work
+        elif self._piloting:
+            self._warn_stopping_tools(request)
         step: _ModelStep[ResponseT] = _ModelStep(
-            request,
-            cast("GuardRun", dict(record)),
-            request.state["messages"],
-            _branch() if self._piloting else None,
+            request, cast("GuardRun", dict(record)), request.state["messages"], branch
         )
         warning = step.record["warning"]
         if warning:  # an APPEND at the previous step: shown after its tool results, ahead of this model call
@@ -353,6 +365,23 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         return review
 
     # -- pilots ---------------------------------------------------------------------------------------------------
+
+    def _warn_stopping_tools(self, request: ModelRequest[ContextT]) -> None:
+        """Log once per tool which of the agent's tools will stop shadow branches (undeclared in ``shadow_tools``)."""
+        names = tool_names(request.tools)
+        if self._tools_seen.issuperset(names):
+            return
+        with self._tools_lock:
+            new = [name for name in names if name not in self._tools_seen]
+            self._tools_seen.update(new)
+        stopping = self.shadow_tools.stoppers(new, fork_context=self.fork_context is not None)
+        if stopping:
+            logger.warning(
+                "critic-guard: shadow branches of this pilot stop before these tools, and their pairs are excluded: "
+                "%s. Declare each tool that is safe to run in a branch: CriticGuardMiddleware(guard, shadow_tools="
+                "{name: READ_ONLY | FORKED | ToolSafety(emulate=...)}) (docs/pilot-design.md)",
+                ", ".join(f"{name} ({why})" for name, why in stopping.items()),
+            )
 
     def _first_flag(
         self,
@@ -466,6 +495,29 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         review = StepReview(branch.run_id, record["step"], verdict, decision, None, 0.0)
         safely("record_fork_step", self.guard.record_fork_step, review, default=None)
         return branch.proposal, review
+
+    # -- the tool gate of shadow branches -------------------------------------------------------------------------
+
+    @override
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
+    ) -> ToolMessage | Command[Any]:
+        """In a shadow branch, run only the tools declared in ``shadow_tools`` (see :mod:`.shadow`); production
+        tool calls pass through untouched."""
+        branch = branch_of(request)
+        emulated = None if branch is None else self.shadow_tools.gate(request, branch)
+        return handler(request) if emulated is None else emulated
+
+    @override
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Async :meth:`wrap_tool_call`."""
+        branch = branch_of(request)
+        emulated = None if branch is None else self.shadow_tools.gate(request, branch)
+        return await handler(request) if emulated is None else emulated
 
 
 R = TypeVar("R")

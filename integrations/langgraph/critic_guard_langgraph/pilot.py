@@ -29,6 +29,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.pilot import PilotTask
 from critic_guard_langgraph.middleware import CriticGuardMiddleware
 from critic_guard_langgraph.runner import Judge, ShadowRunner
+from critic_guard_langgraph.shadow import ToolSafety
 
 __all__ = ["AgentFactory", "LangGraphPilot", "SaverFactory", "default_input"]
 
@@ -82,7 +83,9 @@ class LangGraphPilot:
         checkpointer: an async context manager factory yielding a saver (e.g. ``lambda:
             AsyncPostgresSaver.from_conn_string(url)``), or None for an in-memory saver. A saver with ``setup``
             is set up first.
-        fork_context: the branch's own environment for tools declared ``forked`` (see ``ShadowToolGate``).
+        fork_context: the branch's own environment for tools declared ``forked``.
+        shadow_tools: ``{tool name: ToolSafety}``, the tools a shadow branch may run (any other stops the branch and
+            excludes its pair); see :class:`~critic_guard_langgraph.CriticGuardMiddleware`.
         recursion_limit: of each run (and its branch).
     """
 
@@ -95,6 +98,7 @@ class LangGraphPilot:
         context: Callable[[PilotTask], Any] | None = None,
         checkpointer: SaverFactory | None = None,
         fork_context: Callable[[Any], Any] | None = None,
+        shadow_tools: Mapping[str, ToolSafety] | None = None,
         recursion_limit: int = 50,
     ) -> None:
         self.agent = agent
@@ -103,6 +107,7 @@ class LangGraphPilot:
         self.context = context
         self.checkpointer = checkpointer
         self.fork_context = fork_context
+        self.shadow_tools = shadow_tools
         self.recursion_limit = recursion_limit
 
     @asynccontextmanager
@@ -120,7 +125,9 @@ class LangGraphPilot:
     @asynccontextmanager
     async def __call__(self, guard: CriticGuard) -> AsyncIterator[_Adapter]:
         async with self._saver() as saver:
-            middleware = CriticGuardMiddleware(guard, judge=self.judge, fork_context=self.fork_context)
+            middleware = CriticGuardMiddleware(
+                guard, judge=self.judge, fork_context=self.fork_context, shadow_tools=self.shadow_tools
+            )
             graph = middleware.attach(self.agent([middleware], saver))
             runner = middleware.runner
             assert runner is not None  # attach() made it

@@ -10,7 +10,9 @@ them, or only those forked from one production thread (a pilot running many task
 branches, not everyone's).
 
 A branch never raises into the production run. A branch stopped by the tool gate, or failing in any other way,
-marks its pair ``incomplete`` with the reason (and ends its run with status ``incomplete`` / ``failed``).
+marks its pair ``incomplete`` with the reason (and ends its run with status ``incomplete`` / ``failed``). The gate's
+stop is read from the branch itself (:class:`~critic_guard_langgraph.shadow.BranchStop`) when the branch ends, so it
+counts even when a retry or fallback middleware turned its exception into a tool message and the branch ran on.
 """
 
 from __future__ import annotations
@@ -190,6 +192,7 @@ class ShadowRunner:
                 wait_s=self.wait_s,
             )
             final = self.graph.invoke(None, self._config(branch, fork), context=context)
+            branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
                 self.guard.end_run(branch.run_id, status="completed")
                 return None
@@ -197,7 +200,7 @@ class ShadowRunner:
             ok = asyncio.run(_awaited(verdict)) if inspect.isawaitable(verdict) else verdict
             return self._record(branch, ok)
         except Exception as exc:
-            self._exclude(branch, exc)
+            self._exclude(branch, branch.stop.error or exc)  # the gate's stop, whatever became of its exception
             return None
 
     async def arun(
@@ -217,6 +220,7 @@ class ShadowRunner:
                 wait_s=self.wait_s,
             )
             final = await self.graph.ainvoke(None, self._config(branch, fork), context=context)
+            branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
                 self.guard.end_run(branch.run_id, status="completed")
                 return None
@@ -224,7 +228,7 @@ class ShadowRunner:
             ok = await verdict if inspect.isawaitable(verdict) else verdict
             return self._record(branch, ok)
         except Exception as exc:
-            self._exclude(branch, exc)
+            self._exclude(branch, branch.stop.error or exc)  # the gate's stop, whatever became of its exception
             return None
 
     def _record(self, branch: ShadowBranch, ok: object) -> bool:

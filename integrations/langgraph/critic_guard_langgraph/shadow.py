@@ -11,30 +11,49 @@ with a :class:`ToolSafety`:
   in-memory env, a DB savepoint, a sandbox);
 * ``emulate``: never runs; ``emulate(args) -> str`` gives the tool message the branch sees.
 
-Any other tool stops the branch *before* it runs by raising :class:`ShadowIncomplete`; the runner marks the pair
-``incomplete`` with the reason (excluded from the statistics, counted in the report).
+Any other tool stops the branch *before* it runs (deny by default, :class:`ShadowTools`): the stop is recorded in
+the branch itself (:class:`BranchStop`, shared by every copy of the branch's config) and raised as
+:class:`ShadowIncomplete`. The runner reads the record when the branch ends, so the pair is excluded as
+``incomplete`` with the reason even if another middleware (a tool retry, a fallback) swallowed the exception and
+the branch ran to its end; and every later tool or model call of a stopped branch raises again, so a branch that
+was told to stop does no further work.
 
-:class:`ShadowToolGate` enforces this in ``wrap_tool_call``. It is a separate middleware so that agents not
-running pilots do not pay LangChain's per-tool-call wrapper cost; outside a shadow branch it passes every call
-through untouched. The branch is recognised by its config: ``config["configurable"]["critic_guard"]`` holds the
-:class:`ShadowBranch` (its run id, arm, fork step, pair id and the fork's decision).
+:class:`~critic_guard_langgraph.CriticGuardMiddleware` enforces the declarations itself (its ``shadow_tools=``
+argument); :class:`ShadowToolGate` is the same gate as a separate middleware, for graphs whose branches a
+:class:`~critic_guard_langgraph.ShadowRunner` runs without the guard's middleware. A branch is recognised by its
+config: ``config["configurable"]["critic_guard"]`` holds the :class:`ShadowBranch` (its run id, arm, fork step,
+pair id and the fork's decision); :func:`is_shadow_branch` tells other middlewares and tools.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, ContextT, ResponseT
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 from typing_extensions import override
 
 from critic_guard.types import Action, Arm
 
-__all__ = ["BRANCH_KEY", "FORKED", "READ_ONLY", "ShadowBranch", "ShadowIncomplete", "ShadowToolGate", "ToolSafety"]
+__all__ = [
+    "BRANCH_KEY",
+    "FORKED",
+    "READ_ONLY",
+    "BranchStop",
+    "ShadowBranch",
+    "ShadowIncomplete",
+    "ShadowToolGate",
+    "ShadowTools",
+    "ToolSafety",
+    "is_shadow_branch",
+]
 
 BRANCH_KEY: Final = "critic_guard"
 """The ``configurable`` key under which a shadow branch's config names the branch."""
@@ -69,6 +88,31 @@ READ_ONLY: Final = ToolSafety(read_only=True)
 FORKED: Final = ToolSafety(forked=True)
 
 
+class BranchStop:
+    """Whether a shadow branch was stopped, and why: one mutable record per branch, shared by reference by every
+    copy of the branch's config (LangGraph copies configs shallowly), so the runner sees a stop that no exception
+    carried to it."""
+
+    __slots__ = ("_lock", "error")
+
+    def __init__(self) -> None:
+        self.error: ShadowIncomplete | None = None
+        self._lock = threading.Lock()  # parallel tool calls of one step run on threads
+
+    def stop(self, error: ShadowIncomplete) -> bool:
+        """Record the branch's stop (the first one wins); True if this call stopped it."""
+        with self._lock:
+            if self.error is not None:
+                return False
+            self.error = error
+            return True
+
+    def check(self) -> None:
+        """Raise the recorded stop again: a stopped branch does no further work."""
+        if self.error is not None:
+            raise self.error
+
+
 @dataclass(frozen=True, slots=True)
 class ShadowBranch:
     """What a shadow branch knows about itself; it travels in the branch's config (in process: never persisted,
@@ -79,7 +123,7 @@ class ShadowBranch:
     DESIGN §3. ``action`` / ``feedback`` are what the branch's arm does with it, decided at the fork, so a treatment
     branch applies it without asking the critic again (a second, noisy verdict would break the same argument).
     ``p_fail`` / ``rationale`` / ``label`` are the fork's verdict, for the branch's records. ``context_forked``
-    says whether the branch runs on a forked runtime context.
+    says whether the branch runs on a forked runtime context. ``stop`` records a stop by the tool gate.
     """
 
     pair_id: str
@@ -93,9 +137,10 @@ class ShadowBranch:
     label: str | None = None
     context_forked: bool = False
     proposal: Any = None
+    stop: BranchStop = field(default_factory=BranchStop, compare=False, repr=False)
 
     def to_config(self) -> dict[str, Any]:
-        """The ``configurable`` entry (shallow: the proposal is passed as is, not copied)."""
+        """The ``configurable`` entry (shallow: the proposal and the stop record are passed as is, not copied)."""
         raw = {f.name: getattr(self, f.name) for f in fields(self)}
         return {**raw, "arm": self.arm.value, "action": self.action.value}
 
@@ -108,50 +153,117 @@ class ShadowBranch:
         return cls(**{**raw, "arm": Arm(raw["arm"]), "action": Action(raw["action"])})
 
 
+def is_shadow_branch(config_or_runtime: Any = None) -> bool:
+    """Whether the current run is a critic-guard shadow branch, where side effects must not happen.
+
+    For middlewares and tools with side effects of their own (a notification in ``after_agent``, a webhook, a
+    write): skip them when this is True. Accepts a ``RunnableConfig`` dict, a ``ToolRuntime`` (or anything with a
+    ``config``), a LangGraph ``Runtime`` (a hook's ``runtime``: it has no config, so the run's current config is
+    read), or None (the current config; False outside a graph run).
+    """
+    config = config_or_runtime
+    if config is not None and not isinstance(config, Mapping):
+        config = getattr(config, "config", None)
+    if config is None:
+        try:
+            config = get_config()
+        except RuntimeError:  # outside a runnable context: not a graph run at all
+            return False
+    return ShadowBranch.from_config(config) is not None
+
+
+class ShadowTools:
+    """The tool declarations of shadow branches, and the gate that enforces them (deny by default).
+
+    ``tools`` maps a tool name to its :class:`ToolSafety`. A tool declared ``forked`` runs only in a branch with a
+    forked runtime context (the runner's ``fork_context``); without one it stops the branch like an undeclared one.
+    ``on_stop()`` is called once per stopped branch (the guard counts them).
+    """
+
+    def __init__(
+        self, tools: Mapping[str, ToolSafety] | None = None, *, on_stop: Callable[[], object] | None = None
+    ) -> None:
+        for name, safety in (tools or {}).items():
+            if not isinstance(safety, ToolSafety):
+                raise TypeError(f"shadow_tools[{name!r}] must be a ToolSafety, got {type(safety).__name__}")
+        self.safety: dict[str, ToolSafety] = dict(tools or {})
+        self.on_stop = on_stop
+
+    def stoppers(self, names: Iterable[str], *, fork_context: bool) -> dict[str, str]:
+        """Which of ``names`` would stop a branch, and why."""
+        found = {}
+        for name in names:
+            safety = self.safety.get(name)
+            if safety is None:
+                found[name] = "undeclared"
+            elif safety.forked and not fork_context:
+                found[name] = "declared forked, but there is no fork_context"
+        return found
+
+    def gate(self, request: ToolCallRequest, branch: ShadowBranch) -> ToolMessage | None:
+        """In ``branch``: None, run the tool for real; a message, the emulated result. Stops the branch (records
+        the stop in it and raises :class:`ShadowIncomplete`) for any other tool, and for every call once stopped."""
+        branch.stop.check()
+        call = request.tool_call
+        safety = self.safety.get(call["name"])
+        if safety is None:
+            raise self._stopped(branch, ShadowIncomplete(call["name"]))
+        if safety.read_only:
+            return None
+        if safety.forked:
+            if not branch.context_forked:
+                raise self._stopped(
+                    branch, ShadowIncomplete(call["name"], "declared forked, but the runner has no fork_context")
+                )
+            return None
+        assert safety.emulate is not None
+        return ToolMessage(content=str(safety.emulate(dict(call["args"]))), tool_call_id=call["id"], name=call["name"])
+
+    def _stopped(self, branch: ShadowBranch, error: ShadowIncomplete) -> ShadowIncomplete:
+        if branch.stop.stop(error) and self.on_stop is not None:
+            self.on_stop()
+        return error
+
+
+def branch_of(request: ToolCallRequest) -> ShadowBranch | None:
+    """The shadow branch a tool call runs in, or None in a production run."""
+    return ShadowBranch.from_config(request.runtime.config if request.runtime is not None else None)
+
+
+def tool_names(tools: Iterable[BaseTool | dict[str, Any]]) -> list[str]:
+    """The names of the client-side tools of a model request (provider-side tools, given as dicts, never run in
+    the agent's tool node, so there is nothing to gate)."""
+    return [t.name for t in tools if isinstance(t, BaseTool)]
+
+
 class ShadowToolGate(AgentMiddleware[AgentState[ResponseT], ContextT, ResponseT]):
-    """Lets a shadow branch run only the tools declared safe for it (see the module docstring).
+    """The tool gate of shadow branches as a middleware of its own (see the module docstring).
+
+    Not needed with :class:`~critic_guard_langgraph.CriticGuardMiddleware`, which gates tools itself (give it
+    ``shadow_tools=``; declarations given only here are not seen by it). For branches run by a
+    :class:`~critic_guard_langgraph.ShadowRunner` on an agent without the guard's middleware:
 
     Example:
         ```python
         gate = ShadowToolGate({"search": READ_ONLY, "send_email": ToolSafety(emulate=lambda args: "sent")})
-        agent = create_agent(model, tools, middleware=[CriticGuardMiddleware(guard), gate], checkpointer=saver)
+        agent = create_agent(model, tools, middleware=[fork_points, gate], checkpointer=saver)
         ```
     """
 
     def __init__(self, tools: Mapping[str, ToolSafety]) -> None:
         super().__init__()
-        for name, safety in tools.items():
-            if not isinstance(safety, ToolSafety):
-                raise TypeError(f"tools[{name!r}] must be a ToolSafety, got {type(safety).__name__}")
-        self.safety = dict(tools)
+        self.declared = ShadowTools(tools)
 
     @property
     def name(self) -> str:
         return "ShadowToolGate"
 
-    def _gate(self, request: ToolCallRequest) -> ToolMessage | None:
-        """None: run the tool for real; a message: the emulated result. Raises to stop the branch."""
-        branch = ShadowBranch.from_config(request.runtime.config if request.runtime is not None else None)
-        if branch is None:
-            return None
-        call = request.tool_call
-        safety = self.safety.get(call["name"])
-        if safety is None:
-            raise ShadowIncomplete(call["name"])
-        if safety.read_only:
-            return None
-        if safety.forked:
-            if not branch.context_forked:
-                raise ShadowIncomplete(call["name"], "declared forked, but the runner has no fork_context")
-            return None
-        assert safety.emulate is not None
-        return ToolMessage(content=str(safety.emulate(dict(call["args"]))), tool_call_id=call["id"], name=call["name"])
-
     @override
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
     ) -> ToolMessage | Command[Any]:
-        emulated = self._gate(request)
+        branch = branch_of(request)
+        emulated = None if branch is None else self.declared.gate(request, branch)
         return handler(request) if emulated is None else emulated
 
     @override
@@ -160,5 +272,6 @@ class ShadowToolGate(AgentMiddleware[AgentState[ResponseT], ContextT, ResponseT]
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
-        emulated = self._gate(request)
+        branch = branch_of(request)
+        emulated = None if branch is None else self.declared.gate(request, branch)
         return await handler(request) if emulated is None else emulated

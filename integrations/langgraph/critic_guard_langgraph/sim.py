@@ -238,7 +238,7 @@ def record(step: int, value: int) -> str:
 
 def sim_tools() -> list[BaseTool]:
     """The simulator's tools: ``record`` only. It has no side effects, so shadow branches may run it
-    (declare it ``READ_ONLY`` to a ``ShadowToolGate``)."""
+    (declare it ``READ_ONLY`` in the middleware's ``shadow_tools``)."""
     return [record]
 
 

@@ -24,6 +24,7 @@ from langchain_core.tools import tool
 from critic_guard.guard import CriticGuard
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph.messages import is_guard_note
+from critic_guard_langgraph.shadow import READ_ONLY
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 TASK = "Compute ((2 + 3) * 4 + 1) * 2 with the tools."
@@ -48,6 +49,8 @@ def multiply(a: int, b: int) -> int:
 
 
 TOOLS = [add, multiply]
+SHADOW_TOOLS = {"add": READ_ONLY, "multiply": READ_ONLY}
+"""Pilots: both tools are pure, so shadow branches may run them (``CriticGuardMiddleware(shadow_tools=...)``)."""
 
 
 def wrong_answer(bad_step: int) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from calc_agent import PLAN, RIGHT, START, TASK, TOOLS, steps_done
+from calc_agent import PLAN, RIGHT, SHADOW_TOOLS, START, TASK, TOOLS, steps_done
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
@@ -106,7 +106,10 @@ def calc_suite(
     **guard_options: Any,
 ) -> PilotSuite:
     adapter = LangGraphPilot(
-        agent=lambda middleware, saver: build(middleware, saver, calls), judge=judge_fn, checkpointer=checkpointer
+        agent=lambda middleware, saver: build(middleware, saver, calls),
+        judge=judge_fn,
+        checkpointer=checkpointer,
+        shadow_tools=SHADOW_TOOLS,
     )
     tasks = [task(i, kind) for i, kind in enumerate(kinds)]
     return PilotSuite(

@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from calc_agent import RIGHT, GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
+from calc_agent import (
+    RIGHT,
+    SHADOW_TOOLS,
+    GuardFactory,
+    build_agent,
+    calc_model,
+    comparable,
+    oracle_critic,
+    task_input,
+    thread,
+)
 from langchain_core.messages import ToolMessage
 
 from critic_guard.guard import CriticGuard
@@ -18,7 +28,7 @@ from critic_guard.store.base import PairKind, PairStatus
 from critic_guard.types import Action, Arm
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.fork import ForkError
-from critic_guard_langgraph.shadow import READ_ONLY, ShadowToolGate
+from critic_guard_langgraph.shadow import READ_ONLY
 
 
 def judge(task: Any, state: Any) -> bool:
@@ -42,7 +52,7 @@ def branch_thread(guard: CriticGuard, pair_id: str) -> str:
 def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, calls = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
 
     out = agent.invoke(task_input(), thread("prod"))
@@ -74,7 +84,7 @@ def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: Gu
 def test_unflagged_task_costs_one_run_and_counts_as_concordant(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, calls = calc_model()
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
@@ -94,7 +104,7 @@ def test_unflagged_task_costs_one_run_and_counts_as_concordant(saver: Any, make_
 def test_serving_treatment_intervenes_in_production_and_shadows_control(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard, serve=Arm.TREATMENT)
     model, calls = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
@@ -110,8 +120,8 @@ def test_serving_treatment_intervenes_in_production_and_shadows_control(saver: A
 def test_undeclared_tool_never_runs_in_shadow(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, _ = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
-    agent = middleware.attach(build_agent(model, [middleware, ShadowToolGate({"add": READ_ONLY})], saver))
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools={"add": READ_ONLY})
+    agent = middleware.attach(build_agent(model, [middleware], saver))
     agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     [pair] = guard.pairs()
@@ -142,7 +152,7 @@ def test_exit_durability_is_refused_at_the_fork(saver: Any, make_guard: GuardFac
 async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, calls = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=ajudge)
+    middleware = CriticGuardMiddleware(guard, judge=ajudge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], asaver))
     out = await agent.ainvoke(task_input(), thread("prod"))
     assert middleware.runner is not None
@@ -161,7 +171,7 @@ def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard:
     def broken(task: Any, state: Any) -> bool:
         raise RuntimeError("judge down")
 
-    middleware = CriticGuardMiddleware(guard, judge=broken)
+    middleware = CriticGuardMiddleware(guard, judge=broken, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
     out = agent.invoke(task_input(), thread("prod"))
     assert out["messages"][-1].text == RIGHT
@@ -173,7 +183,7 @@ def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard:
 def test_aa_fork_measures_rerun_noise_beside_the_ab_pair(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard, aa_fraction=1.0)
     model, calls = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
@@ -201,7 +211,7 @@ def test_auto_enabled_serves_treatment_and_still_shadows_control(saver: Any, mak
     guard = make_guard(oracle_critic, mode="auto", policy=Policy(min_step=0), shadow_fraction=1.0)
     guard.set_state("enabled", reason="benefit shown in staging")
     model, _ = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], saver))
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from calc_agent import PLAN, RIGHT, START, build_agent, steps_done, task_input, thread
+from calc_agent import PLAN, RIGHT, SHADOW_TOOLS, START, build_agent, steps_done, task_input, thread
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from opentelemetry.sdk.metrics import MeterProvider
@@ -91,7 +91,7 @@ def run_pilot(telemetry: GuardTelemetry, store_url: str) -> CriticGuard:
     guard = CriticGuard(
         _critic, agent_name="calc", mode="pilot", policy=Policy(min_step=0), store=store_url, telemetry=telemetry
     )
-    middleware = CriticGuardMiddleware(guard, judge=_judge)
+    middleware = CriticGuardMiddleware(guard, judge=_judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(ScriptedChatModel(policy=_policy), [middleware], InMemorySaver()))
     for name, text in (("recover", RECOVER), ("disrupt", DISRUPT)):
         agent.invoke(task_input(text, msg_id=name), thread(name))

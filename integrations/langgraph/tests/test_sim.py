@@ -23,7 +23,7 @@ from scipy import stats
 
 from critic_guard.store.base import PairStatus
 from critic_guard.types import StepContext
-from critic_guard_langgraph import CriticGuardMiddleware, to_neutral
+from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, to_neutral
 from critic_guard_langgraph.messages import make_note
 from critic_guard_langgraph.sim import (
     SCENARIOS,
@@ -176,7 +176,7 @@ def _pilot(
     """Cells and flagged count of ``n`` fork-design pairs, and each task's model calls (production + branch)."""
     counts = SimCounts()
     guard = make_guard(SimCritic(scenario, counts), mode="pilot", policy=scenario.policy(), agent_name="sim")
-    middleware = CriticGuardMiddleware(guard, judge=sim_judge)
+    middleware = CriticGuardMiddleware(guard, judge=sim_judge, shadow_tools={"record": READ_ONLY})
     agent = middleware.attach(sim_agent(scenario, [middleware], InMemorySaver(), counts))
     tasks = sim_tasks(n, seed=scenario.seed + 100, steps=scenario.steps)
     for task in tasks:
