@@ -15,7 +15,7 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from critic_guard import CriticGuard, Policy
-from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, ShadowToolGate, is_guard_note
+from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 
@@ -49,10 +49,9 @@ def judge(task, final_state):
 def main(requests: int = 150) -> None:
     guard = CriticGuard(critic, agent_name="adder", mode="auto", store="sqlite:///critic_guard_auto.db",
                         policy=Policy(min_step=1))  # fmt: skip
-    middleware = CriticGuardMiddleware(guard, judge=judge)
-    gate = ShadowToolGate({"add": READ_ONLY})
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools={"add": READ_ONLY})  # branches may run `add`
     model = ScriptedChatModel(policy=llm)
-    agent = middleware.attach(create_agent(model, [add], middleware=[middleware, gate], checkpointer=InMemorySaver()))
+    agent = middleware.attach(create_agent(model, [add], middleware=[middleware], checkpointer=InMemorySaver()))
     print(f"state at start: {guard.lifecycle().state.value} ({guard.lifecycle().monitor.t} pairs so far)")
     served = {"control": 0, "treatment": 0}
     for i in range(requests):

@@ -16,7 +16,7 @@ from rich.console import Console
 from critic_guard.pilot import PilotSuite, run_pilot
 from critic_guard.pilot_view import render_pilot
 from critic_guard.policy import Policy
-from critic_guard_langgraph import READ_ONLY, ShadowToolGate, is_guard_note
+from critic_guard_langgraph import READ_ONLY, is_guard_note
 from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
@@ -48,14 +48,14 @@ def judge(task, final_state):  # did the run end with the right answer?
 
 
 def agent(middleware, checkpointer):  # your create_agent call, with the pilot's middleware in its list
-    gate = ShadowToolGate({"add": READ_ONLY})  # shadow branches may run `add` for real (no side effects)
     model = ScriptedChatModel(policy=llm)
-    return create_agent(model, [add], middleware=[*middleware, gate], checkpointer=checkpointer)
+    return create_agent(model, [add], middleware=list(middleware), checkpointer=checkpointer)
 
 
 def suite():
     tasks = [{"task_id": f"sum-{i}", "input": f"Task sum-{i}: add 1, 2, 3 and 4 with the tool."} for i in range(60)]
-    adapter = LangGraphPilot(agent=agent, judge=judge)
+    # shadow branches may run `add` for real (no side effects); any undeclared tool would stop the branch
+    adapter = LangGraphPilot(agent=agent, judge=judge, shadow_tools={"add": READ_ONLY})
     return PilotSuite("shadow-example", tasks, critic, adapter, policy=Policy(min_step=1))
 
 

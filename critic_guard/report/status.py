@@ -86,6 +86,8 @@ def _details(row: dict[str, Any]) -> Table:
             f"{evidence['harm_wealth']:.3g} / {evidence['benefit_wealth']:.3g} "
             f"(proof at {evidence['threshold']:.3g}){_proofs(evidence)}",
         )
+    if row["incomplete"]:  # pairs whose shadow branch could not finish (e.g. stopped before a tool): excluded
+        grid.add_row("excluded", f"{row['incomplete']} pairs whose shadow branch could not finish (reasons: report)")
     if last is None:
         grid.add_row("last transition", "-")
     else:
@@ -98,8 +100,8 @@ def _details(row: dict[str, Any]) -> Table:
 def render_status(rows: list[dict[str, Any]]) -> RenderableType:
     """Each guard key on a line of its own, never wrapped or cut: it is what ``disable KEY`` takes (print with
     ``crop=False``, so a terminal narrower than the key soft-wraps it and it copies back as one line). Below it the
-    state, pairs and cells, monitor wealth against its threshold and the last transition. Stored strings are shown
-    as data (critic_guard.safe_text)."""
+    state, pairs and cells (and the pairs excluded), monitor wealth against its threshold and the last transition.
+    Stored strings are shown as data (critic_guard.safe_text)."""
     parts: list[RenderableType] = [Text("Guards", style="bold")]
     for row in rows:
         key = text(row["guard_key"], "bold cyan")

@@ -2,18 +2,21 @@
 
 The README's drop-in (``CriticGuard(..., mode="pilot" | "auto", policy=Policy(tau=0.6, action="rollback"))``,
 ``CriticGuardMiddleware(guard, judge=...)``, ``attach``) on a real ``create_agent`` graph with a real checkpointer and
-a SQLite store. The mail agent looks two contacts up (steps 0 and 1), sends an e-mail (step 2), then answers; the
-critic flags every ``send_email`` proposal, so each run forks at step 2, where the treatment branch rolls the e-mail
-back (three times, its budget) and then proposes it again. ``SENT`` counts every real execution of ``send_email``.
+a SQLite store; the README's block itself is executed too. The mail agent looks two contacts up (steps 0 and 1),
+sends an e-mail (step 2), then answers; the critic flags every ``send_email`` proposal, so each run forks at step 2,
+where the treatment branch rolls the e-mail back (three times, its budget) and then proposes it again. ``SENT``
+counts every real execution of ``send_email``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +27,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.prebuilt import ToolRuntime
+from typer.testing import CliRunner
 
+from critic_guard.cli import app
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.report.data import from_store
@@ -111,7 +116,8 @@ def readme_guard(make_guard: GuardFactory, mode: str = "pilot") -> CriticGuard:
 def readme_agent(
     guard: CriticGuard, saver: Any, *, before: Sequence[Any] = (), after: Sequence[Any] = (), **options: Any
 ) -> tuple[Any, CriticGuardMiddleware[Any, Any]]:
-    """The README's drop-in: ``CriticGuardMiddleware(guard, judge=...)``, attached; other middlewares around it."""
+    """The README's drop-in, ``CriticGuardMiddleware(guard, judge=...)`` attached, with no tool declared unless
+    ``shadow_tools`` is given (in ``options``); other middlewares before and after it."""
     middleware: CriticGuardMiddleware[Any, Any] = CriticGuardMiddleware(
         guard, judge=lambda task, state: is_resolved(state), **options
     )
@@ -132,12 +138,13 @@ def run_production(agent: Any, middleware: CriticGuardMiddleware[Any, Any], runs
 
 
 def branch_messages(agent: Any, guard: CriticGuard) -> list[list[BaseMessage]]:
-    """The final messages of every shadow branch's thread."""
+    """The final messages of every shadow branch: the thread named after a production thread and the branch run."""
     out = []
     for pair in guard.pairs():
         branch = pair.treatment_run_id if pair.control_run_id == pair.pair_id else pair.control_run_id
-        [prod] = [f"prod-{i}" for i in range(RUNS) if agent.get_state(thread(f"prod-{i}~shadow~{branch}")).values]
-        out.append(agent.get_state(thread(f"{prod}~shadow~{branch}")).values["messages"])
+        states = [agent.get_state(thread(f"prod-{i}~shadow~{branch}")).values for i in range(RUNS)]
+        [state] = [values for values in states if values]
+        out.append(state["messages"])
     return out
 
 
@@ -151,7 +158,54 @@ def assert_excluded(guard: CriticGuard, runs: int = RUNS, reason: str = STOPPED)
     assert guard.store is not None
     [row] = status_rows(guard.store)
     assert row["incomplete"] == runs
+    status = CliRunner().invoke(app, ["status", "--store", str(guard.config.store)], env={"COLUMNS": "250"})
+    assert status.exit_code == 0
+    assert re.search(rf"excluded +{runs} pairs whose shadow branch could not finish", status.stdout)
     assert from_store(guard.store, guard.guard_key, source="test").store.incomplete_reasons == (reason,) * runs
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+@tool
+def search(query: str) -> str:
+    """Search the web."""
+    return "nothing found"
+
+
+def search_policy(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage | str:
+    """The mail agent with the README's tools: searches twice, e-mails ada, answers."""
+    k = sum(isinstance(m, AIMessage) and bool(m.tool_calls) for m in messages)
+    if k < 2:
+        return tool_call("search", query="ada's address")
+    return send_ada() if k == 2 else "done: sent to ada@example.com"
+
+
+def test_the_readme_snippet_runs_a_safe_pilot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's drop-in block itself, executed: its e-mail tool is emulated in branches, so pairs complete and
+    nothing is sent twice."""
+    section = README.read_text().split("### 1. Drop-in", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert snippet is not None and "shadow_tools=" in snippet[1]
+    monkeypatch.chdir(tmp_path)  # the default store, sqlite:///critic_guard.db
+    scope: dict[str, Any] = {
+        "my_critic": mail_critic,
+        "is_resolved": is_resolved,
+        "model": ScriptedChatModel(policy=search_policy),
+        "tools": [search, send_email],
+        "saver": InMemorySaver(),
+        "create_agent": create_agent,
+    }
+    exec(snippet[1], scope)
+    guard, middleware = scope["guard"], scope["middleware"]
+    try:
+        agent = scope["agent"]
+        run_production(agent, middleware)
+        assert SENT == ["ada@example.com"] * RUNS
+        assert [p.status for p in guard.pairs()] == [PairStatus.COMPLETE] * RUNS
+        assert guard.counters.shadow_stops == 0
+    finally:
+        guard.close()
 
 
 @pytest.mark.parametrize("mode", ["pilot", "auto"])
