@@ -43,7 +43,11 @@ checkpoint (docs/telemetry.md, "What the store keeps"). A run is one agent invoc
 Pilots. At a production run's first flag the middleware forks shadow branches from the checkpoint the model node
 runs from (the state before this step's model call) and gives them the proposal under judgement: a branch
 re-enters the model node, takes production's proposal instead of sampling a new one (a second sample would break
-the shared prefix of DESIGN §3), applies its arm's decision to it, and runs on by itself from there.
+the shared prefix of DESIGN §3), applies its arm's decision to it, and runs on by itself from there. A branch copies
+the graph state, not the world: the middleware's own ``wrap_tool_call`` lets a branch run only the tools declared in
+``shadow_tools`` and stops it before any other (deny by default, :mod:`critic_guard_langgraph.shadow`); a stopped
+branch raises again at its next model call, and its runner excludes the pair (docs/pilot-design.md, "What runs in a
+shadow branch").
 """
 
 from __future__ import annotations

@@ -112,6 +112,12 @@ class BranchStop:
         if self.error is not None:
             raise self.error
 
+    def __copy__(self) -> BranchStop:
+        return self  # one record per branch: a copied config must still report to the runner
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BranchStop:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class ShadowBranch:

@@ -3,6 +3,7 @@ something up (read-only) and then sends an e-mail (a side effect counted on ever
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -247,5 +248,7 @@ def test_tool_safety_declarations_are_validated() -> None:
         ShadowToolGate({"x": "read_only"})  # type: ignore[dict-item]
     branch = ShadowBranch("p", "r", Arm.TREATMENT, 3, Action.ROLLBACK, "check step 3", 0.9)
     assert ShadowBranch.from_config({"configurable": {"critic_guard": branch.to_config()}}) == branch
+    copied = ShadowBranch.from_config(copy.deepcopy({"configurable": {"critic_guard": branch.to_config()}}))
+    assert copied is not None and copied.stop is branch.stop  # a copied config still shares the branch's stop
     assert ShadowBranch.from_config({"configurable": {}}) is None
     assert "tool 'x'" in str(ShadowIncomplete("x"))
