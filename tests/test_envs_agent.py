@@ -230,6 +230,6 @@ def test_a_fork_that_fails_excludes_the_pair_and_spares_production(guard: Critic
     middleware.runner.close()
     [pair] = guard.pairs()
     assert pair.flagged and pair.status is PairStatus.INCOMPLETE
-    assert pair.reason == "branch failed: RuntimeError: no copy of this world"
+    assert pair.reason == "branch failed: RuntimeError"  # content capture off: the error type, not its text
     assert env.done and final[OUTCOME] == env.success()  # production ran to the end on its own env
     assert guard.lifecycle().incomplete == 1
