@@ -5,9 +5,10 @@ ignored setting.
 
 Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
 starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``max_pilot_pairs``,
-``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) do not: they say how evidence is collected and acted on,
-not what is being tested, so replicas with different knobs still share one record (docs/lifecycle.md). Neither do
-``capture_content`` and ``task_fields``: they say what is kept at rest (docs/telemetry.md, "What the store keeps").
+``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) and the fault knobs (``store_wait_s``, ``store_retry_s``)
+do not: they say how evidence is collected and acted on, not what is being tested, so replicas with different knobs
+still share one record (docs/lifecycle.md). Neither do ``capture_content`` and ``task_fields``: they say what is
+kept at rest (docs/telemetry.md, "What the store keeps").
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ class GuardConfig(BaseModel):
     )
     aa_fraction: float = Field(
         default=0.0, ge=0.0, le=1.0, description="share of flagged runs that also fork an A/A shadow (rerun noise)"
+    )
+    store_wait_s: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=60.0,
+        description="seconds a store call on the user's path may wait for a busy or unreachable store before the "
+        "guard fails open (a run, outcome or pair write is then retried in the background, docs/faults.md)",
+    )
+    store_retry_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="seconds a run, outcome or pair write is retried in the background before it counts as lost",
     )
     lifecycle_ttl_s: float = Field(
         default=1.0,

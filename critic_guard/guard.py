@@ -15,6 +15,11 @@ the lifecycle state (pilot -> enabled / disabled) that the pure rule in :mod:`cr
 the sequential monitor. The state is cached for ``lifecycle_ttl_s`` so that :meth:`CriticGuard.acts` on the hot
 path costs a clock read, not a store query. Without a store (``store=None``) the same code runs on a private
 in-memory SQLite database: the same transactions, nothing persisted.
+
+Faults (docs/faults.md): every store call the guard makes waits at most ``store_wait_s`` for a busy or unreachable
+store, then fails open. A run, outcome or pair write that failed so is not dropped: it goes to a
+:class:`~critic_guard.write_queue.WriteQueue` that retries it, in order, off the user's path; what still fails
+is counted (``counters.store_lost``) and listed (:meth:`CriticGuard.lost_writes`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar
@@ -43,14 +48,18 @@ from critic_guard.critics import Critic, as_critic
 from critic_guard.lifecycle import ACTOR_HUMAN, GuardRecord, GuardState, Transition, apply_pair, override
 from critic_guard.policy import Decision, Policy, Reason
 from critic_guard.store.base import (
+    OutcomeConflictError,
+    PairConflictError,
     PairDesign,
     PairKind,
     PairRecord,
+    PairStateError,
     PairStatus,
     PairUpdate,
     RunRecord,
     StepRecord,
     Store,
+    UnknownPairError,
     UnknownRunError,
     open_store,
 )
@@ -58,6 +67,7 @@ from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.telemetry.runs import RunTraces
 from critic_guard.telemetry.tracing import GuardTelemetry, StepTrace
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
+from critic_guard.write_queue import LostWrite, WriteQueue
 
 __all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "GuardEvent", "Listener", "StepReview"]
 
@@ -69,6 +79,17 @@ _MODE_OFF = Decision(False, Action.NONE, None, Reason.MODE_OFF)
 _CRITIC_ERROR = Decision(False, Action.NONE, None, Reason.CRITIC_ERROR)
 DISABLED_REASON = "guard_disabled"
 """Decision reason for a flag on the treatment arm while the AUTO lifecycle has disabled intervention."""
+_PERMANENT = (
+    UnknownRunError,
+    UnknownPairError,
+    OutcomeConflictError,
+    PairConflictError,
+    PairStateError,
+    TypeError,
+    ValueError,
+)
+"""Store errors that say the write itself is wrong (raised to the caller, never retried); anything else a store
+raises (locked, unreachable, timed out) is a fault worth retrying."""
 
 
 class _Unset(enum.Enum):
@@ -144,6 +165,10 @@ class GuardCounters:
     late_verdicts: int = 0
     lost_steps: int = 0
     shadow_stops: int = 0  # shadow branches stopped before a tool they may not run (their pairs are excluded)
+    store_deferred: int = 0  # run, outcome and pair writes handed to the background retry queue
+    store_recovered: int = 0  # of those, written by a retry
+    store_lost: int = 0  # writes that could not be made even by retrying (see CriticGuard.lost_writes)
+    forks_skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # branches not started
 
     @property
     def total_interventions(self) -> int:
@@ -154,6 +179,7 @@ class GuardCounters:
 class _RunState:
     last_step: int = -1
     attempt: int = 0
+    task_id: str | None = None  # names the task of a lost write
 
 
 def _fraction_hit(key: str, fraction: float) -> bool:
@@ -228,6 +254,10 @@ class CriticGuard:
         )
         self._telemetry_errors = 0
         self._shadow_stops = 0
+        self._writes = WriteQueue(
+            retry_for_s=self.config.store_retry_s, permanent=_PERMANENT, name=f"critic-guard-writes-{self.guard_key}"
+        )
+        self._forks_skipped: dict[str, int] = {}
         if self.config.mode is Mode.AUTO:
             self._refresh()  # warm the cache (and the statistics import) before the first step
 
@@ -349,7 +379,8 @@ class CriticGuard:
 
     def _refresh(self) -> GuardRecord:
         try:
-            record = self._ledger.get_guard(self.guard_key) or self._initial_record()
+            with self._ledger.wait_at_most(self.config.store_wait_s):
+                record = self._ledger.get_guard(self.guard_key) or self._initial_record()
         except Exception as exc:  # keep acting on the last known state; fail safe to a fresh pilot
             self._store_failed(exc)
             record = self._cached or self._initial_record()
@@ -389,7 +420,8 @@ class CriticGuard:
         design: PairDesign | str | None = None,
         fork_checkpoint_id: str | None = None,
     ) -> PairRecord:
-        """Open a pair (idempotent on ``pair_id``, the production run id) and return it as stored.
+        """Open a pair (idempotent on ``pair_id``, the production run id) and return it as stored (as given, still
+        open, when the store could not take it now and the write was queued for a retry).
 
         ``design`` defaults to ``config.design``; ``task_id`` to the control run's. One run for both arms means
         a task never flagged in the fork design (concordant by construction); a flagged pair and a ``full``
@@ -419,11 +451,17 @@ class CriticGuard:
                     else "a flagged pair (or a design='full' pair) needs two different runs, one per arm"
                 )
             )
-        stored = self._ledger.open_pair(pair)
+
+        def write() -> PairRecord:
+            known = pair if pair.task_id is not None else replace(pair, task_id=self._task_of(control_run_id))
+            stored = self._ledger.open_pair(known)
+            if stored.status is PairStatus.OPEN and self._complete([stored]):
+                return self._ledger.get_pair(pair_id)
+            return stored
+
+        stored = self._critical("open_pair", control_run_id, write, pair)
         if fork_checkpoint_id is not None:
             self._trace(self._traces.fork_checkpoint, pair_id, fork_checkpoint_id)
-        if stored.status is PairStatus.OPEN and self._complete([stored]):
-            return self._ledger.get_pair(pair_id)
         return stored
 
     def _task_of(self, run_id: str) -> str | None:
@@ -434,11 +472,17 @@ class CriticGuard:
     def mark_incomplete(self, pair_id: str, reason: str) -> None:
         """Exclude an open pair whose shadow branch could not finish (reported, never fed to the monitor).
 
-        Idempotent; marking a complete pair raises :class:`~critic_guard.store.PairStateError`.
+        Idempotent; marking a complete pair raises :class:`~critic_guard.store.PairStateError`. Queued for a retry
+        when the store cannot take it now (the pair is then excluded once the store is back).
         """
-        if self._ledger.mark_incomplete(pair_id, reason, initial=self._initial_record(), at=time.time()):
-            with self._lock:
-                self._cached_until = 0.0  # the counts changed: read them again next time
+        at = time.time()
+
+        def write() -> None:
+            if self._ledger.mark_incomplete(pair_id, reason, initial=self._initial_record(), at=at):
+                with self._lock:
+                    self._cached_until = 0.0  # the counts changed: read them again next time
+
+        self._critical("mark_incomplete", pair_id, write, None)
 
     def count_shadow_stop(self) -> None:
         """Count a shadow branch stopped by the tool gate (``counters.shadow_stops``; its pair is excluded)."""
@@ -546,7 +590,7 @@ class CriticGuard:
         task_map = dict(task) if task else None
         task_id = None if task_map is None else task_map.get("task_id", task_map.get("id"))
         with self._lock:
-            self._track(run_id)
+            self._track(run_id).task_id = None if task_id is None else str(task_id)
             self._started += 1
             forget = self._memory is not None and self._started % _FORGET_EVERY == 0
         if forget and self._memory is not None:
@@ -562,7 +606,7 @@ class CriticGuard:
             parent_run_id=parent_run_id,
             fork_step=fork_step,
         )
-        self._soft_write(self._ledger.add_run, record)
+        self._critical("start_run", run_id, functools.partial(self._ledger.add_run, record), False)
         self._trace(
             self._traces.start_run,
             run_id,
@@ -586,14 +630,14 @@ class CriticGuard:
     def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> list[PairUpdate]:
         """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates).
 
-        ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate) or ``failed``.
+        ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate) or ``failed``. A store
+        that cannot take the writes now gets them later (queued; the updates are then empty).
         """
+        write = functools.partial(self._ledger.end_run, run_id, status=status, ended_at=time.time())
         try:
-            self._ledger.end_run(run_id, status=status, ended_at=time.time())
+            self._critical("end_run", run_id, write, None)
         except UnknownRunError:
             raise UnknownRunError(f"unknown run id {run_id!r}: start it with guard.start_run() first") from None
-        except Exception as exc:
-            self._store_failed(exc)
         updates = [] if success is None else self.record_outcome(run_id, success)
         self._trace(self._traces.end_run, run_id, status)  # after the outcome, so it lands on the open span
         return updates
@@ -604,10 +648,17 @@ class CriticGuard:
         Idempotent: the same value again records nothing new (and completes any pair a crash left open); the
         other value raises :class:`~critic_guard.store.OutcomeConflictError`; an unknown run raises
         :class:`UnknownRunError` (a ``KeyError``). Returns the pair updates this call made (empty when another
-        replica completed the pair, or when the other arm's outcome is still missing).
+        replica completed the pair, or when the other arm's outcome is still missing, or when the store could not
+        take the outcome now and it was queued for a retry).
         """
         if not isinstance(success, bool):
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
+        updates: list[PairUpdate] = self._critical(
+            "record_outcome", run_id, functools.partial(self._record_outcome, run_id, success), []
+        )
+        return updates
+
+    def _record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
         try:
             self._ledger.record_outcome(run_id, success, recorded_at=time.time())
         except UnknownRunError:
@@ -619,6 +670,60 @@ class CriticGuard:
         if not updates:  # otherwise each completed pair traced the outcome with its cell
             self._trace(self._traces.outcome, run_id, success)
         return updates
+
+    def begin_fork(
+        self,
+        *,
+        pair_id: str,
+        branch_run_id: str,
+        arm: Arm,
+        control_run_id: str,
+        treatment_run_id: str,
+        parent_run_id: str,
+        fork_step: int,
+        task: Mapping[str, Any] | None,
+        kind: PairKind | str = PairKind.AB,
+        fork_checkpoint_id: str | None = None,
+    ) -> bool:
+        """Record a shadow branch before it starts: its run, and its (flagged) pair with the production run.
+
+        True when the branch may start: both writes are in the store, or queued behind a busy store in order (the
+        branch's own writes will queue behind them, so the pair completes once the store is back). False when they
+        could not even be queued, or were refused: the branch must not start; it is counted in
+        ``counters.forks_skipped`` with the reason and listed in :meth:`lost_writes` for the production run's task
+        (its pair is missing, so a pilot runs that task again). Never raises.
+        """
+        reason = None if self._writes.accepting(2) else "store unavailable: the write queue is full"
+        if reason is None:
+            try:
+                self.start_run(
+                    run_id=branch_run_id, task=task, arm=arm, parent_run_id=parent_run_id, fork_step=fork_step
+                )
+                self.open_pair(
+                    pair_id,
+                    control_run_id=control_run_id,
+                    treatment_run_id=treatment_run_id,
+                    flagged=True,
+                    fork_step=fork_step,
+                    kind=kind,
+                    fork_checkpoint_id=fork_checkpoint_id,
+                )
+            except Exception as exc:
+                reason = f"fork not recorded: {describe_error(exc)}"
+        if reason is None:
+            return True
+        with self._lock:
+            self._forks_skipped[reason] = self._forks_skipped.get(reason, 0) + 1
+        self._writes.note_lost("fork", parent_run_id, self._task_id_of(parent_run_id), reason)
+        return False
+
+    def wait_for_writes(self, timeout: float | None = None) -> bool:
+        """Wait until every queued run, outcome and pair write is written or lost; True if within ``timeout``."""
+        return self._writes.wait(timeout)
+
+    def lost_writes(self) -> tuple[LostWrite, ...]:
+        """The run, outcome and pair writes this guard could not make, even by retrying (oldest first)."""
+        return self._writes.lost
 
     # -- steps -------------------------------------------------------------------------------------------------
 
@@ -803,6 +908,30 @@ class CriticGuard:
                 lag_s,
             )
 
+    def _critical(self, what: str, run_id: str, write: Callable[[], _T], default: _T) -> _T:
+        """A run, outcome or pair write: now, waiting at most ``store_wait_s``; if that fails (or older writes are
+        still queued, which it must not overtake), queued for retries off the caller's path and ``default`` is
+        returned. Errors that say the write itself is wrong (``_PERMANENT``) are raised."""
+        if not self._writes.busy:
+            try:
+                return self._bounded(write)
+            except _PERMANENT:
+                raise
+            except Exception as exc:
+                self._store_failed(exc)
+        self._writes.put(what, functools.partial(self._bounded, write), run_id=run_id, task_id=self._task_id_of(run_id))
+        return default
+
+    def _bounded(self, write: Callable[[], _T]) -> _T:
+        with self._ledger.wait_at_most(self.config.store_wait_s):
+            return write()
+
+    def _task_id_of(self, run_id: str) -> str | None:
+        """The task of a recent run (or of the production run a pair id names), from memory: for lost writes."""
+        with self._lock:
+            state = self._runs.get(run_id) or self._runs.get(run_id.split("~", 1)[0])
+            return None if state is None else state.task_id
+
     def _soft_write(self, write: Callable[[Any], object], record: object) -> None:
         try:
             write(record)
@@ -825,10 +954,11 @@ class CriticGuard:
         with self._lock:
             self._store_errors += 1
             first = self._store_errors == 1
-        if first:
-            logger.warning("critic-guard store write failed; the agent continues (logged once)", exc_info=exc)
-        else:
-            logger.debug("critic-guard store write failed: %s", exc)
+        if first:  # one line: a store outage is an operating condition, not a bug (the traceback is at debug level)
+            logger.warning(
+                "critic-guard: store call failed; the agent continues (logged once): %s", describe_error(exc)
+            )
+        logger.debug("critic-guard store call failed", exc_info=exc)
 
     @property
     def counters(self) -> GuardCounters:
@@ -845,15 +975,21 @@ class CriticGuard:
                 late_verdicts=self._late_verdicts,
                 lost_steps=lost_steps,
                 shadow_stops=self._shadow_stops,
+                store_deferred=self._writes.queued,
+                store_recovered=self._writes.recovered,
+                store_lost=len(self._writes.lost),
+                forks_skipped=MappingProxyType(dict(self._forks_skipped)),
             )
 
     def close(self) -> None:
-        """Stop the worker pool and close the store if this guard opened it. Idempotent."""
+        """Stop the worker pool, finish the queued writes (each within ``store_retry_s``), and close the store if
+        this guard opened it. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._pool.shutdown()
         self._critic_loop.shutdown()
+        self._writes.close()
         if self._owns_store:
             self._ledger.close()
 

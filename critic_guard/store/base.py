@@ -15,8 +15,10 @@ any) in one transaction. The lifecycle rule itself is a pure function passed in 
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -42,6 +44,7 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "Store",
+    "StoreBusyError",
     "UnknownPairError",
     "UnknownRunError",
     "open_store",
@@ -54,6 +57,10 @@ class UnknownRunError(KeyError):
 
     def __str__(self) -> str:  # KeyError's default repr-quotes the message
         return str(self.args[0]) if self.args else "unknown run"
+
+
+class StoreBusyError(RuntimeError):
+    """A store call gave up within its wait bound (:meth:`Store.wait_at_most`): the store is busy or unreachable."""
 
 
 class OutcomeConflictError(ValueError):
@@ -243,8 +250,38 @@ class OutcomeRecord:
     recorded_at: float
 
 
+_waits = threading.local()
+
+
 class Store(ABC):
-    """Persistence for the guard. Every method is thread-safe; writes are durable when they return."""
+    """Persistence for the guard. Every method is thread-safe; writes are durable when they return.
+
+    Waiting is bounded per call on the user's path: inside :meth:`wait_at_most` the built-in stores give up (raise)
+    after the bound instead of their default timeouts (SQLite's 5 s busy timeout, the PostgreSQL pool's 5 s), see
+    docs/faults.md.
+    """
+
+    @contextmanager
+    def wait_at_most(self, seconds: float) -> Iterator[None]:
+        """Calls this thread makes inside the block wait at most about ``seconds`` for a busy or unreachable store,
+        then raise (:class:`StoreBusyError`, or the backend's own error). Why a thread-local bound rather than a
+        shorter timeout for everything: the guard's calls on the user's path must be quick to give up, while the
+        CLI, the pilot's bookkeeping and the background writers may wait. A store that does not support it
+        ignores it (the default :meth:`wait_limit` is read by the built-in backends only)."""
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds!r}")
+        outer = getattr(_waits, "limit", None)
+        _waits.limit = seconds if outer is None else min(outer, seconds)
+        try:
+            yield
+        finally:
+            _waits.limit = outer
+
+    @staticmethod
+    def wait_limit() -> float | None:
+        """The bound of the innermost :meth:`wait_at_most` block of this thread, or None (the backend's default)."""
+        limit: float | None = getattr(_waits, "limit", None)
+        return limit
 
     @abstractmethod
     def add_run(self, run: RunRecord) -> bool:

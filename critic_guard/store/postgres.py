@@ -11,6 +11,11 @@ in one transaction under a transaction-level advisory lock, so replicas starting
 version once. A step write is one round trip (about 0.1-0.3 ms on a local server): fine for the hot path, but a
 remote database adds its latency to every step.
 
+Waiting is bounded on the user's path: inside :meth:`~critic_guard.store.Store.wait_at_most` a call waits at most
+the bound for a pooled connection (``PoolTimeout`` after it, e.g. while the server is down) and its statements run
+in a transaction with that ``statement_timeout`` (a hung server or a held row lock). Outside it (the CLI, the
+pilot's bookkeeping, the step writer) the pool's ``timeout_s`` applies.
+
 Requires the ``postgres`` extra: ``pip install 'critic-guard[postgres]'``.
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from critic_guard.store.base import (
@@ -234,19 +239,34 @@ class PostgresStore(LedgerStore):
         self._steps = StepWriter(self._insert_steps, unavailable=(psycopg.OperationalError,))
 
     @contextmanager
-    def _transaction(self) -> Iterator[_Conn]:
-        with self._pool.connection() as conn, conn.transaction():
+    def _connection(self, *, transaction: bool = False) -> Iterator[_Conn]:
+        """A pooled connection (in a transaction if asked, or if the thread's wait is bounded: the statement
+        timeout is set for that transaction only, so the pooled connection keeps its defaults)."""
+        limit = self.wait_limit()
+        if limit is None:
+            with self._pool.connection() as conn:
+                if transaction:
+                    with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+            return
+        with self._pool.connection(timeout=limit) as conn, conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, round(limit * 1000))}ms",))
             yield conn
 
+    def _transaction(self) -> AbstractContextManager[_Conn]:
+        return self._connection(transaction=True)
+
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute(sql, params).fetchall()
 
     # -- runs, steps, outcomes -----------------------------------------------------------------------------------
 
     def add_run(self, run: RunRecord) -> bool:
         task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(
                 f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id) DO NOTHING",
@@ -267,7 +287,7 @@ class PostgresStore(LedgerStore):
             return cursor.rowcount == 1
 
     def end_run(self, run_id: str, *, status: str, ended_at: float) -> None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(
                 "UPDATE runs SET status = %s, ended_at = %s WHERE run_id = %s", (status, ended_at, run_id)
             )
@@ -338,7 +358,7 @@ class PostgresStore(LedgerStore):
 
     @contextmanager
     def _reading(self) -> Iterator[Ledger]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             yield Ledger(conn.execute, POSTGRES)
 
     @contextmanager

@@ -7,7 +7,9 @@ documented trade-off for NORMAL in WAL mode), never corrupt the file.
 
 Thread safety: one connection guarded by a lock (the guard runs in LangGraph worker threads and in asyncio code;
 each call holds the lock for tens of microseconds). Several processes may share the file: SQLite's own locking and
-a busy timeout serialise their writes.
+a busy timeout serialise their writes. The busy timeout is 5 s, except inside :meth:`Store.wait_at_most` (the
+guard's calls on the user's path): there both the wait for this lock and SQLite's busy wait are bounded by the
+block's limit, so another process holding the write lock costs a user's request that bound, not 5 s per write.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -26,6 +29,7 @@ from critic_guard.store.base import (
     OutcomeRecord,
     RunRecord,
     StepRecord,
+    StoreBusyError,
     UnknownRunError,
 )
 from critic_guard.store.ledger import SQLITE, Ledger, LedgerStore
@@ -198,18 +202,40 @@ class SQLiteStore(LedgerStore):
             _create_private(Path(self.path))
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        self._busy_ms = self._default_busy_ms = max(1, round(busy_timeout_s * 1000))
         self._closed = False
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.schema_version = migrate(self._conn)
         self._steps = StepWriter(self._insert_steps, unavailable=(sqlite3.OperationalError,))
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the connection's lock, with SQLite's busy timeout set for this call: the default, or what is left
+        of the thread's :meth:`~critic_guard.store.Store.wait_at_most` bound after waiting for the lock."""
+        limit = self.wait_limit()
+        if limit is None:
+            self._lock.acquire()
+            busy_ms = self._default_busy_ms
+        else:
+            started = time.monotonic()
+            if not self._lock.acquire(timeout=limit):
+                raise StoreBusyError(f"the SQLite store {self.path!r} stayed busy for {limit:g}s (another thread)")
+            busy_ms = max(1, round((limit - (time.monotonic() - started)) * 1000))
+        try:
+            if busy_ms != self._busy_ms and not self._closed:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+                self._busy_ms = busy_ms
+            yield
+        finally:
+            self._lock.release()
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
+        with self._locked():
             return self._conn.execute(sql, params)
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
+        with self._locked():
             return self._conn.execute(sql, params).fetchall()
 
     def add_run(self, run: RunRecord) -> bool:
@@ -238,7 +264,7 @@ class SQLiteStore(LedgerStore):
             raise UnknownRunError(f"unknown run id {run_id!r}")
 
     def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
-        with self._lock:
+        with self._locked():
             if self._closed:
                 raise RuntimeError("the store is closed")
             self._conn.execute("BEGIN IMMEDIATE")
@@ -253,7 +279,7 @@ class SQLiteStore(LedgerStore):
                 raise
 
     def record_outcome(self, run_id: str, success: bool, *, recorded_at: float) -> OutcomeRecord:
-        with self._lock:
+        with self._locked():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
@@ -339,13 +365,13 @@ class SQLiteStore(LedgerStore):
 
     @contextmanager
     def _reading(self) -> Iterator[Ledger]:
-        with self._lock:
+        with self._locked():
             yield Ledger(self._conn.execute, SQLITE)
 
     @contextmanager
     def _writing(self) -> Iterator[Ledger]:
         """One ``BEGIN IMMEDIATE`` transaction: the database write lock is held from the first read on."""
-        with self._lock:
+        with self._locked():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Ledger(self._conn.execute, SQLITE)

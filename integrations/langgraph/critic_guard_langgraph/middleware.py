@@ -446,25 +446,33 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         decision: Decision,
         aa: bool = False,
     ) -> None:
-        """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run."""
+        """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run.
+
+        The branch starts only if its run and pair are recorded (or queued behind a busy store): the guard's
+        ``begin_fork`` never raises and never waits longer than ``store_wait_s``, and counts a fork it refuses.
+        """
         prod, step = review.run_id, review.step
         branch_id = uuid.uuid4().hex
         task = _task(record["task"], runtime)
-        self.guard.start_run(run_id=branch_id, task=task, arm=arm, parent_run_id=prod, fork_step=step)
         if aa:
             pair_id, control, treatment = f"{prod}~aa", prod, branch_id
         else:
             pair_id = prod
             control, treatment = (prod, branch_id) if arm is Arm.TREATMENT else (branch_id, prod)
-        self.guard.open_pair(
-            pair_id,
+        recorded = self.guard.begin_fork(
+            pair_id=pair_id,
+            branch_run_id=branch_id,
+            arm=arm,
             control_run_id=control,
             treatment_run_id=treatment,
-            flagged=True,
+            parent_run_id=prod,
             fork_step=step,
+            task=task,
             kind=PairKind.AA if aa else PairKind.AB,
             fork_checkpoint_id=fork.checkpoint_id,
         )
+        if not recorded:
+            return
         verdict = review.verdict
         shadow = ShadowBranch(
             pair_id=pair_id,

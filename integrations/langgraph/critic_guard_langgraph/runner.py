@@ -238,7 +238,11 @@ class ShadowRunner:
         return ok
 
     def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
-        """Mark the pair incomplete (never raise: this runs beside production)."""
+        """Mark the pair incomplete and end the branch's run (never raise: this runs beside production).
+
+        The two are independent: the pair is excluded even when ending the run fails (e.g. the run's own record
+        was lost), and a store that cannot take either now gets it later (the guard queues both, in order).
+        """
         stopped = isinstance(exc, ShadowIncomplete)
         reason = exc.reason if isinstance(exc, ShadowIncomplete) else f"branch failed: {self.guard.error_text(exc)}"
         if not stopped:
@@ -246,10 +250,13 @@ class ShadowRunner:
                 "critic-guard: shadow branch %s failed; pair %s excluded", branch.run_id, branch.pair_id, exc_info=exc
             )
         try:
-            self.guard.end_run(branch.run_id, status="incomplete" if stopped else "failed")
             self.guard.mark_incomplete(branch.pair_id, reason)
         except Exception:
             logger.exception("critic-guard: could not mark pair %s incomplete", branch.pair_id)
+        try:
+            self.guard.end_run(branch.run_id, status="incomplete" if stopped else "failed")
+        except Exception:
+            logger.exception("critic-guard: could not end the run of shadow branch %s", branch.run_id)
 
 
 def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
