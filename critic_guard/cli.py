@@ -403,7 +403,7 @@ def pilot_command(
     """Run a shadow pilot of a task suite and print the decision; rerun the same command to resume after a crash."""
     import asyncio
 
-    from critic_guard.pilot import SuiteError, load_suite, run_pilot
+    from critic_guard.pilot import StoreUnavailableError, SuiteError, load_suite, run_pilot
     from critic_guard.pilot_view import RichProgress, render_pilot
     from critic_guard.telemetry.setup import configure_telemetry
 
@@ -432,10 +432,17 @@ def pilot_command(
             pilot = run_pilot(
                 loaded, guard, concurrency=concurrency, limit=tasks, level=level, seed=seed, progress=progress
             )
-            result = asyncio.run(pilot)
+            try:
+                result = asyncio.run(pilot)
+            except StoreUnavailableError as exc:
+                fail(f"the store stayed unavailable: {exc}")
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         Console().print(render_pilot(result))
-    if result.tally.failed:
+    if not result.ok:  # failed tasks or lost writes: named above; a rerun runs those tasks again
+        failed = ", ".join(sorted(result.tally.failures)) or "none"
+        lost = result.lost_writes
+        message = f"critic-guard: error: pilot incomplete: failed tasks: {failed}; lost writes: {lost}"
+        typer.echo(visible(message), err=True)
         raise typer.Exit(FAILED)

@@ -954,10 +954,8 @@ class CriticGuard:
         with self._lock:
             self._store_errors += 1
             first = self._store_errors == 1
-        if first:  # one line: a store outage is an operating condition, not a bug (the traceback is at debug level)
-            logger.warning(
-                "critic-guard: store call failed; the agent continues (logged once): %s", describe_error(exc)
-            )
+        if first:  # one line: an outage is an operating condition, not a bug (the traceback is at debug level)
+            logger.warning("critic-guard: store call failed, the agent goes on (logged once): %s", describe_error(exc))
         logger.debug("critic-guard store call failed", exc_info=exc)
 
     @property

@@ -17,23 +17,31 @@ on the next start each ``running`` row is resolved from what the store says:
 
 Pairs are completed atomically by the store, so a pair is counted exactly once or not at all, and the report
 counts only the pair of each task's final production run.
+
+Store faults (docs/faults.md). The pilot's own bookkeeping is retried with backoff for ``store_retry_s``, each try
+waiting at most ``store_wait_s`` (the event loop never blocks on a store that is down). After each task the runner
+waits for the guard's queued run, outcome and pair writes; a task whose writes were lost anyway, or whose end could
+not be recorded, is *failed*: named in the result, its open pairs excluded, and run again by the next start (its
+row is ``failed`` or still ``running``, never ``done``). ``critic-guard pilot`` then exits non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from critic_guard.at_rest import ATTEMPT_KEY
+from critic_guard.critic_pool import describe_error
 from critic_guard.critics import Critic
 from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardRecord
@@ -59,6 +67,7 @@ __all__ = [
     "PilotResult",
     "PilotSuite",
     "PilotTask",
+    "StoreUnavailableError",
     "SuiteError",
     "Tally",
     "load_suite",
@@ -68,6 +77,9 @@ __all__ = [
 ABANDONED_REASON = "abandoned: pilot restarted"
 _RESERVED_OPTIONS = frozenset({"mode", "store", "policy"})
 _LIVE_DRAWS = 2_000  # posterior draws for the running verdict (the verdict itself needs none; keep updates cheap)
+_FIRST_DELAY_S = 0.05
+_MAX_DELAY_S = 1.0
+_T = TypeVar("_T")
 
 
 class SuiteError(ValueError):
@@ -192,6 +204,7 @@ class Tally:
     abandoned: int = 0  # pairs of interrupted attempts (excluded)
     open: int = 0  # done tasks whose pair still waits for an outcome
     unpaired: int = 0  # done tasks without a pair (e.g. AUTO once disabled)
+    failures: dict[str, str] = field(default_factory=dict)  # failed task id -> why (a rerun runs them again)
 
     @property
     def counts(self) -> PairedCounts:
@@ -202,6 +215,7 @@ class Tally:
         self.abandoned += row.abandoned
         if row.status is PilotTaskStatus.FAILED:
             self.failed += 1
+            self.failures[row.task_id] = row.error or "no reason recorded"
             return
         if row.status is not PilotTaskStatus.DONE:
             return
@@ -232,8 +246,14 @@ class PilotResult:
     tally: Tally
     ran: int  # attempts this call ran
     skipped: int  # tasks already done when this call started
-    lifecycle: GuardRecord
+    lifecycle: GuardRecord | None  # None when the store could not be read at the end
     report: PilotReport | None  # None while no pair is complete
+    lost_writes: int = 0  # the guard's run, outcome and pair writes lost in this call (their tasks failed)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every task ran and was recorded (else ``critic-guard pilot`` exits non-zero)."""
+        return not self.tally.failed and not self.lost_writes
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -243,6 +263,8 @@ class PilotResult:
             "tasks": t.total,
             "done": t.done,
             "failed": t.failed,
+            "failed_tasks": dict(sorted(t.failures.items())),
+            "lost_writes": self.lost_writes,
             "ran": self.ran,
             "skipped": self.skipped,
             "pairs": {"n00": t.n00, "n01": t.n01, "n10": t.n10, "n11": t.n11},
@@ -251,7 +273,7 @@ class PilotResult:
             "abandoned": t.abandoned,
             "open": t.open,
             "unpaired": t.unpaired,
-            "lifecycle": self.lifecycle.state.value,
+            "lifecycle": None if self.lifecycle is None else self.lifecycle.state.value,
             "report": None if self.report is None else self.report.to_dict(),
         }
 
@@ -260,12 +282,40 @@ def _running_verdict(counts: PairedCounts, level: float) -> str | None:
     return None if counts.n == 0 else analyze(counts, level=level, draws=_LIVE_DRAWS).verdict.value
 
 
+class StoreUnavailableError(RuntimeError):
+    """The store refused a pilot bookkeeping call for the whole retry window."""
+
+
 class _Pilot:
     """One call of :func:`run_pilot` (the state shared by its concurrent tasks)."""
 
     def __init__(self, guard: CriticGuard, store: Store, key: str) -> None:
         self.guard, self.store, self.key = guard, store, key
         self.ran = 0
+
+    async def retrying(self, what: str, call: Callable[[], _T]) -> _T:
+        """``call()`` (idempotent bookkeeping), retried with backoff for ``store_retry_s``, each try bounded by
+        ``store_wait_s`` so that a store that is down never blocks the other tasks; then
+        :class:`StoreUnavailableError`."""
+        config = self.guard.config
+        deadline = time.monotonic() + config.store_retry_s
+        delay = _FIRST_DELAY_S
+        while True:
+            try:
+                with self.store.wait_at_most(config.store_wait_s):
+                    return call()
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailableError(f"{what}: {describe_error(exc)}") from exc
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, _MAX_DELAY_S)
+
+    async def settled(self, attempt: Awaitable[_T], fallback: _T) -> _T:
+        """Await ``attempt``, or ``fallback`` if the store stayed unavailable (the task is then failed)."""
+        try:
+            return await attempt
+        except StoreUnavailableError:
+            return fallback
 
     def attempt_runs(self, row: PilotTaskRecord) -> list[RunRecord]:
         runs = self.store.runs_of_task(self.guard.guard_key, row.task_id)
@@ -308,10 +358,26 @@ class _Pilot:
             return 0
         return self.exclude_open_pairs(runs, ABANDONED_REASON)
 
+    def lost_writes(self, task_id: str, since: float) -> list[str]:
+        """The guard's writes for this task lost since ``since`` (after the guard's queue settled)."""
+        return [f"{w.what}: {w.error}" for w in self.guard.lost_writes() if w.task_id == task_id and w.at >= since]
+
     async def run(self, adapter: PilotAdapter, data: Mapping[str, Any], abandoned: int) -> PilotTaskRecord:
+        """Run one attempt of a task and record how it ended. Never raises for a store fault: the task is failed
+        (in the returned row; the store's row stays ``running`` or ``failed``, so a rerun runs it again)."""
         task_id = str(data.get("task_id", data.get("id")))
         attempt = uuid.uuid4().hex
-        row = self.store.start_pilot_task(self.key, task_id, attempt_id=attempt, abandoned=abandoned, at=time.time())
+        began = time.time()
+        try:
+            row = await self.retrying(
+                "start the task",
+                lambda: self.store.start_pilot_task(
+                    self.key, task_id, attempt_id=attempt, abandoned=abandoned, at=time.time()
+                ),
+            )
+        except StoreUnavailableError as exc:
+            failed = PilotTaskStatus.FAILED
+            return PilotTaskRecord(self.key, task_id, failed, attempt, 0, 0, time.time(), None, str(exc))
         if row.attempt_id != attempt:  # done by another process meanwhile
             return row
         self.ran += 1
@@ -320,19 +386,30 @@ class _Pilot:
             await adapter.run_task(PilotTask(task_id, attempt, data))
         except Exception as exc:
             status, error = PilotTaskStatus.FAILED, self.guard.error_text(exc)  # the message may quote tool arguments
-        runs = self.attempt_runs(row)
+        await asyncio.to_thread(self.guard.wait_for_writes, self.guard.config.store_retry_s)
+        lost = self.lost_writes(task_id, began)
+        runs = await self.settled(self.retrying("read the task's runs", lambda: self.attempt_runs(row)), [])
         production = next((r for r in runs if r.parent_run_id is None), None)
-        if status is PilotTaskStatus.DONE and production is None:
+        if status is PilotTaskStatus.DONE and lost:
+            status, error = PilotTaskStatus.FAILED, "store writes lost: " + "; ".join(lost)
+        elif status is PilotTaskStatus.DONE and production is None:
             status, error = PilotTaskStatus.FAILED, f"no run carried {ATTEMPT_KEY}={attempt} (adapter bug)"
         if status is PilotTaskStatus.FAILED:
-            self.exclude_open_pairs(runs, f"pilot task failed: {error}")
+            reason = f"pilot task failed: {error}"
+            await self.settled(self.retrying("exclude pairs", lambda: self.exclude_open_pairs(runs, reason)), 0)
         else:
             assert production is not None
             run_id = production.run_id
         at = time.time()
-        self.store.finish_pilot_task(
-            self.key, task_id, attempt_id=attempt, status=status, run_id=run_id, error=error, at=at
-        )
+        try:
+            await self.retrying(
+                "record the task's end",
+                lambda: self.store.finish_pilot_task(
+                    self.key, task_id, attempt_id=attempt, status=status, run_id=run_id, error=error, at=at
+                ),
+            )
+        except StoreUnavailableError as exc:  # the row stays `running`: the next start resolves it
+            status, error = PilotTaskStatus.FAILED, f"{exc} (resolved by the next start)"
         return PilotTaskRecord(self.key, task_id, status, attempt, row.attempts, row.abandoned, at, run_id, error)
 
 
@@ -359,16 +436,20 @@ async def run_pilot(
     ids = suite.task_ids()[: len(tasks)]
     shown = progress or _Silent()
     pilot = _Pilot(guard, store, f"{suite.name}|{guard.guard_key}")
-    guard.complete_pairs()  # pairs a crash left open although both outcomes were recorded
-    rows = {row.task_id: row for row in store.pilot_tasks(pilot.key) if row.task_id in set(ids)}
-    abandoned = {tid: pilot.resolve(r) for tid, r in rows.items() if r.status is PilotTaskStatus.RUNNING}
-    rows = {row.task_id: row for row in store.pilot_tasks(pilot.key) if row.task_id in set(ids)}
+    lost_before = len(guard.lost_writes())
+    await pilot.retrying("complete pairs", guard.complete_pairs)  # pairs a crash left open with both outcomes in
+    rows = {row.task_id: row for row in await pilot.retrying("read tasks", lambda: store.pilot_tasks(pilot.key))}
+    abandoned = {}
+    for tid, r in rows.items():
+        if tid in set(ids) and r.status is PilotTaskStatus.RUNNING:
+            abandoned[tid] = await pilot.retrying("resolve an interrupted task", functools.partial(pilot.resolve, r))
+    rows = {row.task_id: row for row in await pilot.retrying("read tasks", lambda: store.pilot_tasks(pilot.key))}
     tally = Tally(total=len(tasks))
     todo: list[tuple[Mapping[str, Any], int]] = []
     for data, task_id in zip(tasks, ids, strict=True):
         row = rows.get(task_id)
         if row is not None and row.status is PilotTaskStatus.DONE:
-            tally.add(row, pilot.production_pair(row.run_id))
+            tally.add(row, await pilot.retrying("read a pair", functools.partial(pilot.production_pair, row.run_id)))
         else:
             todo.append((data, abandoned.get(task_id, 0)))
     skipped = tally.done
@@ -378,13 +459,20 @@ async def run_pilot(
     async def one(data: Mapping[str, Any], lost: int) -> None:
         async with gate:
             row = await pilot.run(adapter, data, lost)
-        tally.add(row, pilot.production_pair(row.run_id))
+        try:
+            pair = await pilot.retrying("read the pair", functools.partial(pilot.production_pair, row.run_id))
+        except StoreUnavailableError as exc:  # done, but unverifiable now: not counted; the next start reads it
+            row = replace(row, status=PilotTaskStatus.FAILED, error=str(exc))
+            pair = None
+        tally.add(row, pair)
         shown.update(tally, _running_verdict(tally.counts, level))
 
     async with suite.adapter(guard) as adapter:
         await asyncio.gather(*(one(data, lost) for data, lost in todo))
     report = analyze(tally.counts, level=level, seed=seed) if tally.counts.n else None
-    return PilotResult(pilot.key, guard.guard_key, tally, pilot.ran, skipped, guard.lifecycle(), report)
+    lifecycle = await pilot.settled(pilot.retrying("read the lifecycle", guard.lifecycle), None)
+    lost_writes = len(guard.lost_writes()) - lost_before
+    return PilotResult(pilot.key, guard.guard_key, tally, pilot.ran, skipped, lifecycle, report, lost_writes)
 
 
 class _Silent:

@@ -79,9 +79,14 @@ def render_pilot(result: PilotResult) -> RenderableType:
         f"of one run); excluded: {t.incomplete} incomplete, {t.abandoned} abandoned by a restart; "
         f"{t.open} waiting for an outcome, {t.unpaired} without a pair\n"
     )
-    lines.append(f"guard lifecycle: {result.lifecycle.state.value}")
-    if result.lifecycle.last_transition is not None:
-        last = result.lifecycle.last_transition
+    for task_id, why in sorted(t.failures.items()):  # Text.append: stored strings are never read as markup
+        lines.append(f"failed task {task_id} (a rerun runs it again): {visible(why)}\n", style="red")
+    if result.lost_writes:
+        lines.append(f"{result.lost_writes} run, outcome or pair writes were lost (store unavailable)\n", style="red")
+    lifecycle = result.lifecycle
+    lines.append(f"guard lifecycle: {'unknown (store unavailable)' if lifecycle is None else lifecycle.state.value}")
+    if lifecycle is not None and lifecycle.last_transition is not None:
+        last = lifecycle.last_transition
         lines.append(f" (last transition {last.from_state.value} -> {last.to_state.value}: {visible(last.reason)})")
     if result.report is None:
         return Group(lines, Text("No complete pairs: nothing to analyse yet.", style="yellow"))

@@ -65,6 +65,7 @@ class StoreExtras:
     incomplete_reasons: tuple[str, ...]
     scores: tuple[float, ...]
     failed: tuple[bool, ...]
+    open_pairs: int = 0  # pairs still waiting for an outcome: in flight, or left by a lost write (docs/faults.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,5 +143,6 @@ def from_store(store: Store, guard_key: str, *, source: str) -> ReportData:
         incomplete_reasons=tuple(p.reason or "no reason recorded" for p in pairs if p.status is PairStatus.INCOMPLETE),
         scores=tuple(float(s) for s in scores),
         failed=tuple(bool(f) for f in failed),
+        open_pairs=sum(p.status is PairStatus.OPEN for p in pairs),
     )
     return ReportData(source=source, guard_key=guard_key, pairs=ab, store=extras)

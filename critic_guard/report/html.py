@@ -384,12 +384,18 @@ def _incomplete(store: StoreExtras | None) -> str:
     out = "<h2>Incomplete shadow branches</h2>"
     if store is None:
         return out + _nodata("Not in a pairs file (build the report from the store).")
+    waiting = (
+        f'<p class="note">{store.open_pairs} pairs are still open (waiting for an outcome; not in any number '
+        "above).</p>"
+        if store.open_pairs
+        else ""
+    )
     if not store.incomplete_reasons:
-        return out + _nodata("None: every shadow branch finished.")
+        return out + _nodata("None: every shadow branch finished.") + waiting
     rows = [[_stored(reason), str(count)] for reason, count in Counter(store.incomplete_reasons).most_common()]
     return (
         out + f'<p class="note">{len(store.incomplete_reasons)} pairs were excluded because a branch could not finish '
-        "(they are not in any number above):</p>" + _table(["reason", "pairs"], rows)
+        "(they are not in any number above):</p>" + _table(["reason", "pairs"], rows) + waiting
     )
 
 

@@ -4,6 +4,10 @@ transition, as rows (for ``--json``) and as rich text for a terminal of any widt
 The evidence is :func:`critic_guard.lifecycle.evidence_of`, the same dict a transition records, so the status
 page and the transition log never describe the monitor differently. A key that has pairs but no lifecycle record
 yet (no pair completed) is shown in ``pilot`` with no evidence.
+
+Pairs not counted are shown beside the counted ones, so a pilot hit by store faults cannot look cleaner than it
+was: ``incomplete`` (excluded, with a reason) and ``open`` (still waiting for an outcome: in flight, or left by a
+lost write, docs/faults.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rich.text import Text
 
 from critic_guard.lifecycle import GuardState, evidence_of
 from critic_guard.safe_text import text
-from critic_guard.store.base import Store
+from critic_guard.store.base import PairStatus, Store
 
 __all__ = ["render_status", "status_rows"]
 
@@ -36,6 +40,7 @@ def status_rows(store: Store) -> list[dict[str, Any]]:
                 "evidence": None if record is None else evidence_of(record),
                 "aa_pairs": 0 if record is None else record.aa_pairs,
                 "incomplete": 0 if record is None else record.incomplete,
+                "open": len(store.pairs(key, PairStatus.OPEN)),
                 "last_transition": None
                 if last is None
                 else {
@@ -88,6 +93,8 @@ def _details(row: dict[str, Any]) -> Table:
         )
     if row["incomplete"]:  # pairs whose shadow branch could not finish (e.g. stopped before a tool): excluded
         grid.add_row("excluded", f"{row['incomplete']} pairs whose shadow branch could not finish (reasons: report)")
+    if row["open"]:  # pairs still waiting for an outcome: in flight, or left by a lost write (docs/faults.md)
+        grid.add_row("open", f"{row['open']} pairs still waiting for an outcome (not counted)")
     if last is None:
         grid.add_row("last transition", "-")
     else:
