@@ -436,7 +436,7 @@ class CriticGuard:
             created_at=time.time(),
             kind=PairKind(kind),
             design=PairDesign(self.config.design if design is None else design),
-            task_id=task_id if task_id is not None else self._task_of(control_run_id),
+            task_id=task_id if task_id is not None else self._task_id_of(control_run_id),  # from memory: no wait
             fork_step=fork_step,
             fork_checkpoint_id=fork_checkpoint_id,
         )

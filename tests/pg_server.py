@@ -50,9 +50,35 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class PostgresCluster:
+    """A running throwaway cluster: its ``url``, and :meth:`stop` / :meth:`start` to take the same server (same
+    data, same port) down and up again, e.g. for an outage mid-pilot (tests of docs/faults.md)."""
+
+    def __init__(self, bin_dir: Path, data: Path, log: Path, options: str, port: int, timeout_s: float) -> None:
+        self._bin_dir, self._data, self._log, self._options, self.port = bin_dir, data, log, options, port
+        self._timeout_s = timeout_s
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        pg_ctl = [str(self._bin_dir / "pg_ctl"), "-D", str(self._data), "-l", str(self._log), "-o", self._options]
+        subprocess.run(
+            _as_server_user([*pg_ctl, "-w", "start"]), check=True, capture_output=True, timeout=self._timeout_s
+        )
+        _wait_ready(self.port, self._timeout_s)
+
+    def stop(self) -> None:
+        """Stop the server now (fast mode: open connections are closed, clients see the server go away)."""
+        subprocess.run(
+            _as_server_user([str(self._bin_dir / "pg_ctl"), "-D", str(self._data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            timeout=self._timeout_s,
+        )
+
+
 @contextmanager
-def postgres_server(timeout_s: float = 30.0) -> Iterator[str]:
-    """Start a fresh cluster and yield a libpq connection URL to its `postgres` database."""
+def postgres_cluster(timeout_s: float = 30.0) -> Iterator[PostgresCluster]:
+    """Start a fresh cluster and yield it (stopped and deleted afterwards)."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="cg-pg-"))
     data, sockets = root / "data", root / "sock"
@@ -68,25 +94,21 @@ def postgres_server(timeout_s: float = 30.0) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    log = root / "server.log"
     options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=100"
-    subprocess.run(
-        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
-        check=True,
-        capture_output=True,
-        timeout=timeout_s,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    cluster = PostgresCluster(bin_dir, data, root / "server.log", options, port, timeout_s)
     try:
-        _wait_ready(port, timeout_s)
-        yield url
+        cluster.start()
+        yield cluster
     finally:
-        subprocess.run(
-            _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-            timeout=timeout_s,
-        )
+        cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server(timeout_s: float = 30.0) -> Iterator[str]:
+    """Start a fresh cluster and yield a libpq connection URL to its `postgres` database."""
+    with postgres_cluster(timeout_s) as cluster:
+        yield cluster.url
 
 
 def _wait_ready(port: int, timeout_s: float) -> None:

@@ -1,0 +1,141 @@
+"""Store faults on the user's path (docs/faults.md): a locked SQLite store at a production run's first flag.
+
+Another connection takes the database write lock (``BEGIN IMMEDIATE``) inside the critic call that flags step 2
+of the calculator task, and holds it until the run has returned. The fork path (the branch's run, the pair), the
+production run's end and outcome, and the branch's end all meet the lock. The run must return normally after one
+bounded wait (``store_wait_s``), not 5 s per write; the writes wait in the guard's queue, and once the lock is
+released the pair completes with the cells of an undisturbed run: nothing open, nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from calc_agent import RIGHT, build_agent, calc_model, oracle_critic, task_input, thread
+from langgraph.checkpoint.memory import InMemorySaver
+
+from critic_guard.guard import CriticGuard
+from critic_guard.policy import Policy
+from critic_guard.report.status import status_rows
+from critic_guard.store.base import PairStatus
+from critic_guard.types import Arm, StepContext, Verdict
+from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
+from critic_guard_langgraph.shadow import ShadowBranch
+
+WAIT_S = 0.1
+JOIN_S = 4.0  # well under one 5 s busy timeout: catches the old 20 s hang without timing anything
+
+
+def judge(task: Any, state: Any) -> bool:
+    return bool(state["messages"][-1].text == RIGHT)
+
+
+class LockAtFirstFlag:
+    """The oracle critic; at its first flag another connection takes the store's write lock and keeps it."""
+
+    def __init__(self, db: Path) -> None:
+        self.blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self.held = threading.Event()
+
+    def __call__(self, ctx: StepContext) -> Verdict:
+        verdict = oracle_critic(ctx)
+        if verdict.p_fail > 0.5 and not self.held.is_set():
+            self.blocker.execute("BEGIN IMMEDIATE")
+            self.held.set()
+        return verdict
+
+    def release(self) -> None:
+        self.blocker.execute("COMMIT")
+        self.blocker.close()
+
+
+@pytest.mark.parametrize("api", ["invoke", "ainvoke"])
+@pytest.mark.parametrize("mode", ["pilot", "auto"])
+def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pair(
+    mode: str, api: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "guard.db"
+    critic = LockAtFirstFlag(db)
+    guard = CriticGuard(
+        critic, mode=mode, policy=Policy(min_step=0), store=f"sqlite:///{db}", agent_name="calc", store_wait_s=WAIT_S
+    )
+    model, _ = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    runner = middleware.runner
+    assert runner is not None
+    outcome: dict[str, Any] = {}
+
+    async def arun() -> None:
+        outcome["out"] = await agent.ainvoke(task_input(), thread("prod"))
+        outcome["counters"] = guard.counters
+        await runner.drain()  # the branch runs on this loop; its writes queue behind the lock too
+
+    def user_request() -> None:
+        try:
+            if api == "invoke":
+                outcome["out"] = agent.invoke(task_input(), thread("prod"))
+                outcome["counters"] = guard.counters
+            else:
+                asyncio.run(arun())
+        except BaseException as exc:  # the test asserts there is none
+            outcome["error"] = exc
+
+    try:
+        request = threading.Thread(target=user_request)
+        request.start()
+        request.join(JOIN_S)
+        assert not request.is_alive(), "the user's request waited on the locked store"
+        assert critic.held.is_set()
+    finally:
+        critic.release()
+    request.join()
+    assert "error" not in outcome
+    assert outcome["out"]["messages"][-1].text == "44"  # production (control) ran to its normal end
+    during = outcome["counters"]
+    # one bounded attempt met the lock on the user's path (the fork's first write; a lifecycle read may meet the
+    # step writer on the connection); everything after it queued behind it without waiting
+    assert 1 <= during.store_errors <= 3
+    assert during.store_deferred >= 3  # the pair, the production run's end and its outcome at least
+    assert during.store_lost == 0
+
+    assert runner.wait(30) and guard.wait_for_writes(30)
+    [pair] = guard.pairs()
+    assert (pair.status, pair.flagged, pair.fork_step) == (PairStatus.COMPLETE, True, 2)
+    assert (pair.control_success, pair.treatment_success) == (False, True)  # the undisturbed run's cell
+    assert guard.counters.store_lost == 0 and guard.lost_writes() == ()
+    assert guard.counters.store_recovered == guard.counters.store_deferred
+    assert guard.counters.forks_skipped == {}
+    assert guard.store is not None
+    [row] = status_rows(guard.store)
+    assert (row["open"], row["incomplete"], row["evidence"]["pairs"]) == (0, 0, 1)
+    guard.close()
+
+
+def test_a_failed_branch_is_excluded_even_when_its_run_cannot_be_ended(tmp_path: Path) -> None:
+    """The branch's run was never recorded (its write was lost), so ending it raises; the pair is excluded anyway."""
+    guard = CriticGuard(oracle_critic, mode="pilot", store=f"sqlite:///{tmp_path / 'guard.db'}", agent_name="calc")
+    model, _ = calc_model(bad_step=2)
+    saver = InMemorySaver()
+    runner = ShadowRunner(build_agent(model, [], saver), guard, judge=judge, wait_s=0.01)
+    production = guard.start_run(run_id="prod", task={"task_id": "t1"}, arm=Arm.CONTROL)
+    guard.open_pair(production, control_run_id=production, treatment_run_id="ghost", flagged=True, fork_step=2)
+    branch = ShadowBranch(pair_id=production, run_id="ghost", arm=Arm.TREATMENT, fork_step=2)
+    missing = ForkPoint("prod", "no-such-checkpoint", "task")  # the clone fails: the branch cannot run
+
+    assert runner.run(branch, missing, task={"task_id": "t1"}) is None
+    [pair] = guard.pairs()
+    assert pair.status is PairStatus.INCOMPLETE and pair.reason is not None
+    assert pair.reason.startswith("branch failed:")
+    assert guard.lifecycle().incomplete == 1
+    assert guard.store is not None
+    [row] = status_rows(guard.store)
+    assert (row["open"], row["incomplete"]) == (0, 1)
+    runner.close()
+    guard.close()
