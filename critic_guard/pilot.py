@@ -58,6 +58,7 @@ from critic_guard.store.base import (
     Store,
     UnknownPairError,
 )
+from critic_guard.write_queue import LostWrite
 
 __all__ = [
     "ABANDONED_REASON",
@@ -329,10 +330,11 @@ class _Pilot:
         except UnknownPairError:
             return None
 
-    def exclude_open_pairs(self, runs: Sequence[RunRecord], reason: str) -> int:
-        """Mark the open A/B pairs of these runs incomplete; how many were marked (A/A pairs too, uncounted)."""
+    def exclude_open_pairs(self, runs: Sequence[RunRecord], reason: str, *, also: Sequence[str] = ()) -> int:
+        """Mark the open A/B pairs of these runs (and of the run ids ``also``: runs whose own record may be lost)
+        incomplete; how many were marked (A/A pairs too, uncounted)."""
         marked = 0
-        pairs = {p.pair_id: p for r in runs for p in self.store.pairs_of_run(r.run_id)}
+        pairs = {p.pair_id: p for run_id in {*(r.run_id for r in runs), *also} for p in self.store.pairs_of_run(run_id)}
         for pair in pairs.values():
             if pair.status is PairStatus.OPEN:
                 self.guard.mark_incomplete(pair.pair_id, reason)
@@ -358,9 +360,9 @@ class _Pilot:
             return 0
         return self.exclude_open_pairs(runs, ABANDONED_REASON)
 
-    def lost_writes(self, task_id: str, since: float) -> list[str]:
+    def lost_writes(self, task_id: str, since: float) -> list[LostWrite]:
         """The guard's writes for this task lost since ``since`` (after the guard's queue settled)."""
-        return [f"{w.what}: {w.error}" for w in self.guard.lost_writes() if w.task_id == task_id and w.at >= since]
+        return [w for w in self.guard.lost_writes() if w.task_id == task_id and w.at >= since]
 
     async def run(self, adapter: PilotAdapter, data: Mapping[str, Any], abandoned: int) -> PilotTaskRecord:
         """Run one attempt of a task and record how it ended. Never raises for a store fault: the task is failed
@@ -391,12 +393,17 @@ class _Pilot:
         runs = await self.settled(self.retrying("read the task's runs", lambda: self.attempt_runs(row)), [])
         production = next((r for r in runs if r.parent_run_id is None), None)
         if status is PilotTaskStatus.DONE and lost:
-            status, error = PilotTaskStatus.FAILED, "store writes lost: " + "; ".join(lost)
+            status, error = (
+                PilotTaskStatus.FAILED,
+                "store writes lost: " + "; ".join(f"{w.what}: {w.error}" for w in lost),
+            )
         elif status is PilotTaskStatus.DONE and production is None:
             status, error = PilotTaskStatus.FAILED, f"no run carried {ATTEMPT_KEY}={attempt} (adapter bug)"
         if status is PilotTaskStatus.FAILED:
             reason = f"pilot task failed: {error}"
-            await self.settled(self.retrying("exclude pairs", lambda: self.exclude_open_pairs(runs, reason)), 0)
+            lost_runs = [w.run_id for w in lost if w.run_id is not None]
+            exclude = functools.partial(self.exclude_open_pairs, runs, reason, also=lost_runs)
+            await self.settled(self.retrying("exclude pairs", exclude), 0)
         else:
             assert production is not None
             run_id = production.run_id
@@ -409,7 +416,8 @@ class _Pilot:
                 ),
             )
         except StoreUnavailableError as exc:  # the row stays `running`: the next start resolves it
-            status, error = PilotTaskStatus.FAILED, f"{exc} (resolved by the next start)"
+            unrecorded = f"{exc} (resolved by the next start)"
+            status, error = PilotTaskStatus.FAILED, unrecorded if error is None else f"{error}; {unrecorded}"
         return PilotTaskRecord(self.key, task_id, status, attempt, row.attempts, row.abandoned, at, run_id, error)
 
 
@@ -443,6 +451,12 @@ async def run_pilot(
     for tid, r in rows.items():
         if tid in set(ids) and r.status is PilotTaskStatus.RUNNING:
             abandoned[tid] = await pilot.retrying("resolve an interrupted task", functools.partial(pilot.resolve, r))
+        elif tid in set(ids) and r.status is PilotTaskStatus.FAILED:  # its exclusions may have been lost with it
+            runs = await pilot.retrying("read a failed task's runs", functools.partial(pilot.attempt_runs, r))
+            reason = f"pilot task failed: {r.error}"
+            await pilot.retrying(
+                "exclude a failed task's pairs", functools.partial(pilot.exclude_open_pairs, runs, reason)
+            )
     rows = {row.task_id: row for row in await pilot.retrying("read tasks", lambda: store.pilot_tasks(pilot.key))}
     tally = Tally(total=len(tasks))
     todo: list[tuple[Mapping[str, Any], int]] = []

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 from calc_agent import RIGHT, build_agent, calc_model, oracle_critic, task_input, thread
 from langgraph.checkpoint.memory import InMemorySaver
+from pilot_suites import CELL, KINDS, calc_suite
+from pilot_suites import judge as pilot_judge
 
 from critic_guard.guard import CriticGuard
+from critic_guard.pilot import run_pilot
 from critic_guard.policy import Policy
 from critic_guard.report.status import status_rows
 from critic_guard.store.base import PairStatus
@@ -139,3 +142,64 @@ def test_a_failed_branch_is_excluded_even_when_its_run_cannot_be_ended(tmp_path:
     assert (row["open"], row["incomplete"]) == (0, 1)
     runner.close()
     guard.close()
+
+
+class LongLock:
+    """Holds the store's write lock from ``TRIGGER``'s production judge for ``seconds``, longer than the guard's
+    retry window, so that writes made meanwhile are lost (and counted)."""
+
+    TRIGGER = "t03"
+
+    def __init__(self, db: Path, seconds: float) -> None:
+        self.db, self.seconds = db, seconds
+        self.thread: threading.Thread | None = None
+        self.taken = threading.Event()
+
+    def _hold(self) -> None:
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        self.taken.set()
+        threading.Event().wait(self.seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    def judge(self, task: Any, state: Any) -> bool:
+        if task["task_id"] == self.TRIGGER and self.thread is None:
+            self.thread = threading.Thread(target=self._hold)
+            self.thread.start()
+            self.taken.wait()
+        return pilot_judge(task, state)
+
+
+def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_runs_them(tmp_path: Path) -> None:
+    db = tmp_path / "guard.db"
+    lock = LongLock(db, seconds=2.0)
+    kinds = tuple(KINDS[i % len(KINDS)] for i in range(12))
+    options = {"store_wait_s": 0.05, "store_retry_s": 0.3}
+    suite = calc_suite(kinds, name="lossy", judge_fn=lock.judge, **options)
+    with suite.guard(mode="pilot", store=f"sqlite:///{db}") as guard:
+        first = asyncio.run(run_pilot(suite, guard, concurrency=2))
+        lost = guard.lost_writes()
+    assert lock.thread is not None
+    lock.thread.join()
+
+    assert not first.ok and first.tally.failed > 0  # `critic-guard pilot` exits 1 on this
+    assert LongLock.TRIGGER in first.tally.failures
+    assert first.to_dict()["failed_tasks"] == dict(sorted(first.tally.failures.items()))
+    assert lost and {w.task_id for w in lost} <= set(first.tally.failures)  # every lost write names a failed task
+    assert all(why for why in first.tally.failures.values())
+
+    rerun_suite = calc_suite(kinds, name="lossy", **options)
+    with rerun_suite.guard(mode="pilot", store=f"sqlite:///{db}") as guard:
+        second = asyncio.run(run_pilot(rerun_suite, guard, concurrency=2))
+        assert guard.store is not None
+        [status] = status_rows(guard.store)
+        open_pairs = guard.pairs(PairStatus.OPEN)
+    assert second.ok
+    assert second.ran == first.tally.failed  # exactly the failed tasks ran again; none counted done before
+    expected = dict.fromkeys(("n00", "n01", "n10", "n11"), 0)
+    for kind in kinds:
+        expected[CELL[kind]] += 1
+    assert second.to_dict()["pairs"] == expected  # the final cells are an undisturbed run's
+    assert open_pairs == [] and status["open"] == 0  # the failed attempts' pairs were excluded, none left open
+    assert status["incomplete"] >= 1  # and shown as excluded (with their reasons, in the report)
