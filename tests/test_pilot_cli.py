@@ -61,7 +61,12 @@ def test_rich_output_store_trace_file_tasks_and_auto_mode(tmp_path: Path) -> Non
 def test_a_failed_task_is_reported_with_exit_code_1() -> None:
     result = runner.invoke(app, ["pilot", "test_pilot_core:cli_suite", "--seed", "1", "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["failed"] == 1
+    data = json.loads(result.stdout)
+    assert data["failed"] == 1 and data["failed_tasks"] == {"t3": "RuntimeError: agent exploded"}
+    assert data["lost_writes"] == 0
+    assert result.stderr.strip().splitlines() == [
+        "critic-guard: error: pilot incomplete: failed tasks: t3; lost writes: 0"
+    ]  # one line naming the task; a rerun runs it again
 
 
 @pytest.mark.parametrize(
