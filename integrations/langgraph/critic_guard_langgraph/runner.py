@@ -108,11 +108,15 @@ class ShadowRunner:
         changing its environment as soon as this returns.
         """
         prepared = self._prepared(branch, context)
+        excluded: Future[bool | None] = Future()
+        excluded.set_result(None)
         if prepared is None:
-            excluded: Future[bool | None] = Future()
-            excluded.set_result(None)
             return excluded
-        future = self._pool.submit(self._run, *prepared, fork, task)
+        try:
+            future = self._pool.submit(self._run, *prepared, fork, task)
+        except RuntimeError as exc:  # the runner was closed: the branch cannot run; its pair is excluded, not lost
+            self._exclude(branch, exc)
+            return excluded
         with self._lock:
             self._futures[future] = fork.thread_id
         future.add_done_callback(self._forget)

@@ -203,3 +203,18 @@ def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_
     assert second.to_dict()["pairs"] == expected  # the final cells are an undisturbed run's
     assert open_pairs == [] and status["open"] == 0  # the failed attempts' pairs were excluded, none left open
     assert status["incomplete"] >= 1  # and shown as excluded (with their reasons, in the report)
+
+
+def test_a_fork_the_runner_can_no_longer_run_is_excluded_not_lost(tmp_path: Path) -> None:
+    guard = CriticGuard(oracle_critic, mode="pilot", policy=Policy(min_step=0), store=f"sqlite:///{tmp_path / 'g.db'}")
+    model, _ = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    assert middleware.runner is not None
+    middleware.runner.close()  # e.g. a pilot shutting down while production still runs
+    out = agent.invoke(task_input(), thread("prod"))
+    assert out["messages"][-1].text == "44"  # the user's request is unaffected
+    [pair] = guard.pairs()
+    assert pair.status is PairStatus.INCOMPLETE and pair.reason is not None
+    assert pair.reason.startswith("branch failed: RuntimeError")
+    guard.close()
