@@ -18,9 +18,11 @@ fix (``permanent``), or finds the queue full or closed is a :class:`LostWrite`, 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ logger = logging.getLogger("critic_guard")
 
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 1.0
+_EXIT_WAIT_S = 5.0  # at interpreter exit (a guard never closed), how long queued writes may still take
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class WriteQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._atexit = _finish_at_exit(weakref.ref(self))
+        atexit.register(self._atexit)
 
     @property
     def busy(self) -> bool:
@@ -134,6 +139,7 @@ class WriteQueue:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        atexit.unregister(self._atexit)
 
     def _loop(self) -> None:
         delay = _FIRST_DELAY_S
@@ -170,3 +176,20 @@ class WriteQueue:
         with self._cond:
             self._lost.append(LostWrite(what, run_id, task_id, error, time.time()))
         logger.error("critic-guard: %s of run %s (task %s) is lost: %s", what, run_id, task_id, error)
+
+
+def _finish_at_exit(ref: weakref.ref[WriteQueue]) -> Callable[[], None]:
+    """An exit hook for a queue whose guard was never closed: give queued writes a few seconds, then say (as an
+    error, with the count) what was not written rather than let the daemon thread die with it silently."""
+
+    def finish() -> None:
+        queue = ref()
+        if queue is None or not queue.busy or queue.wait(_EXIT_WAIT_S):
+            return
+        logger.error(
+            "critic-guard: %d run, outcome or pair writes were still waiting for the store at exit and are lost "
+            "(close the guard to wait for them)",
+            len(queue._pending),
+        )
+
+    return finish
