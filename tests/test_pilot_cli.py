@@ -62,7 +62,7 @@ def test_a_failed_task_is_reported_with_exit_code_1() -> None:
     result = runner.invoke(app, ["pilot", "test_pilot_core:cli_suite", "--seed", "1", "--json"])
     assert result.exit_code == 1
     data = json.loads(result.stdout)
-    assert data["failed"] == 1 and data["failed_tasks"] == {"t3": "RuntimeError: agent exploded"}
+    assert data["failed"] == 1 and data["failed_tasks"] == {"t3": "RuntimeError"}  # the message may quote tool args
     assert data["lost_writes"] == 0
     assert result.stderr.strip().splitlines() == [
         "critic-guard: error: pilot incomplete: failed tasks: t3; lost writes: 0"
