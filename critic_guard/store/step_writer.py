@@ -115,14 +115,16 @@ class StepWriter:
         self.lost += len(steps)
         self._failures += 1
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        # one line (an outage is an operating condition, not a bug): the traceback is at debug level
         logger.log(
             level,
-            "critic-guard: %d step record(s) not written (lost, counted in lost_steps; first: run %s step %d)",
+            "critic-guard: %d step record(s) not written (lost, counted in lost_steps; first: run %s step %d): %s",
             len(steps),
             steps[0].run_id,
             steps[0].step,
-            exc_info=exc,
+            exc,
         )
+        logger.debug("critic-guard: step records not written", exc_info=exc)
 
     def close(self) -> None:
         """Stop the thread and write what is queued. Idempotent."""
