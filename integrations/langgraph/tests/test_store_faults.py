@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from calc_agent import RIGHT, build_agent, calc_model, oracle_critic, task_input, thread
+from calc_agent import RIGHT, SHADOW_TOOLS, build_agent, calc_model, oracle_critic, task_input, thread
 from langgraph.checkpoint.memory import InMemorySaver
 from pilot_suites import CELL, KINDS, calc_suite
 from pilot_suites import judge as pilot_judge
@@ -69,7 +69,7 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
         critic, mode=mode, policy=Policy(min_step=0), store=f"sqlite:///{db}", agent_name="calc", store_wait_s=WAIT_S
     )
     model, _ = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
     runner = middleware.runner
     assert runner is not None
@@ -208,7 +208,7 @@ def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_
 def test_a_fork_the_runner_can_no_longer_run_is_excluded_not_lost(tmp_path: Path) -> None:
     guard = CriticGuard(oracle_critic, mode="pilot", policy=Policy(min_step=0), store=f"sqlite:///{tmp_path / 'g.db'}")
     model, _ = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard, judge=judge)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
     assert middleware.runner is not None
     middleware.runner.close()  # e.g. a pilot shutting down while production still runs
