@@ -67,6 +67,7 @@ __all__ = [
     "test_pilot_task_rows_survive_a_restart",
     "test_replicas_complete_interleaved_pairs_exactly_once",
     "test_run_round_trip",
+    "test_run_summaries_count_production_runs_steps_and_outcomes",
     "test_runs_by_guard_key",
     "test_runs_of_task",
     "test_single_run_pair_counts_one_outcome_for_both_arms",
@@ -452,6 +453,32 @@ def test_guard_keys_and_empty_guard(store: Store) -> None:
     store.open_pair(PairRecord("q", "b/c/2", "r", "r", flagged=False, created_at=1.0))
     store.set_guard_state(KEY, partial(override, state="disabled", reason="manual", now=5.0), initial())
     assert store.guard_keys() == ["agent/critic/abcd1234", "b/c/2"]
+
+
+def test_run_summaries_count_production_runs_steps_and_outcomes(store: Store) -> None:
+    assert store.run_summaries() == []
+    store.add_run(make_run("a1"))
+    store.add_run(make_run("a2"))
+    store.add_run(make_run("a3"))
+    store.add_run(make_run("a1-branch", parent_run_id="a1", fork_step=2))  # a shadow branch: not counted
+    store.add_run(make_run("b1", guard_key="b/c/2"))
+    store.add_step(make_step("a1", 0, p_fail=0.1))
+    store.add_step(make_step("a1", 1, p_fail=0.7, flagged=True, reason="observe"))
+    store.add_step(make_step("a1", 2, p_fail=0.9, flagged=True, reason="observe"))
+    store.add_step(make_step("a2", 0, p_fail=None, critic_error="TimeoutError", reason="critic_error"))
+    store.add_step(make_step("a2", 1, p_fail=0.8, flagged=True, action=Action.ROLLBACK, reason="p_fail >= tau"))
+    store.add_step(make_step("a1-branch", 2, p_fail=0.9, flagged=True))
+    store.record_outcome("a1", False, recorded_at=3000.0)
+    store.record_outcome("a2", True, recorded_at=3000.0)
+    store.record_outcome("a1-branch", True, recorded_at=3000.0)
+    summaries = store.run_summaries()  # the steps are still queued: they count
+    assert [s.guard_key for s in summaries] == [KEY, "b/c/2"]
+    a, b = summaries
+    assert (a.runs, a.judged_steps, a.flagged_steps, a.flagged_runs) == (3, 4, 3, 2)
+    assert (a.critic_errors, a.interventions, a.outcomes, a.failures) == (1, 1, 2, 1)
+    assert a.flag_rate == 0.75
+    assert (b.runs, b.judged_steps, b.flagged_steps, b.outcomes, b.flag_rate) == (1, 0, 0, 0, None)
+    assert store.guard_keys() == []  # runs alone make no lifecycle record
 
 
 def test_human_override_is_atomic_with_its_transition(store: Store) -> None:

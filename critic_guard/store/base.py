@@ -42,6 +42,7 @@ __all__ = [
     "PilotTaskRecord",
     "PilotTaskStatus",
     "RunRecord",
+    "RunSummary",
     "StepRecord",
     "Store",
     "StoreBusyError",
@@ -250,6 +251,33 @@ class OutcomeRecord:
     recorded_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a guard key's production runs recorded, counted in the store (shadow branches, which start at a flag,
+    are not counted). Why: a guard in mode ``observe`` (or ``on``) writes runs and verdicts but no pairs and no
+    lifecycle record, and ``critic-guard status`` must still show it (docs/report.md, "Observe mode").
+
+    ``judged_steps`` are reviews with a verdict, ``critic_errors`` reviews without one; ``flagged_runs`` runs
+    with at least one flagged review; ``interventions`` reviews that acted; ``outcomes`` runs with a recorded
+    outcome, ``failures`` those that failed.
+    """
+
+    guard_key: str
+    runs: int
+    judged_steps: int
+    flagged_steps: int
+    flagged_runs: int
+    critic_errors: int
+    interventions: int
+    outcomes: int
+    failures: int
+
+    @property
+    def flag_rate(self) -> float | None:
+        """Flagged reviews per judged review (None before any verdict)."""
+        return self.flagged_steps / self.judged_steps if self.judged_steps else None
+
+
 _waits = threading.local()
 
 
@@ -386,6 +414,10 @@ class Store(ABC):
     @abstractmethod
     def guard_keys(self) -> list[str]:
         """Every guard key with a lifecycle record or a pair, sorted."""
+
+    @abstractmethod
+    def run_summaries(self) -> list[RunSummary]:
+        """One :class:`RunSummary` per guard key with a production run, sorted by key (queued steps count)."""
 
     # -- pilot bookkeeping (critic_guard.pilot) -----------------------------------------------------------------
 

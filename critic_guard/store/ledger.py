@@ -43,6 +43,7 @@ from critic_guard.store.base import (
     PilotTaskRecord,
     PilotTaskStatus,
     RunRecord,
+    RunSummary,
     StepRecord,
     Store,
     UnknownPairError,
@@ -187,6 +188,27 @@ _GUARD_SELECT = (
 )
 
 
+_RUN_SUMMARIES = """
+SELECT r.guard_key, COUNT(*), SUM(COALESCE(s.judged, 0)), SUM(COALESCE(s.flagged, 0)),
+       SUM(CASE WHEN s.flagged > 0 THEN 1 ELSE 0 END), SUM(COALESCE(s.errors, 0)), SUM(COALESCE(s.acted, 0)),
+       COUNT(o.run_id), SUM(CASE WHEN o.run_id IS NULL OR o.success THEN 0 ELSE 1 END)
+FROM runs r
+LEFT JOIN (
+    SELECT run_id,
+           SUM(CASE WHEN p_fail IS NOT NULL THEN 1 ELSE 0 END) AS judged,
+           SUM(CASE WHEN p_fail IS NOT NULL AND flagged THEN 1 ELSE 0 END) AS flagged,
+           SUM(CASE WHEN p_fail IS NULL THEN 1 ELSE 0 END) AS errors,
+           SUM(CASE WHEN action <> 'none' THEN 1 ELSE 0 END) AS acted
+    FROM steps GROUP BY run_id
+) s ON s.run_id = r.run_id
+LEFT JOIN outcomes o ON o.run_id = r.run_id
+WHERE r.parent_run_id IS NULL
+GROUP BY r.guard_key
+ORDER BY r.guard_key
+"""
+"""Per guard key, in one pass (SQLite and PostgreSQL alike: ``flagged`` and ``success`` are 0/1 or booleans)."""
+
+
 class Ledger:
     """The pair and lifecycle statements over one connection; the caller owns the transaction around it."""
 
@@ -253,6 +275,10 @@ class Ledger:
     def guard_keys(self) -> list[str]:
         rows = self._run("SELECT guard_key FROM guards UNION SELECT guard_key FROM pairs ORDER BY 1").fetchall()
         return [r[0] for r in rows]
+
+    def run_summaries(self) -> list[RunSummary]:
+        rows = self._run(_RUN_SUMMARIES).fetchall()
+        return [RunSummary(r[0], *(int(v or 0) for v in r[1:])) for r in rows]
 
     def outcomes(self, run_ids: Iterable[str]) -> dict[str, bool]:
         wanted = sorted(set(run_ids))
@@ -471,6 +497,11 @@ class LedgerStore(Store):
     def guard_keys(self) -> list[str]:
         with self._reading() as ledger:
             return ledger.guard_keys()
+
+    def run_summaries(self) -> list[RunSummary]:
+        self._steps.flush()  # count the reviews still queued
+        with self._reading() as ledger:
+            return ledger.run_summaries()
 
     def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
         with self._reading() as ledger:
