@@ -264,26 +264,34 @@ def report_command(
     level: Level = 0.95,
     seed: Seed = 0,
 ) -> None:
-    """Write the pilot report: the decision and its certainty first, then every piece of evidence behind it."""
+    """Write the pilot report: the decision and its certainty first, then every piece of evidence behind it.
+
+    A guard key without completed pairs (mode observe) gets the observe report: flag rate, verdicts by step, score
+    distribution and, once outcomes are recorded, the critic's AUROC and ECE.
+    """
     try:
         from critic_guard.report.build import build_report  # loads matplotlib only for this command
     except ImportError as exc:
         fail(f"the report needs matplotlib: pip install 'critic-guard[plot]' ({exc})")
     from critic_guard.report.data import UnknownGuardKeyError, choose_guard_key, from_pairs_file, from_store
+    from critic_guard.report.observed import gather_observed, report_guard_keys
+    from critic_guard.report.observed_page import build_observed_report
 
     if (file is None) == (store_url is None):
         fail("give either a pairs FILE or --store URL, not both and not neither")
     try:
         if file is not None:
-            data = from_pairs_file(file)
+            built = build_report(from_pairs_file(file), level=level, seed=seed)
         else:
             assert store_url is not None
             with _open_store(store_url) as store:
-                guard_key = choose_guard_key(store, key)
+                guard_key = choose_guard_key(store, key, report_guard_keys(store))
                 data = from_store(store, guard_key, source=_store_label(store_url))
-        if not data.pairs:
-            fail(f"no completed pairs for guard key {data.guard_key!r} yet: nothing to report")
-        written = build_report(data, level=level, seed=seed).write(html, out)
+                if data.pairs:
+                    built = build_report(data, level=level, seed=seed)
+                else:  # runs only (mode observe), or a pilot whose pairs never completed: what the critic did
+                    built = build_observed_report(gather_observed(store, guard_key, source=_store_label(store_url)))
+        written = built.write(html, out)
     except (PairsFileError, UnknownGuardKeyError, ValueError, OSError) as exc:
         fail(str(exc))
     except database_errors() as exc:

@@ -83,7 +83,11 @@ def test_report_errors(pilot_db: Path, tmp_path: Path) -> None:
                 guard.open_pair(run, control_run_id=run, treatment_run_id=run, flagged=False)
     assert "2 guard keys, choose one with --key: a/" in _error(["report", "--store", f"sqlite:///{two}"])
     key = _keys(two)[0]
-    assert "no completed pairs" in _error(["report", "--store", f"sqlite:///{two}", "--key", key])
+    html = tmp_path / "open.html"  # only an open pair: the observe report says so (mode pilot without a judge)
+    result = runner.invoke(app, ["report", "--store", f"sqlite:///{two}", "--key", key, "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    page = html.read_text()
+    assert "Observed only: run a pilot next" in page and "1 pair is open" in page
 
 
 def _keys(path: Path) -> list[str]:

@@ -5,22 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from critic_guard.report.data import ReportData
 from critic_guard.report.figures import render_figures
 from critic_guard.report.html import render_html
 from critic_guard.report.numbers import ReportNumbers, compute
 
+if TYPE_CHECKING:
+    from critic_guard.report.observed import ObservedNumbers
+
 __all__ = ["BuiltReport", "build_report"]
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltReport:
-    """The page, its figures (PNG bytes by name) and the numbers both were made from."""
+    """The page, its figures (PNG bytes by name) and the numbers both were made from (a pilot's, or an observed
+    guard's: :mod:`critic_guard.report.observed_page`)."""
 
     html: str
     figures: dict[str, bytes]
-    numbers: ReportNumbers
+    numbers: ReportNumbers | ObservedNumbers
 
     def write(self, html_path: str | Path, figures_dir: str | Path | None = None) -> list[Path]:
         """Write the page (and, with ``figures_dir``, each figure as ``<name>.png``); return the paths written."""

@@ -89,9 +89,12 @@ def from_pairs_file(path: str | Path) -> ReportData:
     return ReportData(source=f"pairs file {Path(path).name}", guard_key=None, pairs=pairs)
 
 
-def choose_guard_key(store: Store, key: str | None) -> str:
-    """``key`` if the store knows it; with no key, the only one there is. Otherwise a clear error listing keys."""
-    keys = store.guard_keys()
+def choose_guard_key(store: Store, key: str | None, keys: Sequence[str] | None = None) -> str:
+    """``key`` if the store knows it; with no key, the only one there is. Otherwise a clear error listing keys.
+
+    ``keys``: the keys to choose from (default: those with pairs or a lifecycle record, ``store.guard_keys()``).
+    """
+    keys = store.guard_keys() if keys is None else list(keys)
     if key is not None:
         if key not in keys:
             listed = ", ".join(keys) if keys else "none"

@@ -18,11 +18,12 @@ import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from critic_guard.calibration import CriticQuality
 from critic_guard.lifecycle import Transition
-from critic_guard.report.numbers import Group, ReportNumbers
+from critic_guard.report.numbers import Group, ReportNumbers, Roc
 from critic_guard.safe_text import visible
 
-__all__ = ["FIGURES", "render_figures"]
+__all__ = ["FIGURES", "quality_figure", "render_figures"]
 
 _R, _D, _NET, _BAND = "#1b7837", "#b2182b", "#2166ac", "#92c5de"
 _STATE_COLOURS = {"enabled": "#1b7837", "disabled": "#b2182b", "pilot": "#7f7f7f"}
@@ -154,21 +155,25 @@ def by_band(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes 
 
 def critic_quality(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
     """ROC curve and reliability diagram of the critic's scores for predicting the run's failure."""
-    quality, roc = numbers.quality, numbers.roc
-    if quality is None or roc is None:
+    if numbers.quality is None or numbers.roc is None:
         return None
+    return quality_figure(numbers.quality, numbers.roc)
+
+
+def quality_figure(quality: CriticQuality, roc: Roc) -> bytes:
+    """ROC curve and reliability diagram side by side (the pilot report's and the observe report's)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 3.2))
     left.plot(roc.false_positive_rate, roc.true_positive_rate, color=_NET)
     left.plot([0, 1], [0, 1], color="grey", linestyle=":")
     left.set_title(f"ROC (AUROC {quality.auroc:.3f})", fontsize=10)
-    left.set_xlabel("false positive rate")
-    left.set_ylabel("true positive rate")
+    left.set_xlabel("false positive rate (steps of successful runs)")
+    left.set_ylabel("true positive rate (steps of failed runs)")
     filled = [b for b in quality.reliability if b.mean_score is not None and b.failure_rate is not None]
     right.plot([0, 1], [0, 1], color="grey", linestyle=":")
     right.plot([b.mean_score for b in filled], [b.failure_rate for b in filled], "o-", color=_D)
     right.set_title(f"reliability (ECE {quality.ece:.3f})", fontsize=10)
     right.set_xlabel("mean p_fail in bin")
-    right.set_ylabel("observed failure rate")
+    right.set_ylabel("share of steps whose run failed")
     for ax in (left, right):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)

@@ -21,7 +21,7 @@ from critic_guard.calibration import CriticQuality, critic_quality
 from critic_guard.report.data import PairPoint, ReportData
 from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor
 
-__all__ = ["Group", "MinStep", "MonitorTrack", "Recommendation", "ReportNumbers", "Roc", "compute"]
+__all__ = ["Group", "MinStep", "MonitorTrack", "Recommendation", "ReportNumbers", "Roc", "compute", "roc_curve"]
 
 BAND_WIDTH = 0.1
 """Critic score bands are [0.0, 0.1), [0.1, 0.2), ... [0.9, 1.0]; empty ones are left out."""
@@ -170,7 +170,8 @@ def _monitor(points: tuple[PairPoint, ...], alpha: float) -> MonitorTrack:
     )
 
 
-def _roc(scores: np.ndarray[Any, Any], failed: np.ndarray[Any, Any]) -> Roc:
+def roc_curve(scores: np.ndarray[Any, Any], failed: np.ndarray[Any, Any]) -> Roc:
+    """The ROC curve of ``scores`` for predicting ``failed`` (also used by the observe report, report/observed.py)."""
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], failed[order].astype(float)
     last_of_tie = np.r_[np.diff(s) != 0, True]  # one point per distinct threshold
@@ -189,7 +190,7 @@ def _quality(data: ReportData) -> tuple[CriticQuality | None, Roc | None, str | 
         quality = critic_quality(scores, failed)
     except ValueError as exc:
         return None, None, f"no critic quality: {exc}"
-    return quality, _roc(scores, failed), None
+    return quality, roc_curve(scores, failed), None
 
 
 def compute(data: ReportData, *, level: float = 0.95, seed: int = 0) -> ReportNumbers:

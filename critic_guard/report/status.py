@@ -8,6 +8,11 @@ yet (no pair completed) is shown in ``pilot`` with no evidence.
 Pairs not counted are shown beside the counted ones, so a pilot hit by store faults cannot look cleaner than it
 was: ``incomplete`` (excluded, with a reason) and ``open`` (still waiting for an outcome: in flight, or left by a
 lost write, docs/faults.md).
+
+A key with runs only (a guard in mode ``observe``, or ``on``: verdicts recorded, no pairs, no lifecycle) is shown as
+``observed``. Every key with runs also shows what its production runs recorded
+(:meth:`~critic_guard.store.base.Store.run_summaries`): runs, judged steps, flag rate and outcomes, so a team sees
+its critic at work before it pilots (docs/report.md, "Observe mode").
 """
 
 from __future__ import annotations
@@ -22,21 +27,43 @@ from rich.text import Text
 
 from critic_guard.lifecycle import GuardState, evidence_of
 from critic_guard.safe_text import text
-from critic_guard.store.base import PairStatus, Store
+from critic_guard.store.base import PairStatus, RunSummary, Store
 
-__all__ = ["render_status", "status_rows"]
+__all__ = ["OBSERVED", "render_status", "status_rows"]
+
+OBSERVED = "observed"
+"""The state shown for a key with runs but no pairs and no lifecycle record (modes ``observe`` and ``on``)."""
+
+
+def _observed(summary: RunSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {
+        "runs": summary.runs,
+        "judged_steps": summary.judged_steps,
+        "flagged_steps": summary.flagged_steps,
+        "flag_rate": summary.flag_rate,
+        "flagged_runs": summary.flagged_runs,
+        "critic_errors": summary.critic_errors,
+        "interventions": summary.interventions,
+        "outcomes": summary.outcomes,
+        "failures": summary.failures,
+    }
 
 
 def status_rows(store: Store) -> list[dict[str, Any]]:
-    """One JSON-ready row per guard key, sorted by key."""
+    """One JSON-ready row per guard key (with pairs, a lifecycle record or runs), sorted by key."""
+    summaries = {s.guard_key: s for s in store.run_summaries()}
+    piloted = set(store.guard_keys())
     rows = []
-    for key in store.guard_keys():
+    for key in sorted(piloted | set(summaries)):
         record = store.get_guard(key)
         last = None if record is None else record.last_transition
+        without_record = GuardState.PILOT.value if key in piloted else OBSERVED
         rows.append(
             {
                 "guard_key": key,
-                "state": GuardState.PILOT.value if record is None else record.state.value,
+                "state": without_record if record is None else record.state.value,
                 "evidence": None if record is None else evidence_of(record),
                 "aa_pairs": 0 if record is None else record.aa_pairs,
                 "incomplete": 0 if record is None else record.incomplete,
@@ -50,12 +77,13 @@ def status_rows(store: Store) -> list[dict[str, Any]]:
                     "actor": last.actor,
                     "at": last.at,
                 },
+                "observed": _observed(summaries.get(key)),
             }
         )
     return rows
 
 
-_STYLE = {"enabled": "bold green", "disabled": "bold red", "pilot": "bold yellow"}
+_STYLE = {"enabled": "bold green", "disabled": "bold red", "pilot": "bold yellow", OBSERVED: "bold blue"}
 
 
 def _when(at: float) -> str:
@@ -73,6 +101,22 @@ def _proofs(evidence: dict[str, Any]) -> str:
     return "; " + "; ".join(proofs) if proofs else ""
 
 
+def _runs_line(observed: dict[str, Any]) -> str:
+    """Production runs, judged steps, flag rate, outcomes (and interventions, critic errors when there are any)."""
+    rate = observed["flag_rate"]
+    parts = [
+        f"{observed['runs']} (flagged {observed['flagged_runs']})",
+        f"judged steps {observed['judged_steps']}, flagged {observed['flagged_steps']}"
+        + ("" if rate is None else f" (flag rate {rate:.1%})"),
+        f"outcomes {observed['outcomes']} ({observed['failures']} failed)",
+    ]
+    if observed["interventions"]:
+        parts.append(f"interventions {observed['interventions']}")
+    if observed["critic_errors"]:
+        parts.append(f"critic errors {observed['critic_errors']}")
+    return "; ".join(parts)
+
+
 def _details(row: dict[str, Any]) -> Table:
     """One guard's state, evidence and last transition as label / value lines (values wrap, labels do not)."""
     evidence, last = row["evidence"], row["last_transition"]
@@ -80,7 +124,12 @@ def _details(row: dict[str, Any]) -> Table:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
     state = row["state"]
-    grid.add_row("state", text(state, _STYLE.get(state, "")))
+    shown = f"{state} (runs only: no pairs, no lifecycle record; run a pilot next)" if state == OBSERVED else state
+    grid.add_row("state", text(shown, _STYLE.get(state, "")))
+    if row["observed"] is not None:
+        grid.add_row("runs", _runs_line(row["observed"]))
+    if state == OBSERVED:
+        return grid
     if evidence is None:
         grid.add_row("pairs", "0")
     else:
