@@ -40,11 +40,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-envs: $(BENCH_STAMP)
 
-# The main job: a shadow pilot of a guarded create_agent agent on 150 simulated tasks (noisy critic, recoveries and
-# disruptions), SQLite store critic_guard.db and trace file critic_guard_traces.jsonl here, ending with the decision.
-# Rerunning resumes (nothing left to do: the same decision). `critic-guard demo` analyses the bundled paper pilot.
+# The main job: `critic-guard demo`, a shadow pilot of a guarded create_agent agent on 150 simulated tasks (noisy
+# critic, recoveries and disruptions; critic_guard_langgraph.demo:suite), SQLite store critic_guard.db and trace file
+# critic_guard_traces.jsonl here, ending with the decision. Rerunning resumes (nothing left to do: the same decision).
+# `critic-guard demo --paper` analyses the bundled paper pilot instead.
 demo: install
-	$(BIN)/critic-guard pilot critic_guard_langgraph.demo:suite
+	$(BIN)/critic-guard demo
 
 lint: install
 	$(BIN)/ruff check .

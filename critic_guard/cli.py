@@ -8,6 +8,7 @@ control (:mod:`critic_guard.safe_text`). New commands register on :data:`app` th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ DEFAULT_TRACE_LIMIT = 20
 Level = Annotated[float, typer.Option(help="Confidence level of the intervals and the verdict.")]
 Seed = Annotated[int, typer.Option(help="Seed of the posterior Monte Carlo draws.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")]
+TraceFileOption = Annotated[Path, typer.Option("--trace-file", help="OTLP/JSON lines trace file.")]
+Concurrency = Annotated[int, typer.Option(help="Tasks run at the same time.")]
+Tasks = Annotated[int | None, typer.Option(help="Run only the suite's first N tasks.", show_default=False)]
 
 
 def _print_version(wanted: bool) -> None:
@@ -119,20 +123,43 @@ def analyze_command(
     _print_report(counts, level, seed, as_json)
 
 
-@app.command()
-def demo(level: Level = 0.95, seed: Seed = 0, as_json: AsJson = False) -> None:
-    """Analyse the bundled example pilot (ALFWorld, Qwen-3-8B, 150 pairs reconstructed from the paper's totals).
+DEMO_SUITE = "critic_guard_langgraph.demo:suite"
+"""What ``critic-guard demo`` (and so ``make demo``) runs: the integration's simulated pilot."""
 
-    Not a live run: `make demo` runs one (critic-guard pilot critic_guard_langgraph.demo:suite).
+
+@app.command()
+def demo(
+    paper: Annotated[
+        bool,
+        typer.Option("--paper", help="Analyse the bundled paper pilot instead (ALFWorld, 150 pairs; no agent is run)."),
+    ] = False,
+    store_url: StoreUrl = DEFAULT_STORE_URL,
+    trace_file: TraceFileOption = Path(DEFAULT_TRACE_FILE),
+    concurrency: Concurrency = 4,
+    tasks: Tasks = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated tasks and of the posterior draws.")] = 0,
+    level: Level = 0.95,
+    as_json: AsJson = False,
+) -> None:
+    """Run the live demo (what `make demo` runs): a shadow pilot of a guarded create_agent agent on 150 simulated
+    tasks, ending with the decision. Rerun it to resume. --paper analyses the bundled paper pilot instead.
     """
-    example = resources.files("critic_guard") / "data" / EXAMPLE_PILOT
-    with resources.as_file(example) as path:
-        counts = read_pairs(path)
-    title = (
-        "Example pilot: ALFWorld with Qwen-3-8B, 150 pairs consistent with the totals reported in "
-        "arXiv 2602.03338 (the paper's verdict: intervene)."
-    )
-    _print_report(counts, level, seed, as_json, title=title)
+    if paper:
+        example = resources.files("critic_guard") / "data" / EXAMPLE_PILOT
+        with resources.as_file(example) as path:
+            counts = read_pairs(path)
+        title = (
+            "Example pilot: ALFWorld with Qwen-3-8B, 150 pairs consistent with the totals reported in "
+            "arXiv 2602.03338 (the paper's verdict: intervene)."
+        )
+        _print_report(counts, level, seed, as_json, title=title)
+        return
+    if importlib.util.find_spec(DEMO_SUITE.partition(".")[0]) is None:
+        fail(
+            "the live demo runs a LangGraph agent: pip install critic-guard-langgraph "
+            "(or analyse the bundled paper pilot with `critic-guard demo --paper`)"
+        )
+    _pilot(DEMO_SUITE, store_url, trace_file, concurrency, tasks, seed, PilotMode.PILOT, level, as_json)
 
 
 @app.command("power")
@@ -398,9 +425,9 @@ class PilotMode(StrEnum):
 def pilot_command(
     suite: Annotated[str, typer.Argument(help="The suite's entry point, module:function, returning a PilotSuite.")],
     store_url: StoreUrl = DEFAULT_STORE_URL,
-    trace_file: Annotated[Path, typer.Option(help="OTLP/JSON lines trace file.")] = Path(DEFAULT_TRACE_FILE),
-    concurrency: Annotated[int, typer.Option(help="Tasks run at the same time.")] = 4,
-    tasks: Annotated[int | None, typer.Option(help="Run only the suite's first N tasks.", show_default=False)] = None,
+    trace_file: TraceFileOption = Path(DEFAULT_TRACE_FILE),
+    concurrency: Concurrency = 4,
+    tasks: Tasks = None,
     seed: Annotated[int, typer.Option(help="Passed to the suite (if it takes one) and to the posterior draws.")] = 0,
     mode: Annotated[
         PilotMode, typer.Option(help="pilot: measure only; auto: the lifecycle may enable or disable.")
@@ -409,6 +436,21 @@ def pilot_command(
     as_json: AsJson = False,
 ) -> None:
     """Run a shadow pilot of a task suite and print the decision; rerun the same command to resume after a crash."""
+    _pilot(suite, store_url, trace_file, concurrency, tasks, seed, mode, level, as_json)
+
+
+def _pilot(
+    suite: str,
+    store_url: str,
+    trace_file: Path,
+    concurrency: int,
+    tasks: int | None,
+    seed: int,
+    mode: PilotMode,
+    level: float,
+    as_json: bool,
+) -> None:
+    """The pilot run behind ``pilot`` and ``demo``."""
     import asyncio
 
     from critic_guard.pilot import StoreUnavailableError, SuiteError, load_suite, run_pilot

@@ -69,12 +69,12 @@ def test_analyze_csv_file(tmp_path: Path) -> None:
     assert (data["n00"], data["n01"], data["n10"], data["n11"]) == (1, 2, 1, 1)
 
 
-def test_demo_reproduces_the_alfworld_example() -> None:
-    result = runner.invoke(app, ["demo"], env={"COLUMNS": "120"})
+def test_demo_paper_reproduces_the_alfworld_example() -> None:
+    result = runner.invoke(app, ["demo", "--paper"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "ALFWorld" in result.stdout and "Verdict: INCONCLUSIVE" in result.stdout
     assert "n00 = 118" in result.stdout and "n01 = 16" in result.stdout
-    data = _json(["demo", "--json"])
+    data = _json(["demo", "--paper", "--json"])
     assert (data["n00"], data["n01"], data["n10"], data["n11"]) == (118, 16, 9, 7)
 
 

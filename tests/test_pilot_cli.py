@@ -86,3 +86,28 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) ->
     assert result.exit_code == 2
     [line] = result.stderr.splitlines()
     assert line.startswith("critic-guard: error: ") and message in line
+
+
+def test_make_demo_runs_critic_guard_demo() -> None:
+    """`make demo` and `critic-guard demo` are one thing (README's first command)."""
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo: install\n", 1)[1].split("\n", 1)[0]
+    assert recipe == "\t$(BIN)/critic-guard demo"
+
+
+def test_demo_without_the_integration_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "critic_guard_langgraph" else find_spec(name, *a)
+    )
+    result = runner.invoke(app, ["demo", "--tasks", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        "critic-guard: error: the live demo runs a LangGraph agent: pip install critic-guard-langgraph (or analyse the "
+        "bundled paper pilot with `critic-guard demo --paper`)"
+    ]
+    assert not Path("critic_guard.db").exists()  # nothing was created

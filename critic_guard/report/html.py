@@ -23,9 +23,15 @@ from critic_guard.report.numbers import Group, Recommendation, ReportNumbers
 from critic_guard.safe_text import visible
 from critic_guard.stats import Decision, Estimate, Interval, PilotReport
 
-__all__ = ["DATA_ELEMENT_ID", "render_html"]
+__all__ = ["AUROC_MEANING", "DATA_ELEMENT_ID", "render_html"]
 
 DATA_ELEMENT_ID = "critic-guard-report"
+
+AUROC_MEANING = (
+    "each judged step's p_fail against whether its run failed in the end: a right step in a run that later fails "
+    "counts as a failure, so this is lower than the critic's accuracy at telling a wrong step from a right one"
+)
+"""What the reports' AUROC measures (:func:`critic_guard.calibration.labeled_verdicts`), said next to it."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d1f23}
@@ -349,7 +355,7 @@ def _quality(numbers: ReportNumbers, figures: Mapping[str, bytes]) -> str:
         return out + _nodata(numbers.quality_note or "No critic scores.")
     rows = [
         [
-            "AUROC",
+            "AUROC (step scores against the run's outcome)",
             _n("auroc", quality.auroc),
             "net effect",
             _est("analysis.net", numbers.analysis.net, "+.3f"),
@@ -360,7 +366,8 @@ def _quality(numbers: ReportNumbers, figures: Mapping[str, bytes]) -> str:
         out
         + _table(["critic", "", "intervention", ""], rows)
         + _figure(figures, "critic_quality", "ROC curve and reliability diagram")
-        + '<p class="note">Accuracy is not enough: a critic that ranks failing runs well (high AUROC) can still '
+        + f'<p class="note">AUROC here is {AUROC_MEANING}; every run with an outcome counts, production runs and '
+        "shadow branches. Accuracy is not enough: a critic that ranks failing runs well (high AUROC) can still "
         "harm when its interventions break runs that would have succeeded. Net effect is what counts.</p>"
     )
 

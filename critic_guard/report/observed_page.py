@@ -20,20 +20,13 @@ import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
 
 from critic_guard.report.build import BuiltReport
 from critic_guard.report.figures import _png, quality_figure
-from critic_guard.report.html import _CSS, DATA_ELEMENT_ID, _figure, _n, _nodata, _stored, _table
+from critic_guard.report.html import _CSS, AUROC_MEANING, DATA_ELEMENT_ID, _figure, _n, _nodata, _stored, _table
 from critic_guard.report.observed import ObservedNumbers
 
 __all__ = ["build_observed_report"]
 
 _FLAGGED, _PASSED, _FAILED, _SUCCEEDED = "#b2182b", "#92c5de", "#b2182b", "#1b7837"
 _OBSERVE_CSS = ".decision.observe{background:#44546a}"
-
-AUROC_MEANING = (
-    "each judged step's p_fail against whether its run failed in the end: a right step in a run that later fails "
-    "counts as a failure, so this is lower than the critic's accuracy on single steps"
-)
-"""What the AUROC of a report measures, said next to it (the pilot report's is over every run with an outcome,
-shadow branches included; the observe report's over production runs)."""
 
 
 def score_distribution(numbers: ObservedNumbers) -> bytes | None:
@@ -206,8 +199,8 @@ def _quality(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
         out
         + _table(["", "value"], rows)
         + _figure(figures, "critic_quality", "ROC curve and reliability diagram")
-        + f'<p class="note">AUROC here is {AUROC_MEANING}. A high AUROC does not make intervening safe: a pilot '
-        "measures what the interventions do.</p>"
+        + f'<p class="note">AUROC here is {AUROC_MEANING}; every production run with an outcome counts. A high '
+        "AUROC does not make intervening safe: a pilot measures what the interventions do.</p>"
     )
 
 

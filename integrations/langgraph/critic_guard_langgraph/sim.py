@@ -359,7 +359,11 @@ class SimCritic:
     def __init__(self, scenario: SimScenario, counts: SimCounts | None = None) -> None:
         self.scenario = scenario
         self.counts = counts
-        self.name = f"sim-critic-auroc{scenario.critic_auroc:g}-shift{scenario.critic_shift:g}-s{scenario.seed}-v1"
+        # "mistake-auroc": the AUROC at telling a mistaken step from a right one (which only the simulator knows),
+        # not the report's AUROC of step scores against their run's outcome (docs/report.md, "Critic quality")
+        self.name = (
+            f"sim-critic-mistake-auroc{scenario.critic_auroc:g}-shift{scenario.critic_shift:g}-s{scenario.seed}-v1"
+        )
 
     def judge(self, ctx: StepContext) -> Verdict:
         task = _find_neutral_task(ctx.messages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -21,11 +22,24 @@ def test_the_demo_pilot_shows_recoveries_and_disruptions_and_decides_helps(tmp_p
         result = asyncio.run(run_pilot(demo, guard, concurrency=4))
     t = result.tally
     assert (t.total, t.done, t.incomplete, t.open, t.unpaired) == (DEMO_TASKS, DEMO_TASKS, 0, 0, 0)
-    assert t.n01 > 0 and t.n10 > 0 and 0 < t.flagged < DEMO_TASKS
+    assert (t.n01, t.n10) == (29, 8) and 0 < t.flagged < DEMO_TASKS  # README quotes seed 0's cells
     assert result.report is not None and result.report.verdict.value == "helps"
     truth = sim_truth(demo.critic.scenario, "fork", n=200_000)  # type: ignore[attr-defined]
     low, high = result.report.net_interval.low, result.report.net_interval.high
     assert low < truth.net < high  # the pilot's interval covers the true effect of this world
+
+    # The critic's name says what its 0.85 is (mistaken vs right steps); the report's AUROC, of every step's score
+    # against its run's outcome (shadow branches included), is lower, and the page says which one it shows.
+    assert guard.critic.name == "sim-critic-mistake-auroc0.85-shift0-s0-v1"
+    html = tmp_path / "report.html"
+    report = CliRunner().invoke(app, ["report", "--store", f"sqlite:///{tmp_path / 'demo.db'}", "--html", str(html)])
+    assert report.exit_code == 0, report.output
+    page = html.read_text()
+    assert (
+        "AUROC (step scores against the run&#x27;s outcome)" in page
+        or "AUROC (step scores against the run's outcome)" in page
+    )
+    assert re.search(r'data-key="auroc">0\.543<', page) and "production runs and shadow branches" in page
 
 
 def test_the_harmful_demo_shows_the_paradox_a_good_critic_whose_rollbacks_harm(tmp_path: Path) -> None:
@@ -40,11 +54,21 @@ def test_the_harmful_demo_shows_the_paradox_a_good_critic_whose_rollbacks_harm(t
     assert truth.net < -0.1 and result.report.net_interval.high < 0  # harm proven; the true net is -0.16
 
 
-def test_the_cli_runs_the_demo_suite(tmp_path: Path) -> None:
-    args = ["pilot", "critic_guard_langgraph.demo:suite", "--store", f"sqlite:///{tmp_path / 'd.db'}"]
+def test_critic_guard_demo_runs_the_demo_suite_as_make_demo_does(tmp_path: Path) -> None:
+    args = ["demo", "--store", f"sqlite:///{tmp_path / 'd.db'}"]
     args += ["--trace-file", str(tmp_path / "t.jsonl"), "--tasks", "10", "--seed", "3", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert (data["tasks"], data["done"], data["guard_key"].split("/")[0]) == (10, 10, "demo-seed3")
+    assert (data["tasks"], data["done"]) == (10, 10)
+    assert data["guard_key"].split("/")[:2] == ["demo-seed3", "sim-critic-mistake-auroc0.85-shift0-s3-v1"]
     assert sum(data["pairs"].values()) == 10
+    pilot = CliRunner().invoke(app, ["pilot", "critic_guard_langgraph.demo:suite", *args[1:]])
+    assert pilot.exit_code == 0, pilot.output
+    again = json.loads(pilot.stdout)  # the same pilot: nothing left to run, the same pairs
+    assert (again["guard_key"], again["ran"], again["skipped"], again["pairs"]) == (
+        data["guard_key"],
+        0,
+        10,
+        data["pairs"],
+    )
