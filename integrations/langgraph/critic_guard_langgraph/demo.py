@@ -1,9 +1,12 @@
-"""The bundled demo pilots: ``critic-guard pilot critic_guard_langgraph.demo:suite`` (``make demo``: intervening
-helps) and ``critic_guard_langgraph.demo:harmful`` (the Intervention Paradox: as good a critic, and it harms).
+"""The bundled demo pilots: ``critic-guard demo`` (``make demo``; the same as ``critic-guard pilot
+critic_guard_langgraph.demo:suite``: intervening helps) and ``critic_guard_langgraph.demo:harmful`` (the
+Intervention Paradox: as good a critic, and it harms).
 
 A shadow pilot of a guarded ``create_agent`` agent on simulated tasks (:mod:`critic_guard_langgraph.sim`): a
-scripted stochastic model that slips at some steps, and a noisy critic (AUROC 0.85) that catches many slips and
-flags some right steps too. A rollback with feedback fixes a slipped step with probability 0.6 (recoveries) and
+scripted stochastic model that slips at some steps, and a noisy critic (AUROC 0.85 at telling a slipped step from
+a right one; its name says ``mistake-auroc0.85``) that catches many slips and flags some right steps too. The
+report's critic AUROC is lower (0.543 for seed 0): it scores each step against its run's final outcome, the only
+label a store has (docs/report.md, "Critic quality"). A rollback with feedback fixes a slipped step with probability 0.6 (recoveries) and
 breaks a right one with probability 0.15 (disruptions), so the pilot shows both, and the report has to weigh
 them. Production runs serve the control arm; the treatment arm runs in shadow from each run's first flag.
 
