@@ -15,11 +15,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 from browser import VIEWPORT, Chromium, find_chromium
+from store_suite import make_run, make_step
 from support import skip_or_fail
 from test_report_data import build_pilot_store
 from typer.testing import CliRunner
 
 from critic_guard.cli import app
+from critic_guard.store import SQLiteStore
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "report.png"
 PILOT_FILE = Path(__file__).resolve().parent.parent / "critic_guard" / "data" / "alfworld_pilot.jsonl"
@@ -88,6 +90,35 @@ def test_pairs_file_report_says_which_sections_have_no_data(browser: Chromium, t
     missing = browser.evaluate("Array.from(document.querySelectorAll('.nodata')).map(e => e.innerText)")
     assert len(missing) == 6 and all(text for text in missing)
     assert "449" in browser.evaluate("document.querySelector('#decision .next').innerText")
+
+
+def test_observe_report_renders_and_says_to_pilot_next(browser: Chromium, tmp_path: Path) -> None:
+    """A key with runs only (mode observe), outcomes recorded: the observe page with both of its figures."""
+    path = tmp_path / "observe.db"
+    with SQLiteStore(path) as store:
+        for i in range(8):
+            run = f"r{i}"
+            store.add_run(make_run(run, started_at=1000.0 + i))
+            for step in range(4):
+                p_fail = 0.1 + 0.2 * step if i % 2 else 0.05 + 0.1 * step
+                store.add_step(make_step(run, step, p_fail=p_fail, flagged=p_fail >= 0.6, reason="observe"))
+            store.record_outcome(run, i % 2 == 0, recorded_at=2000.0)
+    page = _report(["--store", f"sqlite:///{path}"], tmp_path / "observe.html")
+    load = browser.load(page)
+    assert load.console_errors == [] and load.failed_requests == [], browser.log()
+    assert all(url.startswith(("file:", "data:")) for url in load.requests), load.requests
+    assert browser.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.evaluate("document.querySelectorAll('img').length") == 2  # score distribution, critic quality
+    assert browser.evaluate("document.querySelector('#decision .headline').innerText") == (
+        "Observed only: run a pilot next"
+    )
+    embedded = browser.evaluate("JSON.parse(document.getElementById('critic-guard-report').textContent)")
+    # failed runs score 0.1 0.3 0.5 0.7, successful ones 0.05 0.15 0.25 0.35: AUROC (1 + 3 + 4 + 4) / 16
+    assert (embedded["kind"], embedded["runs"], embedded["flagged_steps"], embedded["auroc"]) == ("observe", 8, 4, 0.75)
+    box = browser.evaluate("(() => { const r = document.getElementById('decision').getBoundingClientRect();"
+                           " return {top: r.top, left: r.left, bottom: r.bottom}; })()")  # fmt: skip
+    assert box["top"] >= 0 and box["bottom"] <= VIEWPORT[1]  # on the first screen
+    assert _pixel(browser.screenshot(), box["left"] + 8, box["top"] + 8) == (0x44, 0x54, 0x6A)
 
 
 def test_the_browser_check_sees_console_errors_and_requests(browser: Chromium, tmp_path: Path) -> None:
