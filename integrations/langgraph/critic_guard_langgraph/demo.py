@@ -6,9 +6,10 @@ A shadow pilot of a guarded ``create_agent`` agent on simulated tasks (:mod:`cri
 scripted stochastic model that slips at some steps, and a noisy critic (AUROC 0.85 at telling a slipped step from
 a right one; its name says ``mistake-auroc0.85``) that catches many slips and flags some right steps too. The
 report's critic AUROC is lower (0.543 for seed 0): it scores each step against its run's final outcome, the only
-label a store has (docs/report.md, "Critic quality"). A rollback with feedback fixes a slipped step with probability 0.6 (recoveries) and
-breaks a right one with probability 0.15 (disruptions), so the pilot shows both, and the report has to weigh
-them. Production runs serve the control arm; the treatment arm runs in shadow from each run's first flag.
+label a store has (docs/report.md, "Critic quality"). A rollback with feedback fixes a slipped step with
+probability 0.6 (recoveries) and breaks a right one with probability 0.15 (disruptions), so the pilot shows both,
+and the report has to weigh them. Production runs serve the control arm; the treatment arm runs in shadow from each
+run's first flag.
 
 The ground truth of this world (:func:`~critic_guard_langgraph.sim.sim_truth`, fork design): the unguarded agent
 fails 54% of tasks, intervening recovers r = 0.30 of them and disrupts d = 0.11 of the successes, so the net
