@@ -4,6 +4,7 @@
 - :mod:`.numbers`: every number, from ``critic_guard.stats.analyze`` and the monitor (never recomputed otherwise);
 - :mod:`.figures`: the PNG figures (matplotlib, the ``plot`` extra);
 - :mod:`.html`: the self-contained page; :mod:`.build`: the three together, written to disk;
+- :mod:`.observed` and :mod:`.observed_page`: the observe report, for a guard key with runs but no completed pairs;
 - :mod:`.status` and :mod:`.override`: the status table and a human override of the lifecycle state.
 
 Nothing is imported here, so ``critic-guard status`` never loads matplotlib.
