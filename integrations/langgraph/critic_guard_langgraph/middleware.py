@@ -96,6 +96,7 @@ from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
 from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
+from critic_guard_langgraph.streaming import StreamProposals, held_from_stream, withdrawn_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -151,6 +152,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             ``FORKED`` with ``fork_context``, or ``ToolSafety(emulate=...)``). Deny by default: any other tool stops
             the branch before it runs, and its pair is excluded with the reason (``guard.counters.shadow_stops``).
             Production runs are never gated.
+        stream_proposals: how proposals reach ``stream_mode="messages"`` (:mod:`.streaming`). ``"live"`` (default):
+            token by token as the model writes them; a proposal the guard withdraws has streamed already, and the
+            guard names it in a custom stream event (``{"critic_guard": "withdrawn", "message_id": ...}``).
+            ``"judged"``: the guard's model calls are tagged ``nostream``, and only the accepted proposal streams,
+            whole, when the model node ends.
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]
@@ -163,8 +169,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         judge: Judge | None = None,
         fork_context: Callable[[Any], Any] | None = None,
         shadow_tools: Mapping[str, ToolSafety] | None = None,
+        stream_proposals: StreamProposals = "live",
     ) -> None:
         super().__init__()
+        if stream_proposals not in ("live", "judged"):
+            raise ValueError(f"stream_proposals must be 'live' or 'judged', got {stream_proposals!r}")
+        self.stream_proposals = stream_proposals
         self.guard = guard
         self.arm = arm
         self.judge = judge
@@ -308,7 +318,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
         while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
-                response = handler(step.model_request())
+                with held_from_stream(self.stream_proposals == "judged"):
+                    response = handler(step.model_request())
                 review = self._review(step, response)
             if not step.apply(response, review):
                 return step.result(response)
@@ -327,7 +338,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
         while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
-                response = await handler(step.model_request())
+                with held_from_stream(self.stream_proposals == "judged"):
+                    response = await handler(step.model_request())
                 review = await self._areview(step, response)
             if not step.apply(response, review):
                 return step.result(response)
@@ -587,7 +599,8 @@ class _ModelStep(Generic[R]):
         record["last_intervention_step"] = step
         feedback = review.decision.feedback
         note = None if feedback is None else make_note(feedback, _note_key(record))
-        if action is Action.ROLLBACK:  # the proposal is dropped; the retry is the same step
+        if action is Action.ROLLBACK:  # the proposal is dropped (stream consumers are told); the retry is the same step
+            self.request.runtime.stream_writer(withdrawn_event(proposal.id, run_id=record["run_id"], step=step))
             self.shown += _placeable(note, [*self.messages, *self.shown])
             return True
         record["step"] = step + 1  # APPEND

@@ -2,8 +2,9 @@
 
 :class:`ScriptedChatModel` is a genuine ``BaseChatModel``: ``create_agent`` binds tools to it,
 ``with_structured_output`` works on it (langchain-core's default implementation binds the schema as a tool and
-parses the tool call), and it runs through callbacks and tracing like a provider model. Its reply is a pure
-function of the input messages:
+parses the tool call), it runs through callbacks and tracing like a provider model, and it streams (word by word,
+then one chunk per tool call) when LangChain asks it to (``stream_mode="messages"``, ``astream_events``). Its reply
+is a pure function of the input messages:
 
 * the *policy* receives the messages and a ``random.Random`` seeded from a digest of those messages (plus the
   model's ``seed``). A stochastic policy therefore gives the same answer to the same prefix, whichever branch
@@ -21,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, ToolCall
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolCallChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -136,3 +138,38 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self.reply(messages))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from _chunks(self.reply(messages))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in _chunks(self.reply(messages)):
+            yield chunk
+
+
+def _chunks(reply: AIMessage) -> Iterator[ChatGenerationChunk]:
+    """``reply`` as a provider streams it: its text word by word, then one chunk per tool call, all under the
+    reply's id; the last chunk carries the response metadata. The chunks add up to ``reply`` again."""
+    calls = [
+        ToolCallChunk(name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i)
+        for i, call in enumerate(reply.tool_calls)
+    ]
+    parts: list[dict[str, Any]] = [{"content": word} for word in re.findall(r"\S+\s*|\s+", reply.text)]
+    parts += [{"content": "", "tool_call_chunks": [call]} for call in calls]
+    parts = parts or [{"content": ""}]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        extra: dict[str, Any] = {"chunk_position": "last", "response_metadata": reply.response_metadata} if last else {}
+        yield ChatGenerationChunk(message=AIMessageChunk(id=reply.id, **part, **extra))

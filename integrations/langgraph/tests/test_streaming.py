@@ -1,0 +1,198 @@
+"""What ``stream(stream_mode=["messages", "custom"])`` shows of a guarded agent (integrations/langgraph/README.md,
+"Streaming"): a real ``create_agent`` graph in mode ``on`` with ROLLBACK, the scripted model streaming word by word,
+a real SQLite store.
+
+Two agents. *answer*: no tools; the model's first answer is wrong ("44") and streams token by token; the critic
+flags it, and the retry, seeing the guard's note, answers 42. *calc*: the calculator of ``calc_agent``; the withdrawn
+proposal is a tool call at step 2.
+
+The README's client block is executed as written: a client that follows it ends with exactly the messages the
+agent's state keeps (the input aside), never the withdrawn proposal nor the note.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from calc_agent import GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
+from langgraph.checkpoint.memory import InMemorySaver
+
+from critic_guard.guard import CriticGuard
+from critic_guard.policy import Policy
+from critic_guard.types import StepContext, Verdict
+from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
+from critic_guard_langgraph.streaming import AcceptedMessages, withdrawn_event, withdrawn_id
+from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
+
+README = Path(__file__).parents[1] / "README.md"
+WRONG, RIGHT = "The answer is 44, I think.", "The answer is 42."
+
+
+def readme_client_block() -> str:
+    """The python block of the README's "Streaming" section."""
+    section = README.read_text().split("## Streaming", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return block
+
+
+def answers(messages: Sequence[BaseMessage], rng: random.Random) -> str:
+    return RIGHT if any(is_guard_note(m) for m in messages) else WRONG
+
+
+class Flagging:
+    """Wraps a critic and remembers the ids of the proposals it flags."""
+
+    def __init__(self, critic: Any) -> None:
+        self.critic = critic
+        self.flagged: list[str] = []
+
+    def __call__(self, ctx: StepContext) -> Verdict:
+        verdict: Verdict = self.critic(ctx)
+        if verdict.p_fail >= 0.5:
+            self.flagged.append(ctx.proposed["id"])
+        return verdict
+
+
+def wrong_answers(ctx: StepContext) -> Verdict:
+    return Verdict(0.9 if "44" in str(ctx.proposed.get("content")) else 0.1, rationale="44 is wrong")
+
+
+def scenario(name: str, make_guard: GuardFactory, stream_proposals: str) -> tuple[Any, CriticGuard, Flagging]:
+    saver = InMemorySaver()
+    if name == "answer":
+        critic = Flagging(wrong_answers)
+        guard = make_guard(critic, mode="on", policy=Policy(action="rollback", min_step=0))
+        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)  # type: ignore[arg-type]
+        agent = create_agent(ScriptedChatModel(policy=answers), [], middleware=[middleware], checkpointer=saver)
+    else:
+        critic = Flagging(oracle_critic)
+        guard = make_guard(critic, mode="on", policy=Policy(action="rollback"))
+        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)  # type: ignore[arg-type]
+        agent = build_agent(calc_model(bad_step=2)[0], [middleware], saver)
+    return agent, guard, critic
+
+
+async def collect(agent: Any, asynchronous: bool) -> list[tuple[str, Any]]:
+    modes = ["messages", "custom"]
+    if asynchronous:
+        return [item async for item in agent.astream(task_input(), thread(), stream_mode=modes)]
+    return list(agent.stream(task_input(), thread(), stream_mode=modes))
+
+
+def accepted(agent: Any) -> list[BaseMessage]:
+    """What the agent's state keeps of the run (its input aside), notes excluded: what a user should see."""
+    messages = agent.get_state(thread()).values["messages"]
+    assert messages[0].id == "task"
+    return [m for m in messages[1:] if not is_guard_note(m)]
+
+
+def run_readme_client(agent: Any, items: list[tuple[str, Any]]) -> dict[str, str]:
+    """Execute the README's block with ``agent.stream`` replaying ``items``; return its ``shown``."""
+
+    class Replay:
+        def stream(self, *args: Any, **kwargs: Any) -> Any:
+            assert kwargs["stream_mode"] == ["messages", "custom"]
+            return iter(items)
+
+    namespace: dict[str, Any] = {"agent": Replay(), "inputs": task_input(), "config": thread()}
+    exec(readme_client_block(), namespace)
+    shown: dict[str, str] = namespace["shown"]
+    return shown
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["stream", "astream"])
+@pytest.mark.parametrize("name", ["answer", "calc"])
+async def test_a_client_following_the_readme_sees_exactly_the_accepted_messages(
+    name: str, asynchronous: bool, make_guard: GuardFactory
+) -> None:
+    agent, guard, critic = scenario(name, make_guard, "live")
+    items = await collect(agent, asynchronous)
+    [withdrawn] = critic.flagged
+    streamed = [chunk[0] for mode, chunk in items if mode == "messages"]
+    # what the raw stream shows: the withdrawn proposal streamed live, and the note streamed as a user message
+    assert any(isinstance(m, AIMessageChunk) and m.id == withdrawn for m in streamed)
+    if name == "answer":  # word by word, before the critic saw the whole answer
+        assert [m.text for m in streamed if m.id == withdrawn] == ["The ", "answer ", "is ", "44, ", "I ", "think."]
+    assert sum(isinstance(m, HumanMessage) and is_guard_note(m) for m in streamed) == 1
+    # the guard's custom event names the withdrawn id, after its chunks and before the retry's
+    assert guard.store is not None
+    [run] = guard.store.runs(guard.guard_key)
+    step = 0 if name == "answer" else 2
+    events = [chunk for mode, chunk in items if mode == "custom"]
+    assert events == [withdrawn_event(withdrawn, run_id=run.run_id, step=step)]
+    assert withdrawn_id(events[0]) == withdrawn
+    at = items.index(("custom", events[0]))
+    assert all(chunk[0].id != withdrawn for mode, chunk in items[at:] if mode == "messages")
+    # the README's client ends with the accepted messages, in order, with their text
+    keep = accepted(agent)
+    assert withdrawn not in {m.id for m in keep}
+    shown = run_readme_client(agent, items)
+    assert list(shown) == [m.id for m in keep]
+    assert shown == {m.id: m.text for m in keep}
+    if name == "answer":
+        assert list(shown.values()) == [RIGHT]
+    # AcceptedMessages joins the chunks back into the very messages the state keeps
+    view = AcceptedMessages()
+    dropped = [view.feed(mode, chunk) for mode, chunk in items]
+    assert [d for d in dropped if d is not None] == [withdrawn] == view.withdrawn
+    assert comparable(view.final()) == comparable(keep)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["stream", "astream"])
+@pytest.mark.parametrize("name", ["answer", "calc"])
+async def test_judged_proposals_never_stream_a_withdrawn_one(
+    name: str, asynchronous: bool, make_guard: GuardFactory
+) -> None:
+    agent, _, critic = scenario(name, make_guard, "judged")
+    items = await collect(agent, asynchronous)
+    [withdrawn] = critic.flagged
+    streamed = [chunk for mode, chunk in items if mode == "messages"]
+    assert all(m.id != withdrawn for m, _ in streamed)
+    # the model's calls were held (nostream): the accepted proposals arrive whole from the model node, no tokens
+    model_messages = [m for m, meta in streamed if meta["langgraph_node"] == "model"]
+    assert model_messages and not any(isinstance(m, AIMessageChunk) for m in model_messages)
+    [event] = [chunk for mode, chunk in items if mode == "custom"]
+    assert withdrawn_id(event) == withdrawn  # still announced
+    keep = accepted(agent)
+    assert run_readme_client(agent, items) == {m.id: m.text for m in keep}
+    view = AcceptedMessages()
+    for mode, chunk in items:
+        view.feed(mode, chunk)
+    assert comparable(view.final()) == comparable(keep)
+
+
+def test_stream_proposals_is_checked(make_guard: GuardFactory) -> None:
+    guard = make_guard(wrong_answers, mode="on")
+    with pytest.raises(ValueError, match="'live' or 'judged'"):
+        CriticGuardMiddleware(guard, stream_proposals="buffered")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The answer is  42.\nDone.",
+        "",
+        tool_call("add", a=1, b=2),
+        AIMessage("Two calls:", tool_calls=[*tool_call("a", x=1).tool_calls, *tool_call("b", y=[1, 2]).tool_calls]),
+    ],
+    ids=["text", "empty", "tool-call", "text-and-two-calls"],
+)
+async def test_the_scripted_model_streams_chunks_that_add_up_to_its_reply(reply: AIMessage | str) -> None:
+    model = ScriptedChatModel(policy=lambda messages, rng: reply)
+    question = [HumanMessage("q")]
+    whole = model.invoke(question)
+    for chunks in (list(model.stream(question)), [c async for c in model.astream(question)]):
+        assert {c.id for c in chunks} == {whole.id}
+        total = chunks[0]
+        for chunk in chunks[1:]:
+            total = total + chunk
+        assert message_chunk_to_message(total) == whole
+    if isinstance(reply, str) and reply:
+        assert [c.text for c in model.stream(question)] == ["The ", "answer ", "is  ", "42.\n", "Done."]
