@@ -17,7 +17,10 @@ policy decides:
 Why inside the model node rather than in an ``after_model`` hook (measured by ``benchmarks/overhead.py``): every
 extra node costs LangGraph a superstep, about 400 µs per step here, while LangChain's model-call wrapper costs
 about 100-150 µs. And retries take no graph steps: a rollback loop is bounded by ``max_interventions`` alone and can
-never run into the recursion limit.
+never run into the recursion limit. Nor does ``ModelCallLimitMiddleware`` count them: it counts model steps (in
+``before_model`` / ``after_model``), so a run makes at most ``run_limit + max_interventions`` model calls; retry and
+fallback middlewares belong after the guard in the list, inside it (integrations/langgraph/README.md, "With
+LangChain's other middlewares").
 
 Where the feedback goes. The text is a user message (a *guard note*, recognisable by its id, see
 :func:`~critic_guard_langgraph.messages.is_guard_note`) that the model node returns ahead of the accepted proposal,

@@ -28,7 +28,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
-from critic_guard_langgraph.streaming import AcceptedMessages, withdrawn_event, withdrawn_id
+from critic_guard_langgraph.streaming import AcceptedMessages, StreamProposals, withdrawn_event, withdrawn_id
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 README = Path(__file__).parents[1] / "README.md"
@@ -39,7 +39,7 @@ def readme_client_block() -> str:
     """The python block of the README's "Streaming" section."""
     section = README.read_text().split("## Streaming", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    return block
+    return str(block)
 
 
 def answers(messages: Sequence[BaseMessage], rng: random.Random) -> str:
@@ -64,17 +64,19 @@ def wrong_answers(ctx: StepContext) -> Verdict:
     return Verdict(0.9 if "44" in str(ctx.proposed.get("content")) else 0.1, rationale="44 is wrong")
 
 
-def scenario(name: str, make_guard: GuardFactory, stream_proposals: str) -> tuple[Any, CriticGuard, Flagging]:
+def scenario(
+    name: str, make_guard: GuardFactory, stream_proposals: StreamProposals
+) -> tuple[Any, CriticGuard, Flagging]:
     saver = InMemorySaver()
     if name == "answer":
         critic = Flagging(wrong_answers)
         guard = make_guard(critic, mode="on", policy=Policy(action="rollback", min_step=0))
-        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)  # type: ignore[arg-type]
+        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)
         agent = create_agent(ScriptedChatModel(policy=answers), [], middleware=[middleware], checkpointer=saver)
     else:
         critic = Flagging(oracle_critic)
         guard = make_guard(critic, mode="on", policy=Policy(action="rollback"))
-        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)  # type: ignore[arg-type]
+        middleware = CriticGuardMiddleware(guard, stream_proposals=stream_proposals)
         agent = build_agent(calc_model(bad_step=2)[0], [middleware], saver)
     return agent, guard, critic
 
