@@ -22,6 +22,10 @@ never run into the recursion limit. Nor does ``ModelCallLimitMiddleware`` count 
 fallback middlewares belong after the guard in the list, inside it (integrations/langgraph/README.md, "With
 LangChain's other middlewares").
 
+What stream consumers see (``stream_mode="messages"`` shows a proposal while the model writes it): a withdrawn proposal
+is named in a custom stream event and a LangChain custom event, and ``stream_proposals="judged"`` keeps proposals
+off the messages stream until accepted (:mod:`critic_guard_langgraph.streaming`).
+
 Where the feedback goes. The text is a user message (a *guard note*, recognisable by its id, see
 :func:`~critic_guard_langgraph.messages.is_guard_note`) that the model node returns ahead of the accepted proposal,
 at the place where the model saw it: at the end of its input after a rollback, after the tool results for an
@@ -99,7 +103,13 @@ from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
 from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
-from critic_guard_langgraph.streaming import StreamProposals, held_from_stream, withdrawn_event
+from critic_guard_langgraph.streaming import (
+    StreamProposals,
+    aannounce,
+    announce,
+    held_from_stream,
+    withdrawn_event,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -326,6 +336,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 review = self._review(step, response)
             if not step.apply(response, review):
                 return step.result(response)
+            announce(step.request.runtime, step.announcements)
             response = None
 
     @override
@@ -346,6 +357,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 review = await self._areview(step, response)
             if not step.apply(response, review):
                 return step.result(response)
+            await aannounce(step.request.runtime, step.announcements)
             response = None
 
     def _open(self, request: ModelRequest[ContextT]) -> _ModelStep[ResponseT] | None:
@@ -555,8 +567,9 @@ class _ModelStep(Generic[R]):
     """One model node under the guard: a step's proposals (the first and any retries), and what the node returns.
 
     ``messages`` is the agent's history before this step; ``shown`` what the guard adds to it in this node (notes,
-    and an answer kept by an APPEND on a final answer), ahead of the accepted proposal. ``record`` is a copy of the
-    run's record, updated as the step goes and written back with the node's messages.
+    and an answer kept by an APPEND on a final answer), ahead of the accepted proposal; ``announcements`` what stream
+    consumers are told before the next model call (a withdrawn proposal's id, :mod:`.streaming`). ``record`` is a
+    copy of the run's record, updated as the step goes and written back with the node's messages.
     """
 
     request: ModelRequest[Any]
@@ -564,6 +577,7 @@ class _ModelStep(Generic[R]):
     messages: Sequence[BaseMessage]
     branch: ShadowBranch | None
     shown: list[BaseMessage] = field(default_factory=list)
+    announcements: list[dict[str, Any]] = field(default_factory=list)  # for stream consumers (see .streaming)
 
     def model_request(self) -> ModelRequest[Any]:
         """The model's input: the request, with whatever the guard has shown in this step at its end."""
@@ -603,7 +617,7 @@ class _ModelStep(Generic[R]):
         feedback = review.decision.feedback
         note = None if feedback is None else make_note(feedback, _note_key(record))
         if action is Action.ROLLBACK:  # the proposal is dropped (stream consumers are told); the retry is the same step
-            self.request.runtime.stream_writer(withdrawn_event(proposal.id, run_id=record["run_id"], step=step))
+            self.announcements.append(withdrawn_event(proposal.id, run_id=record["run_id"], step=step))
             self.shown += _placeable(note, [*self.messages, *self.shown])
             return True
         record["step"] = step + 1  # APPEND

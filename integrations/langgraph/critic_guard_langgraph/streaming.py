@@ -7,6 +7,8 @@ emitted. The guard judges a proposal only once the model has finished it, so:
 
 * a proposal the guard withdraws (ROLLBACK) has already streamed. The guard then writes a custom stream event
   (``stream_mode="custom"``) naming it, :func:`withdrawn_event`, so that a client can take it back off the screen;
+  the same event goes to LangChain's callbacks as a custom event named ``critic_guard`` (``on_custom_event`` in
+  ``astream_events``, and in tracers such as LangSmith) for consumers of the chat model's callback events;
 * a guard note (the feedback the retry sees) is a user-role message of the node's output: it streams like any
   message, recognisable by its id (:func:`~critic_guard_langgraph.messages.is_guard_note`, the prefix
   :data:`~critic_guard_langgraph.messages.NOTE_ID_PREFIX`);
@@ -22,13 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.constants import TAG_NOSTREAM
 
+from critic_guard_langgraph._runs import asafely, safely
 from critic_guard_langgraph.messages import is_guard_note
+
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
 
 __all__ = [
     "EVENT_KEY",
@@ -36,6 +43,8 @@ __all__ = [
     "WITHDRAWN",
     "AcceptedMessages",
     "StreamProposals",
+    "aannounce",
+    "announce",
     "held_from_stream",
     "withdrawn_event",
     "withdrawn_id",
@@ -59,6 +68,23 @@ one is retracted by a custom event), ``"judged"`` whole, once the guard has acce
 def withdrawn_event(message_id: str | None, *, run_id: str | None, step: int) -> dict[str, Any]:
     """The custom stream event naming a withdrawn proposal (the id its streamed chunks carry)."""
     return {EVENT_KEY: WITHDRAWN, "message_id": message_id, "run_id": run_id, "step": step}
+
+
+def announce(runtime: Runtime[Any], events: list[dict[str, Any]]) -> None:
+    """Write (and empty) ``events`` to the custom stream and to LangChain's callbacks; a callback that fails is logged,
+    never raised into the run."""
+    while events:
+        event = events.pop(0)
+        runtime.stream_writer(event)
+        safely("dispatching a custom event", dispatch_custom_event, EVENT_KEY, event, default=None)
+
+
+async def aannounce(runtime: Runtime[Any], events: list[dict[str, Any]]) -> None:
+    """Async :func:`announce` (async callback handlers are awaited)."""
+    while events:
+        event = events.pop(0)
+        runtime.stream_writer(event)
+        await asafely("dispatching a custom event", adispatch_custom_event, EVENT_KEY, event, default=None)
 
 
 def withdrawn_id(chunk: object) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from calc_agent import GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -168,6 +169,44 @@ async def test_judged_proposals_never_stream_a_withdrawn_one(
     for mode, chunk in items:
         view.feed(mode, chunk)
     assert comparable(view.final()) == comparable(keep)
+
+
+class CustomEvents(BaseCallbackHandler):
+    """Records LangChain custom events (what a tracer receives)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        self.events.append((name, data))
+
+
+@pytest.mark.parametrize("name", ["answer", "calc"])
+def test_callback_handlers_receive_the_withdrawal_as_a_custom_event(name: str, make_guard: GuardFactory) -> None:
+    agent, guard, critic = scenario(name, make_guard, "live")
+    handler = CustomEvents()
+    agent.invoke(task_input(), {**thread(), "callbacks": [handler]})
+    [withdrawn] = critic.flagged
+    assert guard.store is not None
+    [run] = guard.store.runs(guard.guard_key)
+    assert handler.events == [
+        ("critic_guard", withdrawn_event(withdrawn, run_id=run.run_id, step=0 if name == "answer" else 2))
+    ]
+
+
+@pytest.mark.parametrize("name", ["answer", "calc"])
+async def test_astream_events_shows_the_withdrawal_after_the_withdrawn_tokens(
+    name: str, make_guard: GuardFactory
+) -> None:
+    agent, _, critic = scenario(name, make_guard, "live")
+    events = [e async for e in agent.astream_events(task_input(), thread(), version="v2")]
+    [withdrawn] = critic.flagged
+    streamed = [
+        i for i, e in enumerate(events) if e["event"] == "on_chat_model_stream" and e["data"]["chunk"].id == withdrawn
+    ]
+    [custom] = [i for i, e in enumerate(events) if e["event"] == "on_custom_event"]
+    assert events[custom]["name"] == "critic_guard" and withdrawn_id(events[custom]["data"]) == withdrawn
+    assert streamed and max(streamed) < custom
 
 
 def test_stream_proposals_is_checked(make_guard: GuardFactory) -> None:
