@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from calc_agent import GuardFactory, build_agent, calc_model, comparable, oracle_critic, task_input, thread
+from calc_agent import (
+    SHADOW_TOOLS,
+    GuardFactory,
+    build_agent,
+    calc_model,
+    comparable,
+    oracle_critic,
+    task_input,
+    thread,
+)
 from langchain.agents import create_agent
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
@@ -207,6 +216,37 @@ async def test_astream_events_shows_the_withdrawal_after_the_withdrawn_tokens(
     [custom] = [i for i, e in enumerate(events) if e["event"] == "on_custom_event"]
     assert events[custom]["name"] == "critic_guard" and withdrawn_id(events[custom]["data"]) == withdrawn
     assert streamed and max(streamed) < custom
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["stream", "astream"])
+async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool, make_guard: GuardFactory) -> None:
+    # production serves control; the treatment branch forked at step 2 rolls the step back (a note, an event) and
+    # runs on while the client's stream is still open: none of it may reach the client
+    guard = make_guard(oracle_critic, mode="pilot", policy=Policy(min_step=0, action="rollback"))
+    model, calls = calc_model(bad_step=2)
+    middleware = CriticGuardMiddleware(
+        guard, judge=lambda task, state: state["messages"][-1].text == "42", shadow_tools=SHADOW_TOOLS
+    )
+    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    runner = middleware.runner
+    assert runner is not None
+    items: list[tuple[str, Any]] = []
+    modes = ["messages", "custom"]
+    if asynchronous:
+        async for item in agent.astream(task_input(), thread(), stream_mode=modes):
+            items.append(item)
+            await runner.drain()  # the branch (an asyncio task) runs to its end while the stream is open
+    else:
+        for item in agent.stream(task_input(), thread(), stream_mode=modes):
+            items.append(item)
+            assert runner.wait(30)  # the branch (on the runner's pool) runs to its end while the stream is open
+    [pair] = guard.pairs()
+    assert pair.treatment_success is True and pair.control_success is False  # the branch ran, and rolled back
+    assert len(calls) == 5 + 3
+    assert [mode for mode, _ in items] == ["messages"] * len(items)  # no custom event: the branch's went nowhere
+    produced = [m.id for m in agent.get_state(thread()).values["messages"][1:]]
+    assert [m.id for m, _ in (chunk for _, chunk in items)] == produced
+    assert {meta["thread_id"] for _, meta in (chunk for _, chunk in items)} == {"t1"}
 
 
 def test_stream_proposals_is_checked(make_guard: GuardFactory) -> None:
