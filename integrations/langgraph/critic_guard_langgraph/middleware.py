@@ -168,8 +168,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         stream_proposals: how proposals reach ``stream_mode="messages"`` (:mod:`.streaming`). ``"live"`` (default):
             token by token as the model writes them; a proposal the guard withdraws has streamed already, and the
             guard names it in a custom stream event (``{"critic_guard": "withdrawn", "message_id": ...}``).
-            ``"judged"``: the guard's model calls are tagged ``nostream``, and only the accepted proposal streams,
-            whole, when the model node ends.
+            ``"judged"``: where the guard may withdraw proposals (a ROLLBACK policy, an arm it acts on), its model
+            calls are tagged ``nostream``, and only the accepted proposal streams, whole, when the model node ends.
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]
@@ -329,9 +329,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if step is None:
             return handler(request)
         response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
+        held = self._held(step)
         while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
-                with held_from_stream(self.stream_proposals == "judged"):
+                with held_from_stream(held):
                     response = handler(step.model_request())
                 review = self._review(step, response)
             if not step.apply(response, review):
@@ -350,15 +351,26 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if step is None:
             return await handler(request)
         response, review = self._fork_step(step)  # a branch's first step: production's proposal, the fork's decision
+        held = self._held(step)
         while True:  # one proposal per turn: the first, then a retry after each ROLLBACK (bounded by the budget)
             if response is None:
-                with held_from_stream(self.stream_proposals == "judged"):
+                with held_from_stream(held):
                     response = await handler(step.model_request())
                 review = await self._areview(step, response)
             if not step.apply(response, review):
                 return step.result(response)
             await aannounce(step.request.runtime, step.announcements)
             response = None
+
+    def _held(self, step: _ModelStep[ResponseT]) -> bool:
+        """Whether this step's model calls are held from the messages stream: with ``stream_proposals="judged"``,
+        where the guard may withdraw a proposal (a ROLLBACK policy, on an arm it acts on). Observe mode and a
+        pilot's control arm stream like the unguarded agent."""
+        return (
+            self.stream_proposals == "judged"
+            and self.guard.policy.action is Action.ROLLBACK
+            and self.guard.acts(Arm(step.record["arm"]))
+        )
 
     def _open(self, request: ModelRequest[ContextT]) -> _ModelStep[ResponseT] | None:
         """This step's bookkeeping, or None when the run is not tracked (mode off, no run started, run ended)."""

@@ -249,6 +249,18 @@ async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool
     assert {meta["thread_id"] for _, meta in (chunk for _, chunk in items)} == {"t1"}
 
 
+@pytest.mark.parametrize("mode", ["observe", "on-append"])
+def test_judged_holds_nothing_where_nothing_can_be_withdrawn(mode: str, make_guard: GuardFactory) -> None:
+    action = "append" if mode == "on-append" else "rollback"
+    guard = make_guard(wrong_answers, mode=mode.split("-")[0], policy=Policy(action=action, min_step=0))
+    middleware = CriticGuardMiddleware(guard, stream_proposals="judged")
+    agent = create_agent(ScriptedChatModel(policy=answers), [], middleware=[middleware], checkpointer=InMemorySaver())
+    items = list(agent.stream(task_input(), thread(), stream_mode=["messages", "custom"]))
+    assert all(kind == "messages" for kind, _ in items)  # nothing withdrawn
+    first = [chunk[0].text for _, chunk in items][:6]
+    assert first == ["The ", "answer ", "is ", "44, ", "I ", "think."]  # token by token, as unguarded
+
+
 def test_stream_proposals_is_checked(make_guard: GuardFactory) -> None:
     guard = make_guard(wrong_answers, mode="on")
     with pytest.raises(ValueError, match="'live' or 'judged'"):
