@@ -180,6 +180,15 @@ async def test_judged_proposals_never_stream_a_withdrawn_one(
     assert comparable(view.final()) == comparable(keep)
 
 
+def test_accepted_messages_reads_v2_stream_parts(make_guard: GuardFactory) -> None:
+    agent, _, critic = scenario("calc", make_guard, "live")
+    view = AcceptedMessages()
+    for part in agent.stream(task_input(), thread(), stream_mode=["messages", "custom"], version="v2"):
+        view.feed(part["type"], part["data"])
+    assert view.withdrawn == critic.flagged and len(critic.flagged) == 1
+    assert comparable(view.final()) == comparable(accepted(agent))
+
+
 class CustomEvents(BaseCallbackHandler):
     """Records LangChain custom events (what a tracer receives)."""
 
