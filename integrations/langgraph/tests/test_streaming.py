@@ -30,9 +30,11 @@ from calc_agent import (
     thread,
 )
 from langchain.agents import create_agent
+from langchain.agents.structured_output import ToolStrategy
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
@@ -178,6 +180,44 @@ async def test_judged_proposals_never_stream_a_withdrawn_one(
     for mode, chunk in items:
         view.feed(mode, chunk)
     assert comparable(view.final()) == comparable(keep)
+
+
+class Answer(BaseModel):
+    value: int
+
+
+def structured_answers(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage:
+    return tool_call("Answer", value=42 if any(is_guard_note(m) for m in messages) else 41)
+
+
+def flags_41(ctx: StepContext) -> Verdict:
+    calls = ctx.proposed.get("tool_calls") or []
+    return Verdict(0.9 if calls and calls[0]["arguments"] == {"value": 41} else 0.1)
+
+
+async def test_a_withdrawn_structured_answer_streams_only_its_model_message(make_guard: GuardFactory) -> None:
+    # With ToolStrategy a response is the structured-output call plus its tool message; only the call streams while
+    # it is written, and the tool message of a withdrawn response never reaches the stream.
+    critic = Flagging(flags_41)
+    guard = make_guard(critic, mode="on", policy=Policy(min_step=0))
+    agent = create_agent(
+        ScriptedChatModel(policy=structured_answers),
+        [],
+        middleware=[CriticGuardMiddleware(guard)],
+        response_format=ToolStrategy(Answer),
+        checkpointer=InMemorySaver(),
+    )
+    items = [item async for item in agent.astream(task_input(), thread(), stream_mode=["messages", "custom"])]
+    [withdrawn] = critic.flagged
+    assert agent.get_state(thread()).values["structured_response"] == Answer(value=42)
+    view = AcceptedMessages()
+    for mode, chunk in items:
+        view.feed(mode, chunk)
+    assert view.withdrawn == [withdrawn]
+    keep = accepted(agent)
+    assert [type(m).__name__ for m in keep] == ["AIMessage", "ToolMessage"]
+    assert comparable(view.final()) == comparable(keep)
+    assert run_readme_client(agent, items) == {m.id: m.text for m in keep}
 
 
 def test_accepted_messages_reads_v2_stream_parts(make_guard: GuardFactory) -> None:
