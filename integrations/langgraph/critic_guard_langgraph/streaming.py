@@ -12,9 +12,10 @@ emitted. The guard judges a proposal only once the model has finished it, so:
 * a guard note (the feedback the retry sees) is a user-role message of the node's output: it streams like any
   message, recognisable by its id (:func:`~critic_guard_langgraph.messages.is_guard_note`, the prefix
   :data:`~critic_guard_langgraph.messages.NOTE_ID_PREFIX`);
-* with ``CriticGuardMiddleware(..., stream_proposals="judged")`` the guard's model calls carry LangGraph's ``nostream``
-  tag instead: a proposal is not streamed while it is written, and the one the guard accepts streams whole at the end
-  of the model node, so a withdrawn proposal never reaches the messages stream at all (no tokens either).
+* with ``CriticGuardMiddleware(..., stream_proposals="judged")``, where the guard may withdraw a proposal, its model
+  calls carry LangGraph's ``nostream`` tag instead: a proposal is not streamed while it is written, and the one the
+  guard accepts streams whole at the end of the model node, so a withdrawn proposal never reaches the messages stream
+  at all (no tokens either).
 
 :class:`AcceptedMessages` is the documented client-side filter: fed every ``(mode, chunk)`` of
 ``stream(..., stream_mode=["messages", "custom"])``, it keeps the messages the agent's state keeps.
@@ -31,7 +32,7 @@ from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.constants import TAG_NOSTREAM
 
-from critic_guard_langgraph._runs import asafely, safely
+from critic_guard_langgraph._runs import logger
 from critic_guard_langgraph.messages import is_guard_note
 
 if TYPE_CHECKING:
@@ -71,12 +72,17 @@ def withdrawn_event(message_id: str | None, *, run_id: str | None, step: int) ->
 
 
 def announce(runtime: Runtime[Any], events: list[dict[str, Any]]) -> None:
-    """Write (and empty) ``events`` to the custom stream and to LangChain's callbacks; a callback that fails is logged,
-    never raised into the run."""
+    """Write (and empty) ``events`` to the custom stream and to LangChain's callbacks.
+
+    LangChain logs a failing callback handler itself; dispatching raises only outside a run (no parent run id),
+    which is logged here and never raised into the agent."""
     while events:
         event = events.pop(0)
         runtime.stream_writer(event)
-        safely("dispatching a custom event", dispatch_custom_event, EVENT_KEY, event, default=None)
+        try:
+            dispatch_custom_event(EVENT_KEY, event)
+        except Exception:
+            logger.warning("critic-guard: could not pass %r to LangChain's callbacks", event, exc_info=True)
 
 
 async def aannounce(runtime: Runtime[Any], events: list[dict[str, Any]]) -> None:
@@ -84,7 +90,10 @@ async def aannounce(runtime: Runtime[Any], events: list[dict[str, Any]]) -> None
     while events:
         event = events.pop(0)
         runtime.stream_writer(event)
-        await asafely("dispatching a custom event", adispatch_custom_event, EVENT_KEY, event, default=None)
+        try:
+            await adispatch_custom_event(EVENT_KEY, event)
+        except Exception:
+            logger.warning("critic-guard: could not pass %r to LangChain's callbacks", event, exc_info=True)
 
 
 def withdrawn_id(chunk: object) -> str | None:

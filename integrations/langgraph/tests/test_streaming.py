@@ -34,13 +34,21 @@ from langchain.agents.structured_output import ToolStrategy
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
-from critic_guard_langgraph.streaming import AcceptedMessages, StreamProposals, withdrawn_event, withdrawn_id
+from critic_guard_langgraph.streaming import (
+    AcceptedMessages,
+    StreamProposals,
+    aannounce,
+    announce,
+    withdrawn_event,
+    withdrawn_id,
+)
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 README = Path(__file__).parents[1] / "README.md"
@@ -308,6 +316,17 @@ def test_judged_holds_nothing_where_nothing_can_be_withdrawn(mode: str, make_gua
     assert all(kind == "messages" for kind, _ in items)  # nothing withdrawn
     first = [chunk[0].text for _, chunk in items][:6]
     assert first == ["The ", "answer ", "is ", "44, ", "I ", "think."]  # token by token, as unguarded
+
+
+async def test_announcing_outside_a_run_writes_the_stream_and_only_logs(caplog: pytest.LogCaptureFixture) -> None:
+    # LangChain refuses a custom event without a parent run: the stream still gets it, and the caller never sees it
+    written: list[Any] = []
+    runtime = Runtime(context=None, store=None, stream_writer=written.append)
+    event = withdrawn_event("m1", run_id="r", step=2)
+    announce(runtime, [event])
+    await aannounce(runtime, [event])
+    assert written == [event, event]
+    assert caplog.text.count("could not pass") == 2
 
 
 def test_stream_proposals_is_checked(make_guard: GuardFactory) -> None:
