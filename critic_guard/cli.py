@@ -205,8 +205,10 @@ def traces_command(
     ] = DEFAULT_TRACE_LIMIT,
 ) -> None:
     """Show the runs, steps, verdicts, interventions and shadow links recorded in a trace file."""
-    # loads the OTel SDK and protobuf only for this command
-    from critic_guard.telemetry.traceview import UnreadableTraceFileError, render_traces
+    try:  # loads the OTel SDK and protobuf only for this command
+        from critic_guard.telemetry.traceview import UnreadableTraceFileError, render_traces
+    except ImportError as exc:
+        fail(f"reading a trace file needs the `otlp` extra: pip install 'critic-guard[otlp]' ({exc})")
 
     try:
         render_traces(file, Console(), run_id=run, trace_id=trace_id, limit=limit)
@@ -455,7 +457,11 @@ def _pilot(
 
     from critic_guard.pilot import StoreUnavailableError, SuiteError, load_suite, run_pilot
     from critic_guard.pilot_view import RichProgress, render_pilot
-    from critic_guard.telemetry.setup import configure_telemetry
+
+    try:
+        from critic_guard.telemetry.setup import configure_telemetry
+    except ImportError as exc:  # the SDK comes with the `otlp` extra; the message says so
+        fail(str(exc))
 
     if concurrency < 1:
         fail(f"--concurrency must be >= 1, got {concurrency}")

@@ -3,16 +3,63 @@
 Fixed pilot: :func:`analyze` turns :class:`PairedCounts` into a :class:`PilotReport` (Tango score interval for
 net, exact and mid-p McNemar, Dirichlet posterior, power, verdict). Continuous monitoring: :class:`MonitorState`
 (betting e-processes for harm and benefit, anytime-valid confidence sequence). Physical limit: :class:`OracleSPRT`.
+
+Every name is loaded on first use (module ``__getattr__``): scipy alone takes longer to import than LangChain's
+agents, and a guarded agent needs the statistics only when it decides (pilot report, monitor), so importing
+``critic_guard.stats.counts`` (or ``critic_guard``) never loads scipy.
 """
 
-from critic_guard.stats.counts import Estimate, PairedCounts, UndefinedEstimateError
-from critic_guard.stats.intervals import Interval, tango_interval, tango_statistic
-from critic_guard.stats.mcnemar import McNemarResult, mcnemar
-from critic_guard.stats.monitor import MonitorPaths, MonitorState, pair_to_x, run_monitor
-from critic_guard.stats.oracle import OracleSimulation, OracleSPRT, oracle_expected_tasks
-from critic_guard.stats.posterior import PosteriorSummary, dirichlet_posterior, prob_net_positive
-from critic_guard.stats.power import mcnemar_power, mcnemar_sample_size, minimum_detectable_effect
-from critic_guard.stats.report import Decision, PilotReport, PowerSummary, analyze, decide
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from critic_guard.stats.counts import Estimate, PairedCounts, UndefinedEstimateError
+    from critic_guard.stats.intervals import Interval, tango_interval, tango_statistic
+    from critic_guard.stats.mcnemar import McNemarResult, mcnemar
+    from critic_guard.stats.monitor import MonitorPaths, MonitorState, pair_to_x, run_monitor
+    from critic_guard.stats.oracle import OracleSimulation, OracleSPRT, oracle_expected_tasks
+    from critic_guard.stats.posterior import PosteriorSummary, dirichlet_posterior, prob_net_positive
+    from critic_guard.stats.power import mcnemar_power, mcnemar_sample_size, minimum_detectable_effect
+    from critic_guard.stats.report import Decision, PilotReport, PowerSummary, analyze, decide
+
+_LAZY = {
+    "Estimate": "critic_guard.stats.counts",
+    "PairedCounts": "critic_guard.stats.counts",
+    "UndefinedEstimateError": "critic_guard.stats.counts",
+    "Interval": "critic_guard.stats.intervals",
+    "tango_interval": "critic_guard.stats.intervals",
+    "tango_statistic": "critic_guard.stats.intervals",
+    "McNemarResult": "critic_guard.stats.mcnemar",
+    "mcnemar": "critic_guard.stats.mcnemar",
+    "MonitorPaths": "critic_guard.stats.monitor",
+    "MonitorState": "critic_guard.stats.monitor",
+    "pair_to_x": "critic_guard.stats.monitor",
+    "run_monitor": "critic_guard.stats.monitor",
+    "OracleSimulation": "critic_guard.stats.oracle",
+    "OracleSPRT": "critic_guard.stats.oracle",
+    "oracle_expected_tasks": "critic_guard.stats.oracle",
+    "PosteriorSummary": "critic_guard.stats.posterior",
+    "dirichlet_posterior": "critic_guard.stats.posterior",
+    "prob_net_positive": "critic_guard.stats.posterior",
+    "mcnemar_power": "critic_guard.stats.power",
+    "mcnemar_sample_size": "critic_guard.stats.power",
+    "minimum_detectable_effect": "critic_guard.stats.power",
+    "Decision": "critic_guard.stats.report",
+    "PilotReport": "critic_guard.stats.report",
+    "PowerSummary": "critic_guard.stats.report",
+    "analyze": "critic_guard.stats.report",
+    "decide": "critic_guard.stats.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Decision",

@@ -25,15 +25,28 @@ from types import TracebackType
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from critic_guard.telemetry.content import Redactor
-from critic_guard.telemetry.export import OTLPJsonLinesMetricExporter, OTLPJsonLinesSpanExporter
 from critic_guard.telemetry.tracing import GuardTelemetry
+
+MISSING_SDK = (
+    "a trace file or OTLP export needs the OpenTelemetry SDK, which critic-guard installs with its `otlp` extra: "
+    "pip install 'critic-guard[otlp]'"
+)
+
+# critic-guard depends on the OpenTelemetry API only (like OTel's own instrumentations); the SDK, the trace file's
+# OTLP encoder and the OTLP/HTTP exporter come with the `otlp` extra. This module is loaded on first use
+# (``critic_guard.telemetry.__getattr__``), so only asking for a trace file or OTLP export needs them.
+try:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from critic_guard.telemetry.export import OTLPJsonLinesMetricExporter, OTLPJsonLinesSpanExporter
+except ImportError as exc:
+    raise ImportError(f"{MISSING_SDK} ({exc})", name=exc.name) from exc
 
 DEFAULT_TRACE_FILE = "critic_guard_traces.jsonl"
 DEFAULT_SERVICE_NAME = "critic-guard"

@@ -10,14 +10,22 @@
   effects; :class:`ShadowRunner`, :func:`clone_checkpoint`; :class:`LangGraphPilot` runs a pilot suite
   (``critic-guard pilot``).
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
+
+``LangGraphPilot`` is loaded on first use (module ``__getattr__``): the pilot runner brings the statistics (numpy,
+scipy), which a guarded production agent never needs, so ``import critic_guard_langgraph`` stays within 0.3 s of
+``import langchain.agents`` (benchmarks/import_time.py, tests/test_import_cost.py).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from critic_guard_langgraph.critic import DEFAULT_PROMPT, ChatModelCritic, CriticOutput, render_trajectory
 from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, clone_checkpoint
 from critic_guard_langgraph.graph import GuardedGraph, guard_graph
 from critic_guard_langgraph.messages import from_neutral, insert_note, is_guard_note, to_neutral
 from critic_guard_langgraph.middleware import CriticGuardMiddleware, CriticGuardState
-from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
 from critic_guard_langgraph.shadow import (
     FORKED,
@@ -28,6 +36,19 @@ from critic_guard_langgraph.shadow import (
     ToolSafety,
     is_shadow_branch,
 )
+
+if TYPE_CHECKING:
+    from critic_guard_langgraph.pilot import LangGraphPilot
+
+_LAZY = {"LangGraphPilot": "critic_guard_langgraph.pilot"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_PROMPT",
