@@ -4,12 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench benchmarks clean phoenix bench-envs
+.PHONY: install demo test lint typecheck pytest pytest-oldest bench benchmarks clean phoenix bench-envs
 
+# .venv holds the newest LangChain the integration's ranges allow (named with --upgrade, so an existing .venv moves
+# up too when a pyproject changes); .venv-oldest below holds the oldest supported.
 $(STAMP): pyproject.toml integrations/langgraph/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,otlp,plot]' -e 'integrations/langgraph[postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,otlp,plot]' -e 'integrations/langgraph[postgres]' \
+		--upgrade langchain langchain-core langgraph
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -54,10 +57,30 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The integration tests also run on the oldest LangChain the ranges in integrations/langgraph/pyproject.toml accept:
+# langchain 1.3.0 (the lower bound) needs langchain-core>=1.4 and langgraph>=1.2,<1.3, so those are the oldest.
+# Own venv with the `test` extra only; about 1 min to install cold, then the integration suite once more.
+OLDEST_LANGCHAIN ?= 'langchain==1.3.0' 'langchain-core==1.4.0' 'langgraph==1.2.0'
+OLDEST           := .venv-oldest
+OLDEST_STAMP     := $(OLDEST)/.installed
+
+$(OLDEST_STAMP): pyproject.toml integrations/langgraph/pyproject.toml Makefile
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -e '.[test,postgres,otlp]' -e 'integrations/langgraph[postgres]' \
+		$(OLDEST_LANGCHAIN)
+	touch $(OLDEST_STAMP)
+
+# Each run prints the versions it tests in pytest's header (conftest.py).
 pytest: install bench-envs phoenix
+	@echo "== all tests, newest LangChain the ranges allow (.venv)"
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+pytest-oldest: $(OLDEST_STAMP) phoenix
+	@echo "== integration tests, oldest supported LangChain ($(OLDEST)): $(OLDEST_LANGCHAIN)"
+	$(OLDEST)/bin/python -m pytest integrations/langgraph/tests
+
+test: lint typecheck pytest pytest-oldest
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
@@ -70,4 +93,4 @@ benchmarks: install bench-envs
 	$(BIN)/python -m benchmarks.real_envs --json benchmarks/real_envs.json
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,6 +1,10 @@
-"""Isolation for the whole test session (tests/ and integrations/langgraph/tests/): tests write only to temporary paths.
+"""For every test session (tests/ and integrations/langgraph/tests/): the versions tested, and isolation.
 
-Two things used to leak into the repository root (about 20 MB of traces per ``make test``):
+The header names the versions that matter, since the resolver picks them per machine and ``make test`` runs the
+integration tests in two environments (newest and oldest supported LangChain).
+
+Tests write only to temporary paths. Two things used to leak into the repository root (about 20 MB of traces
+per ``make test``):
 
 * OpenTelemetry's global providers. A test that runs ``critic-guard pilot`` in-process installs the CLI's SDK
   provider as the process-wide one (``configure_telemetry(set_global=True)``, right for a CLI process); every
@@ -14,6 +18,7 @@ Two things used to leak into the repository root (about 20 MB of traces per ``ma
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,33 @@ DEFAULT_OUTPUTS = (
     "figures",
     "harmful.db",
 )
+
+_REPORTED = (
+    "critic-guard",
+    "critic-guard-langgraph",
+    "langchain",
+    "langchain-core",
+    "langgraph",
+    "langgraph-checkpoint",
+    "langgraph-checkpoint-sqlite",
+    "langgraph-checkpoint-postgres",
+    "numpy",
+    "scipy",
+    "pydantic",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "psycopg",
+)
+
+
+def pytest_report_header() -> list[str]:
+    versions = []
+    for name in _REPORTED:
+        try:
+            versions.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}=absent")
+    return ["versions: " + ", ".join(versions)]
 
 
 def _reset_otel_globals() -> None:

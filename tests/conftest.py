@@ -1,39 +1,12 @@
-"""Shared test set-up: print the versions that matter, since the resolver picks them per machine."""
+"""Shared fixtures of the core tests (the versions tested are printed by the repository root's conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import metadata
 
 import pytest
 from pg_server import PostgresUnavailable, postgres_server
 from support import skip_or_fail
-
-_REPORTED = (
-    "critic-guard",
-    "critic-guard-langgraph",
-    "langchain",
-    "langchain-core",
-    "langgraph",
-    "langgraph-checkpoint",
-    "langgraph-checkpoint-sqlite",
-    "langgraph-checkpoint-postgres",
-    "numpy",
-    "scipy",
-    "pydantic",
-    "opentelemetry-sdk",
-    "psycopg",
-)
-
-
-def pytest_report_header() -> list[str]:
-    versions = []
-    for name in _REPORTED:
-        try:
-            versions.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name}=absent")
-    return ["versions: " + ", ".join(versions)]
 
 
 @pytest.fixture(scope="session")
