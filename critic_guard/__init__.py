@@ -1,7 +1,8 @@
 """critic-guard: decide with honest statistics whether a critic's interventions help an agent.
 
-The core package is framework-neutral (numpy, scipy, pydantic, OpenTelemetry); integrations such as
-``critic_guard_langgraph`` depend on it, never the reverse.
+The core package is framework-neutral (numpy, scipy, pydantic, the OpenTelemetry API; the SDK comes with the
+``otlp`` extra); integrations such as ``critic_guard_langgraph`` depend on it, never the reverse. Importing it loads
+neither scipy (the statistics load on first use), matplotlib nor the OpenTelemetry SDK.
 """
 
 from critic_guard._version import __version__

@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("scipy", "matplotlib", "opentelemetry.sdk")
 
 
@@ -40,3 +42,13 @@ def test_the_statistics_load_scipy_on_first_use() -> None:
     modules = loaded_after("from critic_guard.stats import analyze, PairedCounts\nanalyze(PairedCounts(5, 3, 1, 6))")
     assert "scipy.stats" in modules and "critic_guard.stats.report" in modules
     assert "matplotlib" not in modules and "opentelemetry.sdk" not in modules
+
+
+def test_the_benchmark_interval_of_the_median_is_the_order_statistics_interval() -> None:
+    from benchmarks.import_time import median_interval
+
+    # n = 15: P(Binomial(15, 1/2) <= 3) = 1.8% <= 2.5% < P(<= 4) = 5.9%, so ranks 4 and 12 (coverage 96.5%)
+    assert median_interval([float(x) for x in range(15, 0, -1)]) == (8.0, 4.0, 12.0)
+    assert median_interval([float(x) for x in range(6)]) == (2.5, 0.0, 5.0)  # n = 6: min and max (96.9%)
+    with pytest.raises(ValueError, match="5 repeats are too few"):
+        median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
