@@ -13,7 +13,7 @@
 
 ``LangGraphPilot`` is loaded on first use (module ``__getattr__``): the pilot runner brings the statistics (numpy,
 scipy), which a guarded production agent never needs, so ``import critic_guard_langgraph`` stays within 0.3 s of
-``import langchain.agents`` (benchmarks/import_time.py, tests/test_import_cost.py).
+``import langchain.agents`` (benchmarks/import_time.py, integrations/langgraph/tests/test_import_cost.py).
 """
 
 from __future__ import annotations
