@@ -10,11 +10,11 @@ to deploy the intervention, over ``--reps`` seeded replications:
    control failure, no control success, no flip at all) mean do not deploy. It never says "inconclusive": "do not
    deploy" is its claim that ``p <= p_star``. Shown for the fork design too, to separate rule from design.
 2. **fixed pilot**: the same 50 tasks, fork and full design, verdict of ``critic_guard.stats.analyze`` (Tango score
-   interval at 95%): helps / harms / inconclusive.
-3. **sequential**: ``run_monitor`` (the harm and benefit e-processes of ``MonitorState``, alpha each, as the
-   lifecycle runs them) on the pairs in task order, stopping at the first proof (harm wins a tie, as in the
-   lifecycle) or inconclusive at ``--cap`` tasks; for forks also at alpha/2 per side ("seq. a/2"), which bounds the
-   total chance of a wrong proof by alpha.
+   interval and exact McNemar test at 95%): helps / harms / inconclusive.
+3. **sequential**: ``run_monitor`` (the harm and benefit e-processes of ``MonitorState``) on the pairs in task
+   order, stopping at the first proof (harm wins a tie, as in the lifecycle) or inconclusive at ``--cap`` tasks:
+   at alpha per e-process ("seq.", the lifecycle's ``alpha_per_side=True``) and, for forks, at alpha/2 per side
+   ("seq. a/2", the lifecycle's default), which bounds the total chance of a wrong proof by alpha.
 4. **oracle SPRT**: ``OracleSPRT`` with the fork design's true p, r, d, at beta 0.2 and at the alpha and beta each
    sequential fork variant achieved (matched error rates, for ``E[N]/E[N_oracle]``). Undefined for the null scenario.
 
@@ -65,10 +65,9 @@ from critic_guard.stats import (
     OracleSPRT,
     PairedCounts,
     analyze,
-    decide,
     mcnemar_sample_size,
     run_monitor,
-    tango_interval,
+    verdict_of,
 )
 
 HELPS, INCONCLUSIVE, HARMS, NO_GO = 1, 0, -1, -2  # NO_GO: the paper's "do not deploy" (claims p <= p_star)
@@ -163,12 +162,13 @@ def _pilot_verdict(recoveries: int, disruptions: int, n: int, level: float, full
     """The verdict for any table with these (n01, n10, n): Tango's interval depends on nothing else.
 
     Analyses the table ``(n - n01 - n10, n01, n10, 0)``; ``full_report`` runs ``analyze`` and reads its verdict,
-    otherwise only what that verdict is computed from, ``decide(tango_interval(...))`` (faster, for the curves).
+    otherwise only what that verdict is computed from, ``verdict_of`` (the Tango interval and the exact McNemar test;
+    faster, for the curves).
     """
     counts = PairedCounts(n - recoveries - disruptions, recoveries, disruptions, 0)
     if full_report:
         return VERDICT_CODE[analyze(counts, level=level, draws=_ANALYZE_DRAWS).verdict]
-    return VERDICT_CODE[decide(tango_interval(counts, level))]
+    return VERDICT_CODE[verdict_of(counts, level)[0]]
 
 
 def pilot_verdicts(counts: IntArray, level: float, full_report: bool) -> IntArray:
@@ -185,7 +185,7 @@ def sequential_decisions(x: NDArray[np.float64], alpha: float) -> tuple[IntArray
     Stops at the first proof; harm wins a tie (the lifecycle checks it first). No proof within the row's length:
     inconclusive, all tasks used.
     """
-    paths = run_monitor(x, alpha=alpha)
+    paths = run_monitor(x, alpha=alpha, split=False, band=False)  # alpha per e-process; the caller halves it
     harm, benefit = paths.harm_times(), paths.benefit_times()
     harm_first = (harm > 0) & ((benefit == 0) | (harm <= benefit))
     benefit_first = (benefit > 0) & ~harm_first

@@ -29,7 +29,7 @@ from critic_guard.lifecycle import GuardState, LifecycleError
 from critic_guard.pairs_io import PairsFileError, read_pairs
 from critic_guard.render import render_detectable, render_report, render_sample_size
 from critic_guard.safe_text import visible
-from critic_guard.stats import PairedCounts, analyze, mcnemar_sample_size, minimum_detectable_effect
+from critic_guard.stats import PairedCounts, analyze, verdict_detectable_effect, verdict_sample_size
 from critic_guard.store.base import Store, open_store, parse_store_url
 
 app = typer.Typer(
@@ -174,16 +174,18 @@ def power_command(
     alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
     power_: Annotated[float, typer.Option("--power", help="Probability of detecting the effect.")] = 0.8,
 ) -> None:
-    """Sample size for a net effect (--effect), or the smallest effect a pilot of --tasks can detect."""
+    """Sample size for a net effect (--effect), or the smallest effect a pilot of --tasks can detect, for the
+    verdict `analyze` gives (Tango interval and exact McNemar test; exact enumeration, Connor's approximation
+    beyond 100,000 tasks)."""
     if (effect is None) == (tasks is None):
         fail("give either --effect (to get the tasks needed) or --tasks (to get the detectable effect)")
     try:
         if effect is not None:
-            needed = mcnemar_sample_size(effect, discordant, alpha=alpha, power=power_)
-            Console().print(render_sample_size(effect, discordant, alpha, power_, needed))
+            needed, method = verdict_sample_size(effect, discordant, alpha=alpha, power=power_)
+            Console().print(render_sample_size(effect, discordant, alpha, power_, needed, method))
         elif tasks is not None:
-            mde = minimum_detectable_effect(tasks, discordant, alpha=alpha, power=power_)
-            Console().print(render_detectable(tasks, discordant, alpha, power_, mde))
+            mde, method = verdict_detectable_effect(tasks, discordant, alpha=alpha, power=power_)
+            Console().print(render_detectable(tasks, discordant, alpha, power_, mde, method))
     except ValueError as exc:
         fail(str(exc))
     except OverflowError:  # e.g. --effect 1e-300: the tasks needed exceed any float

@@ -4,11 +4,11 @@ Pydantic v2 with ``extra="forbid"``: a typo such as ``polcy=`` is an error with 
 ignored setting.
 
 Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
-starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``max_pilot_pairs``,
-``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) and the fault knobs (``store_wait_s``, ``store_retry_s``)
-do not: they say how evidence is collected and acted on, not what is being tested, so replicas with different knobs
-still share one record (docs/lifecycle.md). Neither do ``capture_content`` and ``task_fields``: they say what is
-kept at rest (docs/telemetry.md, "What the store keeps").
+starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``alpha_per_side``,
+``max_pilot_pairs``, ``on_budget_spent``, ``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) and the fault
+knobs (``store_wait_s``, ``store_retry_s``) do not: they say how evidence is collected and acted on, not what is
+being tested, so replicas with different knobs still share one record (docs/lifecycle.md). Neither do
+``capture_content`` and ``task_fields``: they say what is kept at rest (docs/telemetry.md, "What the store keeps").
 """
 
 from __future__ import annotations
@@ -58,11 +58,23 @@ class GuardConfig(BaseModel):
         default=0.05,
         gt=0.0,
         lt=1.0,
-        description="monitor level: a wrong harm (or benefit) proof has probability at most alpha, ever; fixed "
-        "when a guard key's evidence starts",
+        description="monitor level: any wrong automatic proof (harm or benefit) has probability at most alpha, "
+        "ever (alpha/2 per e-process); fixed when a guard key's evidence starts",
+    )
+    alpha_per_side: bool = Field(
+        default=False,
+        description="give each e-process alpha instead of alpha/2: faster proofs, but a wrong harm or benefit "
+        "proof then has probability up to 2*alpha in total (docs/statistics.md); fixed with the evidence",
     )
     max_pilot_pairs: int | None = Field(
-        default=None, ge=1, description="AUTO: disable after this many pilot pairs without proof; None = no budget"
+        default=None,
+        ge=1,
+        description="AUTO: pilot pairs after which a pilot without proof ends inconclusive; None = no budget",
+    )
+    on_budget_spent: Literal["serve_control", "disable", "keep_piloting"] = Field(
+        default="serve_control",
+        description="AUTO, after an inconclusive pilot budget: serve_control (stay in pilot, serve control, fork "
+        "nothing; not a harm verdict), disable, or keep_piloting (docs/lifecycle.md)",
     )
     shadow_fraction: float = Field(
         default=0.1, ge=0.0, le=1.0, description="AUTO, enabled: share of flagged runs that still fork a shadow control"

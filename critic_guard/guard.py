@@ -45,7 +45,15 @@ from critic_guard.config import GuardConfig
 from critic_guard.critic_loop import CriticLoop
 from critic_guard.critic_pool import CriticPool, ajudge_with_timeout, describe_error, judge_with_timeout
 from critic_guard.critics import Critic, as_critic
-from critic_guard.lifecycle import ACTOR_HUMAN, GuardRecord, GuardState, Transition, apply_pair, override
+from critic_guard.lifecycle import (
+    ACTOR_HUMAN,
+    GuardRecord,
+    GuardState,
+    Transition,
+    apply_pair,
+    override,
+    paused_after_budget,
+)
 from critic_guard.policy import Decision, Policy, Reason
 from critic_guard.store.base import (
     OutcomeConflictError,
@@ -291,10 +299,12 @@ class CriticGuard:
         if mode is Mode.PILOT:
             return self.config.serve
         if mode is Mode.AUTO:
-            state = self._record().state
-            if state is GuardState.ENABLED:
+            record = self._record()
+            if record.state is GuardState.ENABLED:
                 return Arm.TREATMENT
-            return Arm.CONTROL if state is GuardState.DISABLED else self.config.serve
+            if record.state is GuardState.DISABLED or paused_after_budget(record, self.config):
+                return Arm.CONTROL
+            return self.config.serve
         return Arm.CONTROL
 
     def should_fork(self, run_id: str | None = None) -> bool:
@@ -311,10 +321,10 @@ class CriticGuard:
             return True
         if mode is not Mode.AUTO:
             return False
-        state = self._record().state
-        if state is GuardState.PILOT:
-            return True
-        return state is GuardState.ENABLED and self._coin_for("shadow", run_id, self.config.shadow_fraction)
+        record = self._record()
+        if record.state is GuardState.PILOT:
+            return not paused_after_budget(record, self.config)
+        return record.state is GuardState.ENABLED and self._coin_for("shadow", run_id, self.config.shadow_fraction)
 
     def should_fork_aa(self, run_id: str | None = None) -> bool:
         """Whether a flagged run also forks an A/A shadow (a second branch of the served arm, rerun noise).
@@ -325,8 +335,10 @@ class CriticGuard:
         mode = self.config.mode
         if self.config.design != "fork" or mode not in (Mode.PILOT, Mode.AUTO):
             return False
-        if mode is Mode.AUTO and self._record().state is GuardState.DISABLED:
-            return False
+        if mode is Mode.AUTO:
+            record = self._record()
+            if record.state is GuardState.DISABLED or paused_after_budget(record, self.config):
+                return False
         return self._coin_for("aa", run_id, self.config.aa_fraction)
 
     def _coin_for(self, purpose: str, run_id: str | None, fraction: float) -> bool:
@@ -350,11 +362,18 @@ class CriticGuard:
         ``config.alpha`` (see :func:`critic_guard.lifecycle.override`).
         """
         now = time.time()
-        alpha = self.config.alpha
+        alpha, split = self.config.alpha, not self.config.alpha_per_side
 
         def change(record: GuardRecord) -> tuple[GuardRecord, Transition]:
             return override(
-                record, state, reason=reason, actor=actor, reset_monitor=reset_monitor, alpha=alpha, now=now
+                record,
+                state,
+                reason=reason,
+                actor=actor,
+                reset_monitor=reset_monitor,
+                alpha=alpha,
+                split=split,
+                now=now,
             )
 
         record, transition = self._ledger.set_guard_state(self.guard_key, change, self._initial_record())
@@ -368,7 +387,8 @@ class CriticGuard:
         return self._ledger.transitions(self.guard_key)
 
     def _initial_record(self) -> GuardRecord:
-        return GuardRecord.start(self.guard_key, self.config.alpha, now=time.time())
+        config = self.config
+        return GuardRecord.start(self.guard_key, config.alpha, split=not config.alpha_per_side, now=time.time())
 
     def _record(self) -> GuardRecord:
         """The cached lifecycle record (the hot path: a clock read while fresh)."""
@@ -393,15 +413,20 @@ class CriticGuard:
                 self._cached = record
             self._cached_until = time.monotonic() + self.config.lifecycle_ttl_s
             cached = self._cached
-            warn = not self._alpha_warned and record.monitor.alpha != self.config.alpha
+            warn = not self._alpha_warned and (
+                record.monitor.alpha != self.config.alpha or record.monitor.split == self.config.alpha_per_side
+            )
             self._alpha_warned |= warn
         if warn:
             logger.warning(
-                "guard %r: the stored monitor runs at alpha=%s, the config says alpha=%s; the stored level holds "
-                "until the monitor is reset (set_state(..., reset_monitor=True))",
+                "guard %r: the stored monitor runs at alpha=%s (per side: %s), the config says alpha=%s "
+                "(alpha_per_side=%s); the stored level holds until the monitor is reset "
+                "(set_state(..., reset_monitor=True))",
                 self.guard_key,
                 record.monitor.alpha,
+                not record.monitor.split,
                 self.config.alpha,
+                self.config.alpha_per_side,
             )
         return cached
 

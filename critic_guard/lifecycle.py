@@ -10,8 +10,11 @@ The rule, in ``Mode.AUTO`` only (docs/lifecycle.md):
 - ``pilot -> disabled`` when the harm e-process proves net < 0 (checked first: safety wins a tie);
 - ``pilot -> enabled`` when the benefit e-process proves net > 0;
 - ``enabled -> disabled`` when harm is proven;
-- ``pilot -> disabled`` when ``max_pilot_pairs`` pairs completed in this pilot without either proof
-  ("budget spent, inconclusive");
+- when ``max_pilot_pairs`` pairs completed in this pilot without either proof, the pilot is **inconclusive**
+  (``monitor.inconclusive_at`` is set, once) and ``config.on_budget_spent`` says what follows: ``serve_control``
+  (default: the state stays pilot, production serves control and nothing forks; not a harm verdict), ``disable``
+  (``pilot -> disabled``) or ``keep_piloting`` (the pilot goes on as before); each records a transition whose
+  reason starts "budget spent, inconclusive";
 - ``disabled`` stays until a human changes it (:func:`override`).
 
 In every other mode the monitor still learns from each pair, but the state never changes automatically.
@@ -50,7 +53,9 @@ __all__ = [
     "evidence_of",
     "new_counts",
     "new_monitor",
+    "outcome_of",
     "override",
+    "paused_after_budget",
 ]
 
 ACTOR_MONITOR = "monitor"
@@ -64,11 +69,15 @@ class LifecycleError(ValueError):
     """A requested state change that the lifecycle refuses (with the reason and what to do instead)."""
 
 
-def new_monitor(alpha: float) -> MonitorState:
-    """A fresh :class:`~critic_guard.stats.MonitorState` (imports the statistics package on first use)."""
+def new_monitor(alpha: float, split: bool = True) -> MonitorState:
+    """A fresh :class:`~critic_guard.stats.MonitorState` (imports the statistics package on first use).
+
+    ``split``: ``alpha`` bounds a wrong harm *or* benefit proof in total (``alpha/2`` per e-process); False gives
+    each e-process ``alpha`` (``GuardConfig.alpha_per_side``).
+    """
     from critic_guard.stats.monitor import MonitorState
 
-    return MonitorState.start(alpha)
+    return MonitorState.start(alpha, split=split)
 
 
 def new_counts(n00: int = 0, n01: int = 0, n10: int = 0, n11: int = 0) -> PairedCounts:
@@ -83,7 +92,7 @@ class GuardState(StrEnum):
 
     PILOT = "pilot"  # collecting evidence: the production run serves ``config.serve``, the other arm runs in shadow
     ENABLED = "enabled"  # benefit proven: production runs intervene, a fraction still forks a shadow control
-    DISABLED = "disabled"  # harm proven, or the pilot budget was spent without proof: no intervention
+    DISABLED = "disabled"  # harm proven, a human said so, or on_budget_spent="disable": no intervention
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +139,11 @@ class GuardRecord:
         object.__setattr__(self, "state", GuardState(self.state))
 
     @classmethod
-    def start(cls, guard_key: str, alpha: float = 0.05, *, now: float = 0.0) -> GuardRecord:
-        """A guard with no evidence yet: state pilot, fresh monitor at level ``alpha``."""
+    def start(cls, guard_key: str, alpha: float = 0.05, *, split: bool = True, now: float = 0.0) -> GuardRecord:
+        """A guard with no evidence yet: state pilot, fresh monitor at level ``alpha`` (see :func:`new_monitor`)."""
         if not guard_key:
             raise ValueError("guard_key must be a non-empty string")
-        return cls(guard_key, GuardState.PILOT, new_monitor(alpha), updated_at=now)
+        return cls(guard_key, GuardState.PILOT, new_monitor(alpha, split), updated_at=now)
 
     @property
     def pairs_counted(self) -> int:
@@ -154,16 +163,40 @@ def evidence_of(record: GuardRecord) -> dict[str, Any]:
     return {
         "t": monitor.t,
         "pairs": record.pairs_counted,
+        "outcome": outcome_of(monitor),
         "alpha": monitor.alpha,
-        "threshold": 1.0 / monitor.alpha,
+        "alpha_per_side": monitor.side_alpha,
+        "threshold": monitor.threshold,
         "harm_wealth": _wealth(monitor.harm_log_wealth),
         "benefit_wealth": _wealth(monitor.benefit_log_wealth),
         "harm_proven_at": monitor.harm_proven_at,
         "benefit_proven_at": monitor.benefit_proven_at,
+        "inconclusive_at": monitor.inconclusive_at,
         "net_low": net.low,
         "net_high": net.high,
+        "net_level": net.level,
         "counts": [record.counts.n00, record.counts.n01, record.counts.n10, record.counts.n11],
     }
+
+
+def paused_after_budget(record: GuardRecord, config: GuardConfig) -> bool:
+    """Whether an AUTO guard serves control and forks nothing because its pilot ended inconclusive and
+    ``config.on_budget_spent`` is ``serve_control`` (the state stays pilot: a budget is not a verdict)."""
+    return (
+        record.state is GuardState.PILOT
+        and record.monitor.inconclusive_at is not None
+        and config.on_budget_spent == "serve_control"
+    )
+
+
+def outcome_of(monitor: MonitorState) -> str:
+    """The monitor's answer so far: ``harm proven``, ``benefit proven``, ``inconclusive`` (a pilot budget ran out
+    without a proof: not evidence of harm) or ``undecided``. Harm first, as in the rule."""
+    if monitor.harm_proven:
+        return "harm proven"
+    if monitor.benefit_proven:
+        return "benefit proven"
+    return "inconclusive" if monitor.inconclusive_at is not None else "undecided"
 
 
 def _count(counts: PairedCounts, control_success: bool, treatment_success: bool) -> PairedCounts:
@@ -179,26 +212,52 @@ def _check_outcomes(control_success: object, treatment_success: object) -> None:
         )
 
 
-def _auto_rule(record: GuardRecord, max_pilot_pairs: int | None) -> tuple[GuardState, str] | None:
-    """The state the AUTO rule moves to after the newest pair, and why; None to stay."""
+_BUDGET_ACTION = {
+    "serve_control": "production serves control and nothing forks; not evidence of harm",
+    "disable": "disabled by on_budget_spent='disable'; not evidence of harm",
+    "keep_piloting": "the pilot goes on (on_budget_spent='keep_piloting')",
+}
+
+
+def _auto_rule(record: GuardRecord, config: GuardConfig) -> tuple[GuardState, str, bool] | None:
+    """The state the AUTO rule moves to after the newest pair, why, and whether the budget ran out; None to stay."""
     monitor = record.monitor
-    threshold = 1.0 / monitor.alpha
+    threshold = monitor.threshold
+    max_pilot_pairs = config.max_pilot_pairs
     if record.state is GuardState.DISABLED:
         return None
     if monitor.harm_proven:
-        return GuardState.DISABLED, (
-            f"harm proven: harm e-value {_wealth(monitor.harm_log_wealth):.3g} >= 1/alpha = {threshold:.3g} "
-            f"after {monitor.harm_proven_at} pairs"
+        return (
+            GuardState.DISABLED,
+            (
+                f"harm proven: harm e-value {_wealth(monitor.harm_log_wealth):.3g} >= 1/{monitor.side_alpha:g} = "
+                f"{threshold:.3g} after {monitor.harm_proven_at} pairs"
+            ),
+            False,
         )
     if record.state is GuardState.PILOT and monitor.benefit_proven:
-        return GuardState.ENABLED, (
-            f"benefit proven: benefit e-value {_wealth(monitor.benefit_log_wealth):.3g} >= 1/alpha = {threshold:.3g} "
-            f"after {monitor.benefit_proven_at} pairs"
+        return (
+            GuardState.ENABLED,
+            (
+                f"benefit proven: benefit e-value {_wealth(monitor.benefit_log_wealth):.3g} >= "
+                f"1/{monitor.side_alpha:g} = {threshold:.3g} after {monitor.benefit_proven_at} pairs"
+            ),
+            False,
         )
-    if record.state is GuardState.PILOT and max_pilot_pairs is not None and record.pilot_pairs >= max_pilot_pairs:
-        return GuardState.DISABLED, (
-            f"budget spent, inconclusive: {record.pilot_pairs} pilot pairs without proof "
-            f"(max_pilot_pairs={max_pilot_pairs})"
+    if (
+        record.state is GuardState.PILOT
+        and monitor.inconclusive_at is None
+        and max_pilot_pairs is not None
+        and record.pilot_pairs >= max_pilot_pairs
+    ):
+        action = config.on_budget_spent
+        return (
+            GuardState.DISABLED if action == "disable" else GuardState.PILOT,
+            (
+                f"budget spent, inconclusive: {record.pilot_pairs} pilot pairs without proof "
+                f"(max_pilot_pairs={max_pilot_pairs}); {_BUDGET_ACTION[action]}"
+            ),
+            True,
         )
     return None
 
@@ -224,10 +283,12 @@ def apply_pair(
         version=record.version + 1,
         updated_at=now,
     )
-    move = _auto_rule(updated, config.max_pilot_pairs) if Mode(mode) is Mode.AUTO else None
+    move = _auto_rule(updated, config) if Mode(mode) is Mode.AUTO else None
     if move is None:
         return updated, None
-    to_state, reason = move
+    to_state, reason, budget_spent = move
+    if budget_spent:
+        updated = replace(updated, monitor=updated.monitor.mark_inconclusive())
     return _transition(updated, to_state, reason, ACTOR_MONITOR, now)
 
 
@@ -259,14 +320,17 @@ def override(
     actor: str = ACTOR_HUMAN,
     reset_monitor: bool = False,
     alpha: float | None = None,
+    split: bool | None = None,
     now: float,
 ) -> tuple[GuardRecord, Transition]:
     """A human (or other actor) sets the state: ``critic-guard enable|disable``.
 
-    Refused with :class:`LifecycleError`: an empty reason; the current state again (unless ``reset_monitor``); a
+    Refused with :class:`LifecycleError`: an empty reason; the current state again (unless ``reset_monitor``, or the
+    pilot ended inconclusive: ``pilot`` again resumes it with the evidence so far and a fresh budget); a
     state that a standing proof would revert at the next pair in AUTO (enabled or pilot while harm is proven, pilot
-    while benefit is proven) unless ``reset_monitor``. ``reset_monitor=True`` starts a fresh monitor (at ``alpha``,
-    default the old level) so the sequential guarantee holds again from here; the pair counts are kept.
+    while benefit is proven) unless ``reset_monitor``. ``reset_monitor=True`` starts a fresh monitor (at ``alpha`` and
+    ``split``, default the old ones) so the sequential guarantee holds again from here; the pair counts are kept.
+    Any change ends an inconclusive budget's pause (``monitor.inconclusive_at`` clears): a human has decided.
     """
     to_state = GuardState(state)
     if not isinstance(reason, str) or not reason.strip():
@@ -275,7 +339,7 @@ def override(
         raise LifecycleError("a state change needs an actor (who made it)")
     monitor = record.monitor
     if not reset_monitor:
-        if to_state is record.state:
+        if to_state is record.state and monitor.inconclusive_at is None:  # pilot -> pilot ends a budget's pause
             raise LifecycleError(f"guard {record.guard_key!r} is already {to_state.value}")
         if monitor.harm_proven and to_state is not GuardState.DISABLED:
             raise LifecycleError(
@@ -289,7 +353,10 @@ def override(
                 "pair would enable it again; pass reset_monitor=True to start fresh evidence"
             )
     if reset_monitor:
-        record = replace(record, monitor=new_monitor(monitor.alpha if alpha is None else alpha))
+        fresh = new_monitor(monitor.alpha if alpha is None else alpha, monitor.split if split is None else split)
+        record = replace(record, monitor=fresh)
+    elif monitor.inconclusive_at is not None:  # a human decided after the budget: its pause ends with this change
+        record = replace(record, monitor=replace(monitor, inconclusive_at=None))
     updated = replace(record, version=record.version + 1, updated_at=now)
     return _transition(updated, to_state, reason.strip(), actor.strip(), now)
 

@@ -47,7 +47,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardRecord
 from critic_guard.policy import Policy
 from critic_guard.stats.counts import PairedCounts
-from critic_guard.stats.report import PilotReport, analyze
+from critic_guard.stats.report import PilotReport, analyze, verdict_of
 from critic_guard.store.base import (
     PairKind,
     PairRecord,
@@ -77,7 +77,6 @@ __all__ = [
 
 ABANDONED_REASON = "abandoned: pilot restarted"
 _RESERVED_OPTIONS = frozenset({"mode", "store", "policy"})
-_LIVE_DRAWS = 2_000  # posterior draws for the running verdict (the verdict itself needs none; keep updates cheap)
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 1.0
 _T = TypeVar("_T")
@@ -280,7 +279,7 @@ class PilotResult:
 
 
 def _running_verdict(counts: PairedCounts, level: float) -> str | None:
-    return None if counts.n == 0 else analyze(counts, level=level, draws=_LIVE_DRAWS).verdict.value
+    return None if counts.n == 0 else verdict_of(counts, level)[0].value
 
 
 class StoreUnavailableError(RuntimeError):

@@ -9,7 +9,7 @@ from rich.text import Text
 from critic_guard.labels import label_of
 from critic_guard.stats.counts import Estimate
 from critic_guard.stats.intervals import Interval
-from critic_guard.stats.report import Decision, PilotReport
+from critic_guard.stats.report import EXACT_TEST, Decision, PilotReport
 
 _VERDICT_STYLE = {Decision.HELPS: "bold green", Decision.HARMS: "bold red", Decision.INCONCLUSIVE: "bold yellow"}
 
@@ -45,13 +45,19 @@ def _estimates_table(report: PilotReport) -> Table:
     table.add_column("estimate", justify="right")
     table.add_column(f"{pct} credible (posterior)", justify="right")
     table.add_column("meaning")
-    table.add_row("p", _estimate(report.p), _interval(post.p), "control failure rate")
-    table.add_row("r", _estimate(report.r), _interval(post.r), "recoveries / control failures")
-    table.add_row("d", _estimate(report.d), _interval(post.d), "disruptions / control successes")
-    table.add_row("p_star", _estimate(report.p_star), _interval(post.p_star), "break-even p: d/(r+d)")
+    prior_only = report.prior_only()
+
+    def credible(name: str, interval: Interval, signed: bool = False) -> str:
+        text = _interval(interval, signed)
+        return f"{text} prior only" if name in prior_only else text
+
+    table.add_row("p", _estimate(report.p), credible("p", post.p), "control failure rate")
+    table.add_row("r", _estimate(report.r), credible("r", post.r), "recoveries / control failures")
+    table.add_row("d", _estimate(report.d), credible("d", post.d), "disruptions / control successes")
+    table.add_row("p_star", _estimate(report.p_star), credible("p_star", post.p_star), "break-even p: d/(r+d)")
     p, p_star = report.p.value, report.p_star.value
     gap = "undefined" if p is None or p_star is None else _num(p - p_star, signed=True)
-    table.add_row("p - p_star", gap, _interval(post.p_minus_p_star, True), "> 0 iff intervening helps")
+    table.add_row("p - p_star", gap, credible("p_minus_p_star", post.p_minus_p_star, True), "> 0 iff intervening helps")
     table.add_row("net", _estimate(report.net, True), _interval(post.net, True), "change in success rate")
     table.add_row("d/r", _estimate(report.d_over_r), "", "disruption rate / recovery rate")
     return table
@@ -77,6 +83,8 @@ def _evidence_table(report: PilotReport) -> Table:
         "tasks needed if the observed net were true",
         "undefined" if needed is None or more is None else f"{needed:.0f} ({more:.0f} more)",
     )
+    table.add_row("power computed by", power.method)
+    table.add_row("verdict decided by", report.decided_by)
     return table
 
 
@@ -85,10 +93,24 @@ def _verdict_text(report: PilotReport) -> Text:
     pct = f"{report.level:.0%}"
     text = Text("Verdict: ")
     text.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
+    alpha = f"{1 - report.level:.2g}"
+    p_exact = f"exact McNemar p = {report.mcnemar.pvalue:.4f}"
     if report.verdict is Decision.HELPS:
-        text.append(f"\nThe {pct} interval for net lies above 0: intervening raises the success rate.")
+        text.append(
+            f"\nThe {pct} interval for net lies above 0 and the {p_exact} <= {alpha}: intervening raises the "
+            "success rate."
+        )
     elif report.verdict is Decision.HARMS:
-        text.append(f"\nThe {pct} interval for net lies below 0: intervening lowers the success rate.")
+        text.append(
+            f"\nThe {pct} interval for net lies below 0 and the {p_exact} <= {alpha}: intervening lowers the "
+            "success rate."
+        )
+    elif report.decided_by == EXACT_TEST:
+        text.append(
+            f"\nThe {pct} interval for net, {_interval(ci, signed=True)}, excludes 0, but the {p_exact} > {alpha}: "
+            f"with {report.mcnemar.discordant} discordant pairs the interval's approximation cannot be trusted, so "
+            "this pilot cannot tell whether intervening helps or harms."
+        )
     else:
         text.append(
             f"\nThe {pct} interval for net, {_interval(ci, signed=True)}, contains 0: this pilot cannot tell "
@@ -133,19 +155,19 @@ def render_report(report: PilotReport) -> RenderableType:
     return Group(*parts)
 
 
-def render_sample_size(effect: float, discordant: float, alpha: float, power: float, tasks: int) -> Text:
-    """One-line answer of the sample-size calculator."""
+def render_sample_size(effect: float, discordant: float, alpha: float, power: float, tasks: int, method: str) -> Text:
+    """One-line answer of the sample-size calculator, naming how it was computed."""
     return Text(
         f"{tasks} tasks detect net = {effect:+g} with discordant rate {discordant:g} "
-        f"at two-sided alpha {alpha:g} with {power:.0%} power (Connor 1987)."
+        f"at two-sided alpha {alpha:g} with {power:.0%} power ({method})."
     )
 
 
-def render_detectable(n: int, discordant: float, alpha: float, power: float, effect: Estimate) -> Text:
-    """One-line answer of the minimum-detectable-effect calculator."""
+def render_detectable(n: int, discordant: float, alpha: float, power: float, effect: Estimate, method: str) -> Text:
+    """One-line answer of the minimum-detectable-effect calculator, naming how it was computed."""
     if effect.value is None:
-        return Text(f"No detectable effect: {effect.reason}.")
+        return Text(f"No detectable effect: {effect.reason} ({method}).")
     return Text(
         f"{n} tasks with discordant rate {discordant:g} detect |net| >= {effect.value:.3f} "
-        f"at two-sided alpha {alpha:g} with {power:.0%} power (Connor 1987)."
+        f"at two-sided alpha {alpha:g} with {power:.0%} power ({method})."
     )

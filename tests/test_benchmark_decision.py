@@ -97,9 +97,12 @@ def test_fast_pilot_verdicts_equal_analyze() -> None:
     full = decision.pilot_verdicts(tables, 0.95, full_report=True)
     each = [VERDICT_CODE[analyze(PairedCounts(*map(int, c)), draws=100).verdict] for c in tables]
     assert fast.tolist() == full.tolist() == each  # the (n01, n10, n) shortcut loses nothing
-    # all three verdicts occur, and the rule is McNemar's: 5 recoveries, 0 disruptions helps (Z = sqrt 5 > 1.96)
+    # all three verdicts occur, and the rule is McNemar's, the exact test agreeing with the interval: 5 recoveries,
+    # 0 disruptions is inconclusive (Z = sqrt 5 > 1.96, but exact p = 1/16 > 0.05), 6 of them help (p = 1/32)
     assert set(full.tolist()) == {HELPS, HARMS, INCONCLUSIVE}
     row = np.flatnonzero((tables == [5, 5, 0, 0]).all(axis=1))[0]
+    assert full[row] == INCONCLUSIVE
+    row = np.flatnonzero((tables == [4, 6, 0, 0]).all(axis=1))[0]
     assert full[row] == HELPS
 
 
@@ -119,7 +122,7 @@ def test_sequential_decisions_match_scalar_monitor_updates() -> None:
     x = (tasks.control.astype(float) - tasks.treatment + 1.0) / 2.0
     verdicts, used = decision.sequential_decisions(x, 0.05)
     for row in range(6):
-        state = MonitorState.start(0.05)
+        state = MonitorState.start(0.05, split=False)  # sequential_decisions takes alpha per e-process
         verdict, stop = INCONCLUSIVE, 300
         for t in range(300):
             state = state.update_pair(bool(tasks.control[row, t]), bool(tasks.treatment[row, t]))
@@ -232,13 +235,14 @@ def test_exact_pilot_rates_by_an_independent_sum() -> None:
     """Null scenario, fork, 20 tasks: discordant m ~ Bin(20, 0.15), recoveries ~ Bin(m, 1/2) given m."""
     from scipy import stats
 
-    from critic_guard.stats import decide, tango_interval
+    from critic_guard.stats import decide, mcnemar, tango_interval
 
     rates = decision.exact_pilot_rates(cell_probabilities(NULL, "fork", 0.5), 20, 0.95, 0)
     expected = 0.0
     for m in range(21):
         for b in range(m + 1):
-            verdict = decide(tango_interval(PairedCounts(20 - m, b, m - b, 0), 0.95))
+            counts = PairedCounts(20 - m, b, m - b, 0)
+            verdict, _ = decide(tango_interval(counts, 0.95), mcnemar(counts))
             if verdict.value != "inconclusive":
                 expected += stats.binom.pmf(m, 20, 0.15) * stats.binom.pmf(b, m, 0.5)
     assert rates["exact_wrong_rate"] == pytest.approx(expected, rel=1e-9)

@@ -31,8 +31,28 @@ def test_analyze_cells_human_report() -> None:
     assert "Verdict: INCONCLUSIVE" in out
     assert "[-0.020, +0.116]" in out  # the Tango interval
     assert "0.2295" in out  # exact McNemar
-    assert "599 (449 more)" in out
+    assert "632 (482 more)" in out  # exact power of the verdict's own rule
+    assert "exact power of the verdict's rule, enumerated" in out
+    assert "verdict decided by" in out and "Tango score interval and exact McNemar test" in out
     assert "says intervene" in out and "best-of-N" in out
+
+
+def test_analyze_says_when_the_exact_test_overrules_the_interval() -> None:
+    result = runner.invoke(app, ["analyze", "--cells", "4", "0", "4", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "Verdict: INCONCLUSIVE" in out and "[-0.785, -0.013], excludes 0, but the exact McNemar p = 0.1250" in out
+    assert "verdict decided by │ exact McNemar test" in out
+    data = _json(["analyze", "--cells", "0", "5", "0", "0", "--json"])
+    assert (data["verdict"], data["decided_by"], data["mcnemar_p"]) == ("inconclusive", "exact McNemar test", 0.0625)
+
+
+def test_analyze_flags_prior_only_intervals() -> None:
+    result = runner.invoke(app, ["analyze", "--cells", "10", "0", "0", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 4}
+    assert "[0.025, 0.975] prior only" in rows["d"] and "prior only" in rows["p_star"]
+    assert "prior only" not in rows["p"] and "prior only" not in rows["net"]
 
 
 def test_analyze_cells_json() -> None:
@@ -45,8 +65,8 @@ def test_analyze_cells_json() -> None:
 
 def test_level_and_seed_are_passed_through() -> None:
     base = _json(["analyze", "--cells", "118", "16", "9", "7", "--json"])
-    other = _json(["analyze", "--cells", "118", "16", "9", "7", "--json", "--level", "0.8", "--seed", "5"])
-    assert other["level"] == 0.8 and other["seed"] == 5 and other["verdict"] == "helps"
+    other = _json(["analyze", "--cells", "118", "16", "9", "7", "--json", "--level", "0.75", "--seed", "5"])
+    assert other["level"] == 0.75 and other["seed"] == 5 and other["verdict"] == "helps"
     assert other["credible_intervals"] != base["credible_intervals"]
 
 
@@ -81,11 +101,13 @@ def test_demo_paper_reproduces_the_alfworld_example() -> None:
 def test_power_command_both_ways() -> None:
     result = runner.invoke(app, ["power", "--effect", "0.05", "--discordant", "0.2"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    # (1.95996 * sqrt(0.2) + 0.84162 * sqrt(0.1975))^2 / 0.05^2 = 625.5, rounded up
-    assert result.stdout.startswith("626 tasks detect net = +0.05")
+    # Connor's formula for the asymptotic test alone says 626 tasks; the verdict (interval and exact test) needs 658
+    # for 80% (verdict_power(658, ...) >= 0.8 > verdict_power(657, ...), tested in test_stats_power.py).
+    assert result.stdout.startswith("658 tasks detect net = +0.05")
+    assert "(exact power of the verdict's rule, enumerated)" in result.stdout
     result = runner.invoke(app, ["power", "--tasks", "150", "--discordant", "0.1667"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "detect |net| >= 0.093" in result.stdout
+    assert "detect |net| >= 0.096" in result.stdout  # Connor: 0.093
 
 
 @pytest.mark.parametrize(
@@ -97,7 +119,7 @@ def test_power_command_both_ways() -> None:
         (["analyze"], "give either a pairs FILE or --cells"),
         (["analyze", "--cells", "1", "2", "3", "4", "--level", "1.5"], "level must be a number strictly between"),
         (["analyze", "does-not-exist.jsonl"], "does-not-exist.jsonl: no such file"),
-        (["power", "--discordant", "0.1", "--effect", "0.2"], "smaller in size than the discordant rate"),
+        (["power", "--discordant", "0.1", "--effect", "0.2"], "no larger in size than the discordant rate"),
         (["power", "--discordant", "0.1"], "give either --effect"),
     ],
 )

@@ -5,17 +5,22 @@ no."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from test_report_data import build_pilot_store
 from typer.testing import CliRunner
 
 from critic_guard.cli import app
+from critic_guard.critics import ConstantCritic
+from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardState
+from critic_guard.report.status import render_status
 from critic_guard.store import SQLiteStore
 from critic_guard.telemetry import attributes as A
 from critic_guard.telemetry.otlp_json import read_trace_file
@@ -61,7 +66,8 @@ def test_status_json_is_the_stores_record(pilot: tuple[str, str, Path]) -> None:
     assert (row["guard_key"], row["state"]) == (key, "enabled")
     evidence = row["evidence"]
     assert evidence["pairs"] == record.counts.n and evidence["counts"] == list(record.counts.as_tuple())
-    assert evidence["benefit_wealth"] >= evidence["threshold"] == 20.0
+    assert evidence["benefit_wealth"] >= evidence["threshold"] == 40.0  # 1/(alpha/2): alpha bounds both sides
+    assert (evidence["outcome"], evidence["net_low"] > 0) == ("benefit proven", True)
     assert row["last_transition"]["to_state"] == "enabled" and row["last_transition"]["actor"] == "monitor"
     assert row["last_transition"]["reason"] == record.last_transition.reason
     assert (row["aa_pairs"], row["incomplete"]) == (record.aa_pairs, record.incomplete)
@@ -70,7 +76,7 @@ def test_status_json_is_the_stores_record(pilot: tuple[str, str, Path]) -> None:
 def test_status_table(pilot: tuple[str, str, Path]) -> None:
     url, key, _ = pilot
     out = _ok(["status", "--store", url])
-    assert key in out and "enabled" in out and "pilot -> enabled by monitor" in out and "(proof at 20)" in out
+    assert key in out and "enabled" in out and "pilot -> enabled by monitor" in out and "(proof at 40)" in out
     assert " ".join(out.split()).count("benefit proven at pair") == 1  # (the table may wrap the cell)
 
 
@@ -165,3 +171,25 @@ def test_status_does_not_load_matplotlib(pilot: tuple[str, str, Path]) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_status_says_inconclusive_when_a_pilot_budget_ran_out(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    rng = random.Random(5)
+    with CriticGuard(ConstantCritic(0.9), mode="auto", store=url, max_pilot_pairs=8) as guard:
+        for i in range(12):  # one-run pairs of tasks never flagged: concordant, no proof either way
+            run = guard.start_run(run_id=f"t{i}")
+            if guard.should_fork(run):
+                guard.open_pair(run, control_run_id=run, treatment_run_id=run, flagged=False)
+            guard.end_run(run, success=rng.random() < 0.5)
+    [row] = json.loads(_ok(["status", "--store", url, "--json"]))
+    assert row["state"] == "pilot"  # a spent budget is not a harm verdict: by default the state stays pilot
+    assert (row["evidence"]["outcome"], row["evidence"]["inconclusive_at"], row["evidence"]["pairs"]) == (
+        "inconclusive",
+        8,
+        8,
+    )
+    assert row["last_transition"]["reason"].startswith("budget spent, inconclusive: 8 pilot pairs")
+    console = Console(width=400, record=True)
+    console.print(render_status([row]))  # the table `status` prints, wide enough not to wrap
+    assert "inconclusive: pilot budget spent at pair 8, no proof" in console.export_text()

@@ -50,7 +50,7 @@ def test_every_mode_is_accepted(mode: Mode) -> None:
     ("kwargs", "message"),
     [
         ({"polcy": {}}, "unknown GuardConfig field 'polcy'; did you mean 'policy'"),
-        ({"zzz": 1}, "known fields: aa_fraction, agent_name, alpha, capture_content"),
+        ({"zzz": 1}, "known fields: aa_fraction, agent_name, alpha, alpha_per_side, capture_content"),
         ({"srve": "treatment"}, "did you mean 'serve'"),
         ({"serve": "both"}, "'control' or 'treatment'"),
         ({"design": "paired"}, "'fork' or 'full'"),

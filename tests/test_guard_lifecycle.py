@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from critic_guard.critics import ConstantCritic
 from critic_guard.guard import DISABLED_REASON, CriticGuard, EventKind, GuardEvent
@@ -25,6 +28,8 @@ from critic_guard.store import (
     UnknownPairError,
     UnknownRunError,
 )
+from critic_guard.telemetry import attributes as A
+from critic_guard.telemetry.tracing import GuardTelemetry
 from critic_guard.types import Action, Arm, Mode, StepContext
 
 PILOT, ENABLED, DISABLED = GuardState.PILOT, GuardState.ENABLED, GuardState.DISABLED
@@ -118,7 +123,7 @@ def test_auto_disables_a_harmful_intervention(persisted: bool, store: SQLiteStor
 
 def test_auto_enables_a_helpful_intervention_and_keeps_a_shadow_control() -> None:
     guard = CriticGuard(ConstantCritic(0.9), mode="auto", store=None, shadow_fraction=0.25)
-    log = run_tasks(guard, HELPFUL, 150, random.Random(2))
+    log = run_tasks(guard, HELPFUL, 300, random.Random(2))  # benefit is proven at pair 185 (alpha/2 per side)
     to_state, reason = one_transition(guard)
     assert to_state is ENABLED and reason.startswith("benefit proven")
     assert (guard.serve_arm(), guard.acts(Arm.TREATMENT), guard.acts(Arm.CONTROL)) == (Arm.TREATMENT, True, False)
@@ -137,26 +142,60 @@ def test_auto_enables_a_helpful_intervention_and_keeps_a_shadow_control() -> Non
     assert record.state is ENABLED and not record.monitor.harm_proven
 
 
-def test_null_effect_stays_in_pilot_then_the_budget_disables_it() -> None:
+def test_null_effect_stays_in_pilot_then_the_budget_ends_it_inconclusive() -> None:
     unbounded = CriticGuard(ConstantCritic(0.9), mode="auto", store=None)
     run_tasks(unbounded, NULL, 150, random.Random(3))
     assert unbounded.transitions() == [] and unbounded.lifecycle().state is PILOT
     assert unbounded.lifecycle().monitor.t == 150
 
-    budget = CriticGuard(ConstantCritic(0.9), mode="auto", store=None, max_pilot_pairs=50)
-    run_tasks(budget, NULL, 150, random.Random(3))
-    to_state, reason = one_transition(budget)
-    assert (to_state, reason) == (
-        DISABLED,
-        "budget spent, inconclusive: 50 pilot pairs without proof (max_pilot_pairs=50)",
+    # Default on_budget_spent="serve_control": inconclusive, not harm; the state stays pilot, production serves
+    # control and nothing forks any more.
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = GuardTelemetry(tracer_provider=provider)
+    budget = CriticGuard(
+        ConstantCritic(0.9), mode="auto", store=None, max_pilot_pairs=50, serve="treatment", telemetry=telemetry
     )
-    assert budget.transitions()[0].evidence["t"] == 50
-    assert budget.lifecycle().monitor.t == 50  # once disabled nothing forks and no pair opens
+    assert budget.serve_arm() is Arm.TREATMENT
+    log = run_tasks(budget, NULL, 150, random.Random(3))
+    traced = [
+        dict(e.attributes or {})
+        for span in spans.get_finished_spans()
+        for e in span.events
+        if e.name == A.EVENT_TRANSITION
+    ]  # the trace says inconclusive, pilot -> pilot: no harm verdict anywhere
+    assert [(t[A.LIFECYCLE_FROM], t[A.LIFECYCLE_TO]) for t in traced] == [("pilot", "pilot")]
+    assert str(traced[0][A.LIFECYCLE_REASON]).startswith("budget spent, inconclusive")
+    provider.shutdown()
+    [transition] = budget.transitions()
+    assert (transition.from_state, transition.to_state, transition.actor) == (PILOT, PILOT, "monitor")
+    assert transition.reason == (
+        "budget spent, inconclusive: 50 pilot pairs without proof (max_pilot_pairs=50); production serves control "
+        "and nothing forks; not evidence of harm"
+    )
+    assert transition.evidence["t"] == 50 and transition.evidence["outcome"] == "inconclusive"
+    record = budget.lifecycle()
+    assert (record.state, record.monitor.t, record.monitor.inconclusive_at) == (PILOT, 50, 50)
+    paused = (budget.serve_arm(), budget.should_fork("next"), budget.should_fork_aa("next"))
+    assert paused == (Arm.CONTROL, False, False)
+    assert set(log[log.index("unpaired") :]) <= {"unpaired", "unforked"}  # nothing forks after the budget
+
+    # The other actions are settings: disable (the old behaviour), or keep piloting as before.
+    disable = CriticGuard(ConstantCritic(0.9), mode="auto", store=None, max_pilot_pairs=50, on_budget_spent="disable")
+    run_tasks(disable, NULL, 150, random.Random(3))
+    assert one_transition(disable)[0] is DISABLED and disable.lifecycle().monitor.t == 50
+    keep = CriticGuard(
+        ConstantCritic(0.9), mode="auto", store=None, max_pilot_pairs=50, on_budget_spent="keep_piloting"
+    )
+    run_tasks(keep, NULL, 150, random.Random(3))
+    assert one_transition(keep)[0] is PILOT and keep.lifecycle().monitor.t == 150  # still pairing
+    assert keep.lifecycle().monitor.inconclusive_at == 50
 
 
 def test_pilot_mode_monitors_but_never_moves() -> None:
     guard = CriticGuard(ConstantCritic(0.9), mode="pilot", store=None, serve="treatment")
-    log = run_tasks(guard, HARMFUL, 120, random.Random(1))
+    log = run_tasks(guard, HARMFUL, 200, random.Random(1))
     assert guard.transitions() == []
     record = guard.lifecycle()
     assert record.state is PILOT and record.monitor.harm_proven
@@ -169,7 +208,7 @@ def test_pilot_mode_monitors_but_never_moves() -> None:
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/g.db"
     with CriticGuard(ConstantCritic(0.9), mode="auto", store=url) as guard:
-        run_tasks(guard, HELPFUL, 150, random.Random(2))
+        run_tasks(guard, HELPFUL, 250, random.Random(2))
         before = guard.lifecycle()
     with CriticGuard(ConstantCritic(0.9), mode="auto", store=url) as restarted:
         assert restarted.lifecycle() == before and before.state is ENABLED

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from critic_guard.config import GuardConfig
@@ -19,8 +20,9 @@ from critic_guard.lifecycle import (
     apply_pair,
     evidence_of,
     override,
+    paused_after_budget,
 )
-from critic_guard.stats import MonitorState, PairedCounts
+from critic_guard.stats import MonitorState, PairedCounts, run_monitor
 from critic_guard.types import Mode
 
 KEY = "shop/judge@1/0badc0de"
@@ -62,8 +64,9 @@ def config(**kw: object) -> GuardConfig:
         (Mode.AUTO, DISABLED, False, True, None, 0, 0, DISABLED, None),
         # AUTO: the pilot budget counts pairs since the pilot began, and only in the pilot
         (Mode.AUTO, PILOT, False, False, 10, 8, 0, PILOT, None),
-        (Mode.AUTO, PILOT, False, False, 10, 9, 0, DISABLED, "budget spent, inconclusive: 10 pilot pairs without"),
-        (Mode.AUTO, PILOT, False, False, 10, 50, 41, DISABLED, "budget spent, inconclusive: 10 pilot pairs"),
+        # (a spent budget is inconclusive, not harm: by default the state stays pilot, serving control)
+        (Mode.AUTO, PILOT, False, False, 10, 9, 0, PILOT, "budget spent, inconclusive: 10 pilot pairs without"),
+        (Mode.AUTO, PILOT, False, False, 10, 50, 41, PILOT, "budget spent, inconclusive: 10 pilot pairs"),
         (Mode.AUTO, PILOT, False, False, 10, 49, 41, PILOT, None),
         (Mode.AUTO, PILOT, False, True, 10, 9, 0, ENABLED, "benefit proven"),
         (Mode.AUTO, ENABLED, False, False, 10, 100, 0, ENABLED, None),
@@ -127,12 +130,80 @@ def test_real_harm_proof_from_disruptions() -> None:
     [(at_pair, transition, at_transition)] = moved
     assert current.monitor.harm_proven_at == at_pair
     assert transition.reason == (
-        f"harm proven: harm e-value {transition.evidence['harm_wealth']:.3g} >= 1/alpha = 20 after {at_pair} pairs"
-    )
-    assert transition.evidence["harm_wealth"] >= 20.0 > transition.evidence["benefit_wealth"]
+        f"harm proven: harm e-value {transition.evidence['harm_wealth']:.3g} >= 1/0.025 = 40 after {at_pair} pairs"
+    )  # alpha = 0.05 bounds a wrong harm *or* benefit proof: alpha/2 per side
+    assert transition.evidence["harm_wealth"] >= 40.0 > transition.evidence["benefit_wealth"]
+    assert (transition.evidence["alpha"], transition.evidence["alpha_per_side"]) == (0.05, 0.025)
+    assert transition.evidence["outcome"] == "harm proven"
     assert transition.evidence["counts"] == [0, 0, at_pair, 0]
     net = at_transition.monitor.net_interval()
     assert (transition.evidence["net_low"], transition.evidence["net_high"]) == (net.low, net.high)
+    assert net.high < 0  # the band the evidence records excludes 0 at the pair that proved harm
+
+
+@pytest.mark.parametrize(
+    ("action", "state_after", "paused"),
+    [("serve_control", PILOT, True), ("disable", DISABLED, False), ("keep_piloting", PILOT, False)],
+)
+def test_a_spent_budget_is_inconclusive_and_its_action_is_a_setting(
+    action: str, state_after: GuardState, paused: bool
+) -> None:
+    settings = config(max_pilot_pairs=6, on_budget_spent=action)
+    current = GuardRecord.start(KEY, now=0.0)
+    moved = []
+    for i, (control, treatment) in enumerate([(True, False), (False, True)] * 10, start=1):
+        current, transition = apply_pair(current, control, treatment, mode=Mode.AUTO, config=settings, now=float(i))
+        if transition is not None:
+            moved.append((i, transition))
+    [(at_pair, transition)] = moved  # once: the pilot does not end inconclusive again at every further pair
+    assert at_pair == 6 and current.monitor.inconclusive_at == 6
+    assert (transition.from_state, transition.to_state, current.state) == (PILOT, state_after, state_after)
+    assert transition.reason.startswith("budget spent, inconclusive: 6 pilot pairs without proof (max_pilot_pairs=6)")
+    assert "harm" not in transition.reason.split(";")[0]
+    assert transition.evidence["outcome"] == evidence_of(current)["outcome"] == "inconclusive"
+    band = current.monitor.net_interval()
+    assert not current.monitor.harm_proven and band.low < 0 < band.high
+    assert paused_after_budget(current, settings) is paused
+
+
+def test_a_human_ends_an_inconclusive_pause_and_the_budget_starts_again() -> None:
+    settings = config(max_pilot_pairs=3)
+    current = GuardRecord.start(KEY, now=0.0)
+    for i in range(3):
+        current, _ = apply_pair(current, True, True, mode=Mode.AUTO, config=settings, now=float(i))
+    assert paused_after_budget(current, settings)
+    resumed, transition = override(current, PILOT, reason="more budget", now=9.0)  # pilot -> pilot is allowed here
+    assert (transition.from_state, transition.to_state) == (PILOT, PILOT)
+    assert not paused_after_budget(resumed, settings) and resumed.monitor.t == 3 and resumed.pilot_pairs == 0
+    with pytest.raises(LifecycleError, match="already pilot"):
+        override(resumed, PILOT, reason="again", now=10.0)
+
+
+def test_wrong_automatic_transitions_under_no_effect_stay_within_alpha_in_total() -> None:
+    # The null simulation: 2,000 seeded deployments of 1,000 pairs each with no effect (30% of tasks flip,
+    # half each way), monitored with the defaults. Any automatic transition is wrong here; alpha bounds them all.
+    settings = config(mode="auto")
+    start = GuardRecord.start(KEY, settings.alpha, split=not settings.alpha_per_side)
+    assert not settings.alpha_per_side and start.monitor.split and start.monitor.threshold == 40.0
+    rng = np.random.default_rng(15)
+    u = rng.random((2000, 1000))
+    xs = np.where(u < 0.15, 0.0, np.where(u < 0.3, 1.0, 0.5))
+    paths = run_monitor(xs, settings.alpha, split=start.monitor.split, band=False)
+    harm, benefit = paths.harm_times(), paths.benefit_times()
+    wrong = (harm > 0) | (benefit > 0)
+    se = math.sqrt(settings.alpha * (1 - settings.alpha) / wrong.size)
+    assert wrong.mean() <= settings.alpha + 3 * se
+    # The lifecycle's own rule, pair by pair, transitions at exactly those pairs (two deployments with a wrong
+    # proof, one without).
+    for run in [*np.flatnonzero(wrong)[:2], int(np.flatnonzero(~wrong)[0])]:
+        current, first = start, None
+        for t, x in enumerate(xs[run], start=1):
+            control, treatment = {0.0: (False, True), 1.0: (True, False), 0.5: (True, True)}[float(x)]
+            current, transition = apply_pair(current, control, treatment, mode=Mode.AUTO, config=settings, now=0.0)
+            if transition is not None and first is None:
+                first = t
+        proofs = [int(t) for t in (harm[run], benefit[run]) if t > 0]
+        assert first == (min(proofs) if proofs else None)
 
 
 def test_non_bool_outcomes_are_refused() -> None:

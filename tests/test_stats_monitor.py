@@ -1,4 +1,5 @@
-"""The sequential monitor: hand-computed steps, persistence, batch = scalar, and the error-control simulations."""
+"""The sequential monitor: hand-computed steps, persistence, batch = scalar, the confidence sequence as the inversion
+of the same e-processes (it leaves 0 exactly at a proof), and the error-control simulations."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_concordant_pairs_do_not_move_the_wealth_or_the_bets() -> None:
     after = s.update(0.5).update(0.5)
     for name in ("harm_log_wealth", "harm_bet", "harm_grad2", "benefit_log_wealth", "benefit_bet"):
         assert getattr(after, name) == getattr(s, name), name
-    assert after.t == s.t + 2  # they still count towards the confidence sequence
+    assert after.t == s.t + 2  # they still count, and move the band for every net but 0
 
 
 def test_update_is_pure() -> None:
@@ -72,7 +73,9 @@ def test_state_round_trips_through_json() -> None:
         ({"t": 1.5}, "t must be an integer"),
         ({"t": -1}, "non-negative"),
         ({"harm_log_wealth": "big"}, "finite number"),
-        ({"sum_x": math.inf}, "finite number"),
+        ({"band_low": math.inf}, "finite number"),
+        ({"harm_grid": [0.0]}, "list of 99"),
+        ({"split": 1}, "split must be a bool"),
         ({"alpha": 2.0}, "alpha"),
     ],
 )
@@ -100,10 +103,12 @@ def test_harm_proof_is_sticky() -> None:
     while not s.harm_proven:
         s = s.update(1.0)
     proven_at = s.harm_proven_at
-    assert proven_at is not None and s.harm_wealth >= 20
-    for _ in range(200):
+    assert proven_at is not None and s.harm_wealth >= 40  # 1/(alpha/2): alpha bounds both sides together
+    high = s.net_interval().high
+    while s.harm_wealth >= 40:  # recoveries now: the wealth falls below the threshold again
         s = s.update(0.0)
-    assert s.harm_wealth < 20 and s.harm_proven and s.harm_proven_at == proven_at
+    assert s.harm_proven and s.harm_proven_at == proven_at and not s.benefit_proven
+    assert s.net_interval().high <= high < 0  # the band never widens again either
 
 
 def test_batch_matches_scalar_updates() -> None:
@@ -123,24 +128,64 @@ def test_batch_matches_scalar_updates() -> None:
         assert paths.benefit_times()[run] == (s.benefit_proven_at or 0)
 
 
-def test_confidence_sequence_matches_the_paper_formulas_written_with_cumsums() -> None:
-    # Waudby-Smith & Ramdas (2023), Theorem 2, predictable plug-in empirical Bernstein, written independently.
+def _exact_rejections(
+    xs: NDArray[np.float64], nets: NDArray[np.float64], alpha: float
+) -> tuple[NDArray[np.bool_], ...]:
+    """Written independently: replay the monitor's own bets and test every ``net`` in ``nets`` with them, from the
+    products' definition (cumulative sums of logs), returning which nets each side has rejected by each time."""
+    bets = []
+    state = MonitorState.start(alpha)
+    for x in xs:
+        bets.append((state.harm_bet, state.benefit_bet))
+        state = state.update(float(x))
+    harm_bet, benefit_bet = np.array(bets).T
+    m = (1 - nets[None, :]) / 2
+    harm = np.cumsum(np.log(1 + harm_bet[:, None] * (xs[:, None] - m)), axis=0)
+    benefit = np.cumsum(np.log(1 + benefit_bet[:, None] * (m - xs[:, None])), axis=0)
+    level = math.log(2 / alpha)
+    return np.maximum.accumulate(harm >= level, axis=0), np.maximum.accumulate(benefit >= level, axis=0)
+
+
+def test_the_band_is_the_set_of_nets_the_e_processes_have_not_rejected() -> None:
     alpha = 0.05
-    x = _pairs(np.random.default_rng(9), 1, 400, 0.08, 0.35)[0]
-    t = np.arange(1, x.size + 1)
-    mean = (0.5 + np.cumsum(x)) / (t + 1)
-    var = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
-    mean_prev = np.concatenate([[0.5], mean[:-1]])
-    var_prev = np.concatenate([[0.25], var[:-1]])
-    lam = np.minimum(np.sqrt(2 * np.log(2 / alpha) / (var_prev * t * np.log(1 + t))), 0.5)
-    psi = (-np.log(1 - lam) - lam) / 4
-    centre = np.cumsum(lam * x) / np.cumsum(lam)
-    radius = (np.log(2 / alpha) + np.cumsum(4 * (x - mean_prev) ** 2 * psi)) / np.cumsum(lam)
-    expected_low = 1 - 2 * np.clip(centre + radius, 0, 1)
-    expected_high = 1 - 2 * np.clip(centre - radius, 0, 1)
-    paths = run_monitor(x[None, :], alpha)
-    np.testing.assert_allclose(paths.net_low[0], expected_low, atol=1e-12)
-    np.testing.assert_allclose(paths.net_high[0], expected_high, atol=1e-12)
+    xs = _pairs(np.random.default_rng(9), 1, 400, 0.15, 0.35)[0]
+    nets = np.linspace(-0.97, 0.97, 1941)  # a fine grid, independent of the monitor's own
+    harm_rejected, benefit_rejected = _exact_rejections(xs, nets, alpha)
+    paths = run_monitor(xs[None, :], alpha)
+    assert paths.net_low is not None and paths.net_high is not None
+    for t in range(xs.size):
+        kept = nets[~harm_rejected[t] & ~benefit_rejected[t]]
+        low, high = paths.net_low[0, t], paths.net_high[0, t]
+        # Every net the e-processes have not rejected is inside the band (the band never claims too much) ...
+        assert kept.min() >= low - 1e-12 and kept.max() <= high + 1e-12
+        # ... and, where it ends inside the monitor's grid (|net| < 0.98), it is no wider than the grid's chord
+        # interpolation allows.
+        assert low <= -0.98 or kept.min() - low < 0.02
+        assert high >= 0.98 or high - kept.max() < 0.02
+    # This stream proves benefit; the independent replay rejects net = 0 at that very pair, not before.
+    proven, zero = int(paths.benefit_times()[0]), int(np.argmin(abs(nets)))
+    assert proven > 1 and abs(nets[zero]) < 1e-9
+    assert benefit_rejected[proven - 1, zero] and not benefit_rejected[proven - 2, zero]
+    assert paths.net_low[0, proven - 1] > 0 >= paths.net_low[0, proven - 2]
+
+
+def test_band_leaves_zero_exactly_at_the_pair_where_harm_or_benefit_is_proven() -> None:
+    rng = np.random.default_rng(17)
+    for net in (0.1, -0.1, 0.04):
+        paths = run_monitor(_pairs(rng, 300, 400, net, 0.3), 0.05)
+        assert paths.net_low is not None and paths.net_high is not None
+        benefit, harm = paths.benefit_times(), paths.harm_times()
+        for run in range(300):
+            excludes = (paths.net_low[run] > 0) | (paths.net_high[run] < 0)
+            proven = [t for t in (benefit[run], harm[run]) if t > 0]
+            first = int(np.argmax(excludes)) + 1 if excludes.any() else 0
+            assert first == (min(proven) if proven else 0), (net, run)
+            if benefit[run]:
+                assert paths.net_low[run, benefit[run] - 1] > 0
+            if harm[run]:
+                assert paths.net_high[run, harm[run] - 1] < 0
+        assert (benefit > 0).mean() > 0.5 if net > 0.05 else True
+        assert (harm > 0).mean() > 0.5 if net < -0.05 else True
 
 
 def test_fresh_state_interval_is_vacuous() -> None:
@@ -150,25 +195,49 @@ def test_fresh_state_interval_is_vacuous() -> None:
 
 def test_false_alarm_rate_under_no_effect_stays_below_alpha() -> None:
     # 2000 seeded sequences of 500 pairs, net = 0 with 30% discordant flips. Ville's inequality bounds the chance
-    # of *ever* crossing 1/alpha by alpha; the simulated rate must respect it with room to spare.
+    # of *ever* crossing 2/alpha on a side by alpha/2; the simulated rates must respect it with room to spare.
     alpha = 0.05
-    paths = run_monitor(_pairs(np.random.default_rng(2026), 2000, 500, 0.0, 0.3), alpha)
+    paths = run_monitor(_pairs(np.random.default_rng(2026), 2000, 500, 0.0, 0.3), alpha, band=False)
     harm_alarms = float(np.mean(paths.harm_times() > 0))
     benefit_alarms = float(np.mean(paths.benefit_times() > 0))
-    assert harm_alarms <= 0.8 * alpha
-    assert benefit_alarms <= 0.8 * alpha
+    either = float(np.mean((paths.harm_times() > 0) | (paths.benefit_times() > 0)))
+    assert harm_alarms <= 0.8 * alpha / 2 and benefit_alarms <= 0.8 * alpha / 2
+    assert either <= 0.8 * alpha
+    per_side = run_monitor(_pairs(np.random.default_rng(2026), 2000, 500, 0.0, 0.3), alpha, split=False, band=False)
+    assert float(np.mean(per_side.harm_times() > 0)) <= 0.8 * alpha  # the per-side setting: alpha on each side
 
 
 def test_clear_harm_is_detected_within_a_few_hundred_pairs() -> None:
-    paths = run_monitor(_pairs(np.random.default_rng(7), 2000, 500, -0.1, 0.3), 0.05)
+    paths = run_monitor(_pairs(np.random.default_rng(7), 1000, 500, -0.1, 0.3), 0.05)
     times = paths.harm_times()
     detected = times > 0
     assert detected.mean() >= 0.85
-    assert np.median(times[detected]) <= 250
+    assert np.median(np.where(detected, times, 10**9)) <= 250  # median over all runs (undetected count as never)
     assert np.mean(paths.benefit_times() > 0) == 0.0
     # The confidence sequence covers the true net at every one of the 500 looks in at least 95% of runs.
+    assert paths.net_low is not None and paths.net_high is not None
     covered = ((paths.net_low <= -0.1) & (paths.net_high >= -0.1)).all(axis=1)
     assert covered.mean() >= 0.95
+
+
+def test_the_grid_e_process_at_zero_is_the_harm_e_process() -> None:
+    s = MonitorState.start()
+    for x in _pairs(np.random.default_rng(1), 1, 200, -0.1, 0.4)[0]:
+        s = s.update(float(x))
+        assert s.harm_grid[49] == s.harm_log_wealth and s.benefit_grid[49] == s.benefit_log_wealth
+
+
+def test_a_schema_1_state_loads_with_its_meaning_kept() -> None:
+    old = {
+        "schema": 1, "alpha": 0.05, "t": 61, "harm_bet": 0.4, "harm_grad2": 9.0, "harm_log_wealth": 3.2,
+        "harm_proven_at": 61, "benefit_bet": 0.0, "benefit_grad2": 4.0, "benefit_log_wealth": -1.0,
+        "benefit_proven_at": None, "sum_x": 40.0, "sum_sq_dev": 5.0, "sum_lam": 9.0, "sum_lam_x": 6.0,
+        "sum_penalty": 0.1,
+    }  # fmt: skip
+    state = MonitorState.from_dict(old)
+    assert (state.split, state.threshold, state.harm_proven_at, state.harm_log_wealth) == (False, 20.0, 61, 3.2)
+    assert state.net_interval().high == 0.0 and state.net_interval().low == -1.0  # the proof keeps 0 out
+    assert MonitorState.from_dict(state.to_dict()) == state
 
 
 def test_wealth_saturates_to_infinity_instead_of_overflowing() -> None:

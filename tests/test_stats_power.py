@@ -1,4 +1,5 @@
-"""Connor's sample size: consistency of its three forms, and a simulation of the test it plans for."""
+"""Sample sizes: Connor's approximation (consistency of its three forms, a simulation of the test it plans for) and
+the exact power of the verdict's own rule, checked against brute force over every table."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from critic_guard.stats import mcnemar_power, mcnemar_sample_size, minimum_detectable_effect
+from critic_guard.stats import (
+    CONNOR_METHOD,
+    EXACT_METHOD,
+    Decision,
+    PairedCounts,
+    mcnemar_power,
+    mcnemar_sample_size,
+    minimum_detectable_effect,
+    verdict_detectable_effect,
+    verdict_of,
+    verdict_power,
+    verdict_sample_size,
+)
+from critic_guard.stats.power import EXACT_LIMIT
 
 
 def test_sample_size_by_hand_for_the_alfworld_effect() -> None:
@@ -70,3 +84,48 @@ def test_bad_levels_are_refused() -> None:
         minimum_detectable_effect(100, 0.2, power=0.3)
     with pytest.raises(ValueError, match="n must be"):
         mcnemar_power(0, 0.05, 0.2)
+
+
+# ---- the verdict's own power (exact enumeration) ---------------------------------------------------------------
+
+
+def test_exact_power_equals_brute_force_over_every_table() -> None:
+    # Independent: enumerate every multinomial table of n = 30 pairs, apply the report's real verdict to each, and
+    # add up the probability of a decided verdict. No shared code with verdict_power but the verdict itself.
+    n, effect, discordant = 30, 0.3, 0.5
+    p01, p10 = (discordant + effect) / 2, (discordant - effect) / 2
+    total = 0.0
+    for b in range(n + 1):
+        for c in range(n + 1 - b):
+            if verdict_of(PairedCounts(n - b - c, b, c, 0))[0] is not Decision.INCONCLUSIVE:
+                total += stats.multinomial.pmf([b, c, n - b - c], n, [p01, p10, 1 - discordant])
+    assert verdict_power(n, effect, discordant) == pytest.approx(total, abs=1e-12)
+
+
+def test_exact_sample_size_is_the_first_n_reaching_the_power() -> None:
+    for effect, discordant in [(7 / 150, 25 / 150), (0.05, 0.2), (0.1, 0.12), (-0.08, 0.3)]:
+        n, method = verdict_sample_size(effect, discordant)
+        assert method == EXACT_METHOD
+        assert verdict_power(n, effect, discordant) >= 0.8 > verdict_power(n - 1, effect, discordant)
+    assert verdict_sample_size(7 / 150, 25 / 150)[0] == 632  # Connor: 599
+
+
+def test_connors_n_falls_short_for_the_verdict() -> None:
+    # The issue's measurement: at Connor's n the verdict's rule has only 0.77-0.78 power for a small effect.
+    assert 0.77 <= verdict_power(mcnemar_sample_size(7 / 150, 25 / 150), 7 / 150, 25 / 150) < 0.79
+    assert 0.77 <= verdict_power(mcnemar_sample_size(0.05, 0.2), 0.05, 0.2) < 0.79
+
+
+def test_exact_detectable_effect_inverts_the_exact_power() -> None:
+    mde, method = verdict_detectable_effect(150, 25 / 150)
+    assert method == EXACT_METHOD and round(mde.require(), 3) == 0.096
+    assert verdict_power(150, mde.require(), 25 / 150) == pytest.approx(0.8, abs=1e-3)
+    tiny, _ = verdict_detectable_effect(5, 1.0)  # 5 pairs: even 5 recoveries give exact p = 0.0625
+    assert tiny.value is None and "cannot reach power 0.8" in (tiny.reason or "")
+
+
+def test_pilots_too_large_to_enumerate_fall_back_to_connor_and_say_so() -> None:
+    n, method = verdict_sample_size(0.001, 0.2)
+    assert (n, method) == (mcnemar_sample_size(0.001, 0.2), CONNOR_METHOD)
+    mde, method = verdict_detectable_effect(EXACT_LIMIT + 1, 0.2)
+    assert method == CONNOR_METHOD and mde == minimum_detectable_effect(EXACT_LIMIT + 1, 0.2)

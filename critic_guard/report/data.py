@@ -55,7 +55,11 @@ class PairPoint:
 
 @dataclass(frozen=True, slots=True)
 class StoreExtras:
-    """What only a store knows: the lifecycle, A/A noise, excluded branches and the critic's labeled scores."""
+    """What only a store knows: the lifecycle, A/A noise, excluded branches and the critic's labeled scores.
+
+    ``monitor_split`` is whether the guard's alpha bounds both e-processes together (docs/statistics.md);
+    ``inconclusive_at`` the pair at which its pilot budget ran out without a proof, if it did.
+    """
 
     state: GuardState | None
     monitor_alpha: float | None
@@ -66,6 +70,8 @@ class StoreExtras:
     scores: tuple[float, ...]
     failed: tuple[bool, ...]
     open_pairs: int = 0  # pairs still waiting for an outcome: in flight, or left by a lost write (docs/faults.md)
+    monitor_split: bool = True
+    inconclusive_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +153,7 @@ def from_store(store: Store, guard_key: str, *, source: str) -> ReportData:
         scores=tuple(float(s) for s in scores),
         failed=tuple(bool(f) for f in failed),
         open_pairs=sum(p.status is PairStatus.OPEN for p in pairs),
+        monitor_split=True if record is None else record.monitor.split,
+        inconclusive_at=None if record is None else record.monitor.inconclusive_at,
     )
     return ReportData(source=source, guard_key=guard_key, pairs=ab, store=extras)

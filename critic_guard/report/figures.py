@@ -84,14 +84,14 @@ def estimates(numbers: ReportNumbers, transitions: Sequence[Transition]) -> byte
 
 
 def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
-    """Net after each pair with the anytime-valid band, and the lifecycle transitions where they happened."""
+    """Net after each pair with the monitor's confidence sequence, and the lifecycle transitions where they happened."""
     track = numbers.monitor
     if not track.net:
         return None
     t = range(1, len(track.net) + 1)
     fig, ax = plt.subplots(figsize=(7.0, 3.2))
     ax.fill_between(t, track.low, track.high, color=_BAND, alpha=0.6,
-                    label=f"{1 - track.alpha:.0%} anytime-valid band")  # fmt: skip
+                    label=f"{track.level:.0%} confidence sequence (the monitor's)")  # fmt: skip
     ax.plot(t, track.net, color=_NET, label="net so far")
     ax.axhline(0.0, color="black", linewidth=0.8)
     placed = sorted(

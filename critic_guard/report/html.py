@@ -22,6 +22,7 @@ from critic_guard.report.data import ReportData, StoreExtras
 from critic_guard.report.numbers import Group, Recommendation, ReportNumbers
 from critic_guard.safe_text import visible
 from critic_guard.stats import Decision, Estimate, Interval, PilotReport
+from critic_guard.stats.report import EXACT_TEST
 
 __all__ = ["AUROC_MEANING", "DATA_ELEMENT_ID", "render_html"]
 
@@ -51,6 +52,7 @@ th,td{border:1px solid #d8dbe0;padding:4px 10px;text-align:left} td:has(.num){te
 th{background:#eef0f3}
 .num{font-variant-numeric:tabular-nums}
 .nodata{color:#666;font-style:italic}
+.prior-only{color:#8a5a00;font-size:.85em}
 .note{color:#444;font-size:14px;max-width:900px}
 img{max-width:100%;background:#fff;border:1px solid #d8dbe0;border-radius:4px;margin:6px 0}
 footer{color:#666;font-size:12px;margin-top:32px}
@@ -89,9 +91,12 @@ def _net_ci(interval: Interval) -> str:
     return _ci("analysis.net_ci_low", "analysis.net_ci_high", interval.low, interval.high, "+.3f")
 
 
-def _credible(name: str, interval: Interval, fmt: str = ".3f") -> str:
+def _credible(name: str, interval: Interval, fmt: str = ".3f", prior_only: bool = False) -> str:
+    """A credible interval; ``prior_only`` marks one whose estimate the data leave undefined (its interval is the
+    prior's, or leans on it: ``analysis.credible_prior_only``)."""
     key = f"analysis.credible_intervals.{name}"
-    return _ci(f"{key}.0", f"{key}.1", interval.low, interval.high, fmt)
+    shown = _ci(f"{key}.0", f"{key}.1", interval.low, interval.high, fmt)
+    return f'{shown} <span class="prior-only">prior only</span>' if prior_only else shown
 
 
 def _pct(value: float | None) -> str:
@@ -123,9 +128,22 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _why(report: PilotReport) -> str:
     pct = f"{report.level:.0%}"
     if report.verdict is Decision.HELPS:
-        return f"Intervening raises the success rate; the {pct} interval for the change lies above zero."
+        return (
+            f"Intervening raises the success rate; the {pct} interval for the change lies above zero and the exact "
+            "McNemar test agrees."
+        )
     if report.verdict is Decision.HARMS:
-        return f"Intervening lowers the success rate; the {pct} interval for the change lies below zero."
+        return (
+            f"Intervening lowers the success rate; the {pct} interval for the change lies below zero and the exact "
+            "McNemar test agrees."
+        )
+    if report.decided_by == EXACT_TEST:
+        return (
+            f"This pilot cannot tell whether intervening helps or harms: the {pct} interval for the change in "
+            f"success rate excludes zero, but the exact McNemar test does not agree (p = "
+            f"{report.mcnemar.pvalue:.4f} > {1 - report.level:.2g}) with only {report.mcnemar.discordant} "
+            "discordant pairs."
+        )
     return (
         f"This pilot cannot tell whether intervening helps or harms: the {pct} interval for the change in "
         "success rate contains zero."
@@ -172,6 +190,11 @@ def _decision(numbers: ReportNumbers, data: ReportData) -> str:
     state = ""
     if data.store is not None and data.store.state is not None:
         state = f" The guard's lifecycle state in the store is <b>{escape(data.store.state.value)}</b>."
+    if data.store is not None and data.store.inconclusive_at is not None:
+        state += (
+            f" Its pilot ended <b>inconclusive</b>: the budget ran out after {data.store.inconclusive_at} pairs "
+            "without a proof either way (not evidence of harm)."
+        )
     rates = (
         f'<p class="why">Success rate without intervention {_pct(control)}, with intervention {_pct(treatment)}.'
         f"{state}</p>"
@@ -211,11 +234,27 @@ def _cells(report: PilotReport) -> str:
 def _estimates(report: PilotReport, figures: Mapping[str, bytes]) -> str:
     post = report.posterior
     pct = f"{report.level:.0%}"
+    prior = report.prior_only()
     rows = [
         ["p", _est("analysis.p", report.p), _credible("p", post.p), "control failure rate"],
-        ["r", _est("analysis.r", report.r), _credible("r", post.r), "recoveries / control failures"],
-        ["d", _est("analysis.d", report.d), _credible("d", post.d), "disruptions / control successes"],
-        ["p_star", _est("analysis.p_star", report.p_star), _credible("p_star", post.p_star), "break-even p = d/(r+d)"],
+        [
+            "r",
+            _est("analysis.r", report.r),
+            _credible("r", post.r, prior_only="r" in prior),
+            "recoveries / control failures",
+        ],
+        [
+            "d",
+            _est("analysis.d", report.d),
+            _credible("d", post.d, prior_only="d" in prior),
+            "disruptions / control successes",
+        ],
+        [
+            "p_star",
+            _est("analysis.p_star", report.p_star),
+            _credible("p_star", post.p_star, prior_only="p_star" in prior),
+            "break-even p = d/(r+d)",
+        ],
         ["net", _est("analysis.net", report.net, "+.3f"), _credible("net", post.net, "+.3f"), "p*r - (1-p)*d"],
         ["d/r", _est("analysis.d_over_r", report.d_over_r), "", "above 1: prefer best-of-N selection"],
     ]
@@ -248,6 +287,8 @@ def _evidence(report: PilotReport) -> str:
         ],
         ["tasks needed if the observed net were true", _est("analysis.tasks_needed", power.tasks_needed, ".0f")],
         ["more tasks needed", _est("analysis.more_tasks_needed", power.more_tasks_needed, ".0f")],
+        ["power computed by", escape(power.method)],
+        ["verdict decided by", escape(report.decided_by)],
     ]
     return "<h2>Evidence</h2>" + _table(["statistic", "value"], rows)
 
@@ -260,9 +301,9 @@ def _over_time(numbers: ReportNumbers, data: ReportData, figures: Mapping[str, b
     track = numbers.monitor
     out = "<h2>Net effect over time</h2>" + _figure(figures, "net_over_time", "net effect over time with its band")
     out += (
-        f'<p class="note">The band is the anytime-valid {1 - track.alpha:.0%} confidence sequence of the guard\'s '
-        "monitor: it may be looked at after every pair without inflating the error rate. The lifecycle acts on the "
-        "monitor's e-values, which can prove an effect before the band leaves zero. "
+        f'<p class="note">The band is the anytime-valid {track.level:.0%} confidence sequence of the guard\'s '
+        "monitor: the nets its two e-processes have not rejected, so it may be looked at after every pair without "
+        "inflating the error rate, and it leaves zero exactly at the pair where the monitor proves harm or benefit. "
         f"Now: {_ci('monitor_final.0', 'monitor_final.1', track.low[-1], track.high[-1], '+.3f')}.</p>"
     )
     for name, at in (("Harm", track.harm_proven_at), ("Benefit", track.benefit_proven_at)):

@@ -2,7 +2,8 @@
 
 Every statistic of the pilot as a whole comes from :func:`critic_guard.stats.analyze` (the same object
 ``critic-guard analyze --json`` prints), the band over time from :func:`critic_guard.stats.run_monitor` (the
-arithmetic of the guard's own monitor) and the critic's quality from
+arithmetic of the guard's own monitor: the confidence sequence its e-processes invert to, so the band leaves 0
+exactly where the monitor proves an effect) and the critic's quality from
 :func:`critic_guard.calibration.critic_quality`: nothing here recomputes them another way. What is added are the
 breakdowns (r and d by step of first flag and by critic score band, as :class:`PairedCounts` so that r and d keep
 their one definition), the ROC curve's points, the ``min_step`` the pairs support, and the recommendation.
@@ -19,7 +20,7 @@ import numpy as np
 
 from critic_guard.calibration import CriticQuality, critic_quality
 from critic_guard.report.data import PairPoint, ReportData
-from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor
+from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor, side_alpha
 
 __all__ = ["Group", "MinStep", "MonitorTrack", "Recommendation", "ReportNumbers", "Roc", "compute", "roc_curve"]
 
@@ -59,9 +60,15 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class MonitorTrack:
-    """Net after each pair in completion order, with the anytime-valid confidence sequence around it."""
+    """Net after each pair in completion order, with the anytime-valid confidence sequence around it.
+
+    ``alpha`` and ``split`` are the monitor's (``alpha`` bounds both e-processes together when ``split``);
+    ``level`` is the band's confidence, ``1 - alpha`` when split.
+    """
 
     alpha: float
+    split: bool
+    level: float
     net: tuple[float, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
@@ -114,6 +121,7 @@ class ReportNumbers:
             "auroc": None if self.quality is None else self.quality.auroc,
             "ece": None if self.quality is None else self.quality.ece,
             "monitor_alpha": self.monitor.alpha,
+            "monitor_level": self.monitor.level,
             "monitor_final": [self.monitor.low[-1], self.monitor.high[-1]] if self.monitor.net else None,
         }
 
@@ -154,14 +162,17 @@ def _min_step(points: tuple[PairPoint, ...], n: int) -> MinStep | None:
     return MinStep(best, steps[0], net_from(best), net_from(steps[0]))
 
 
-def _monitor(points: tuple[PairPoint, ...], alpha: float) -> MonitorTrack:
+def _monitor(points: tuple[PairPoint, ...], alpha: float, split: bool) -> MonitorTrack:
     x = np.array([[(int(p.control) - int(p.treatment) + 1) / 2.0 for p in points]])
-    paths = run_monitor(x, alpha=alpha)
+    paths = run_monitor(x, alpha=alpha, split=split)
+    assert paths.net_low is not None and paths.net_high is not None
     t = np.arange(1, len(points) + 1)
     net = np.cumsum([int(p.treatment) - int(p.control) for p in points]) / t
     harm, benefit = int(paths.harm_times()[0]), int(paths.benefit_times()[0])
     return MonitorTrack(
         alpha=alpha,
+        split=split,
+        level=1.0 - 2.0 * side_alpha(alpha, split),
         net=tuple(float(v) for v in net),
         low=tuple(float(v) for v in paths.net_low[0]),
         high=tuple(float(v) for v in paths.net_high[0]),
@@ -195,14 +206,16 @@ def _quality(data: ReportData) -> tuple[CriticQuality | None, Roc | None, str | 
 
 def compute(data: ReportData, *, level: float = 0.95, seed: int = 0) -> ReportNumbers:
     """All numbers of the report. ``level`` and ``seed`` mean what they mean for ``critic-guard analyze``; the
-    monitor band uses the guard's own alpha when the store has one, else ``1 - level``."""
+    monitor band uses the guard's own alpha (and split) when the store has one, else ``1 - level`` split between
+    the two e-processes (the default), so its level is ``level``."""
     analysis = analyze(data.counts, level=level, seed=seed)
     alpha = data.store.monitor_alpha if data.store is not None and data.store.monitor_alpha is not None else None
+    split = True if data.store is None or alpha is None else data.store.monitor_split
     quality, roc, note = _quality(data)
     return ReportNumbers(
         analysis=analysis,
         recommendation=recommend(analysis),
-        monitor=_monitor(data.pairs, alpha if alpha is not None else round(1.0 - analysis.level, 12)),
+        monitor=_monitor(data.pairs, alpha if alpha is not None else round(1.0 - analysis.level, 12), split),
         by_step=_groups(data.pairs, lambda p: p.fork_step if p.flagged else None, lambda s: f"step {s}"),
         min_step=_min_step(data.pairs, data.counts.n),
         by_band=_groups(data.pairs, lambda p: _band(p.p_fail) if p.flagged else None, _band_label),

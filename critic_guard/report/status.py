@@ -91,13 +91,16 @@ def _when(at: float) -> str:
 
 
 def _proofs(evidence: dict[str, Any]) -> str:
-    """Which e-process has proven its case, and when: in mode ``pilot`` the state stays ``pilot`` even then (only
-    ``auto`` acts on a proof), so the table says it where the state cannot."""
+    """Which e-process has proven its case, and when, or that the pilot budget ran out without a proof: in mode
+    ``pilot`` the state stays ``pilot`` even then (only ``auto`` acts on a proof), and an inconclusive budget may
+    keep it in ``pilot`` too (docs/lifecycle.md), so the table says it where the state cannot."""
     proofs = [
         f"{side} proven at pair {evidence[f'{side}_proven_at']}"
         for side in ("harm", "benefit")
         if evidence.get(f"{side}_proven_at") is not None
     ]
+    if evidence.get("inconclusive_at") is not None:  # a spent pilot budget: no proof, and not a harm verdict
+        proofs.append(f"inconclusive: pilot budget spent at pair {evidence['inconclusive_at']}, no proof")
     return "; " + "; ".join(proofs) if proofs else ""
 
 

@@ -1,8 +1,9 @@
 """Statistics for deciding whether a critic's interventions help (DESIGN.md §4). Depends on numpy and scipy only.
 
 Fixed pilot: :func:`analyze` turns :class:`PairedCounts` into a :class:`PilotReport` (Tango score interval for
-net, exact and mid-p McNemar, Dirichlet posterior, power, verdict). Continuous monitoring: :class:`MonitorState`
-(betting e-processes for harm and benefit, anytime-valid confidence sequence). Physical limit: :class:`OracleSPRT`.
+net, exact and mid-p McNemar, Dirichlet posterior, the verdict's exact power, verdict). Continuous monitoring:
+:class:`MonitorState` (betting e-processes for harm and benefit, the confidence sequence they invert to).
+Physical limit: :class:`OracleSPRT`.
 
 Every name is loaded on first use (module ``__getattr__``): scipy alone takes longer to import than LangChain's
 agents, and a guarded agent needs the statistics only when it decides (pilot report, monitor), so importing
@@ -18,11 +19,20 @@ if TYPE_CHECKING:
     from critic_guard.stats.counts import Estimate, PairedCounts, UndefinedEstimateError
     from critic_guard.stats.intervals import Interval, tango_interval, tango_statistic
     from critic_guard.stats.mcnemar import McNemarResult, mcnemar
-    from critic_guard.stats.monitor import MonitorPaths, MonitorState, pair_to_x, run_monitor
+    from critic_guard.stats.monitor import MonitorPaths, MonitorState, pair_to_x, run_monitor, side_alpha
     from critic_guard.stats.oracle import OracleSimulation, OracleSPRT, oracle_expected_tasks
     from critic_guard.stats.posterior import PosteriorSummary, dirichlet_posterior, prob_net_positive
-    from critic_guard.stats.power import mcnemar_power, mcnemar_sample_size, minimum_detectable_effect
-    from critic_guard.stats.report import Decision, PilotReport, PowerSummary, analyze, decide
+    from critic_guard.stats.power import (
+        CONNOR_METHOD,
+        EXACT_METHOD,
+        mcnemar_power,
+        mcnemar_sample_size,
+        minimum_detectable_effect,
+        verdict_detectable_effect,
+        verdict_power,
+        verdict_sample_size,
+    )
+    from critic_guard.stats.report import Decision, PilotReport, PowerSummary, analyze, decide, verdict_of
 
 _LAZY = {
     "Estimate": "critic_guard.stats.counts",
@@ -37,6 +47,7 @@ _LAZY = {
     "MonitorState": "critic_guard.stats.monitor",
     "pair_to_x": "critic_guard.stats.monitor",
     "run_monitor": "critic_guard.stats.monitor",
+    "side_alpha": "critic_guard.stats.monitor",
     "OracleSimulation": "critic_guard.stats.oracle",
     "OracleSPRT": "critic_guard.stats.oracle",
     "oracle_expected_tasks": "critic_guard.stats.oracle",
@@ -46,11 +57,17 @@ _LAZY = {
     "mcnemar_power": "critic_guard.stats.power",
     "mcnemar_sample_size": "critic_guard.stats.power",
     "minimum_detectable_effect": "critic_guard.stats.power",
+    "CONNOR_METHOD": "critic_guard.stats.power",
+    "EXACT_METHOD": "critic_guard.stats.power",
+    "verdict_detectable_effect": "critic_guard.stats.power",
+    "verdict_power": "critic_guard.stats.power",
+    "verdict_sample_size": "critic_guard.stats.power",
     "Decision": "critic_guard.stats.report",
     "PilotReport": "critic_guard.stats.report",
     "PowerSummary": "critic_guard.stats.report",
     "analyze": "critic_guard.stats.report",
     "decide": "critic_guard.stats.report",
+    "verdict_of": "critic_guard.stats.report",
 }
 
 
@@ -62,6 +79,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CONNOR_METHOD",
+    "EXACT_METHOD",
     "Decision",
     "Estimate",
     "Interval",
@@ -86,6 +105,11 @@ __all__ = [
     "pair_to_x",
     "prob_net_positive",
     "run_monitor",
+    "side_alpha",
     "tango_interval",
     "tango_statistic",
+    "verdict_detectable_effect",
+    "verdict_of",
+    "verdict_power",
+    "verdict_sample_size",
 ]

@@ -177,7 +177,7 @@ class RunTraces:
         if cell is not None and pair.kind is PairKind.AB:
             self.telemetry.pair(self.guard_key, cell)
         monitor = update.guard.monitor
-        threshold = 1.0 / monitor.alpha
+        threshold = monitor.threshold
         self.telemetry.monitor(self.guard_key, monitor.harm_wealth, threshold=threshold, hypothesis="harm")
         self.telemetry.monitor(self.guard_key, monitor.benefit_wealth, threshold=threshold, hypothesis="benefit")
         if update.transition is not None:

@@ -20,12 +20,12 @@ def run(name: str, cwd: Path) -> str:
 def test_auto_mode_disables_a_harmful_intervention_and_remembers_it(tmp_path: Path) -> None:
     first = run("production_auto.py", tmp_path)
     assert "state at start: pilot (0 pairs so far)" in first
-    assert "transition: pilot -> disabled after 12 pairs: harm proven" in first
+    assert "transition: pilot -> disabled after 17 pairs: harm proven" in first  # alpha/2 per side: 1/0.025 = 40
     assert "state at end: disabled; intervening now: False" in first
     assert "served: {'control': 150, 'treatment': 0}" in first  # users never saw the harmful intervention
     second = run("production_auto.py", tmp_path)  # the store keeps the lifecycle: no new pilot, no new pairs
-    assert "state at start: disabled (12 pairs so far)" in second
-    assert "pairs: 12 (recoveries 0, disruptions 9)" in second
+    assert "state at start: disabled (17 pairs so far)" in second
+    assert "pairs: 17 (recoveries 0, disruptions 11)" in second
 
 
 def test_trace_inspection_finds_every_fork_in_the_trace_file(tmp_path: Path) -> None:

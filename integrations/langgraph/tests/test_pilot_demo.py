@@ -1,5 +1,6 @@
 """The demo suite behind ``make demo``: a real pilot on the simulator that ends with the decision its docstring
-promises (helps, with recoveries and disruptions both present), and the command line runs it."""
+promises (helps, with recoveries and disruptions both present), the harmful demo whose interval excludes 0 but whose
+exact test does not (inconclusive at 95%), and the command line runs it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from critic_guard.cli import app
 from critic_guard.pilot import run_pilot
+from critic_guard.stats import analyze
 from critic_guard_langgraph.demo import DEMO_TASKS, harmful, suite
 from critic_guard_langgraph.sim import sim_truth
 
@@ -49,9 +51,15 @@ def test_the_harmful_demo_shows_the_paradox_a_good_critic_whose_rollbacks_harm(t
         result = asyncio.run(run_pilot(demo, guard, concurrency=4))
     t = result.tally
     assert t.done == DEMO_TASKS and t.n10 > t.n01 > 0
-    assert result.report is not None and result.report.verdict.value == "harms"
+    report = result.report
+    assert report is not None
     truth = sim_truth(demo.critic.scenario, "fork", n=200_000)  # type: ignore[attr-defined]
-    assert truth.net < -0.1 and result.report.net_interval.high < 0  # harm proven; the true net is -0.16
+    assert truth.net < -0.1 and report.net_interval.high < 0  # the interval excludes 0; the true net is -0.16 ...
+    # ... but with 10 recoveries against 22 disruptions the exact McNemar p is 0.0501 > 0.05: at 95% the honest
+    # verdict is inconclusive, and the report says the exact test decided (at 90% both agree: harms).
+    assert (report.verdict.value, report.decided_by) == ("inconclusive", "exact McNemar test")
+    assert round(report.mcnemar.pvalue, 4) == 0.0501
+    assert analyze(report.counts, level=0.9).verdict.value == "harms"
 
 
 def test_critic_guard_demo_runs_the_demo_suite_as_make_demo_does(tmp_path: Path) -> None:
