@@ -2,9 +2,9 @@
 
 Users are served the unguarded (control) run while the guard is in its pilot state; at each run's first flag the
 treatment arm runs in a shadow branch, and a judge scores both. Every completed pair updates a betting e-process in
-the store; once harm is proven (wealth >= 1/alpha; the chance of ever doing so wrongly is at most alpha) the guard
-disables intervention for every replica sharing the store, and stops forking. Here the critic raises many false
-alarms and a rollback often breaks a right step, so the guard should disable itself.
+the store; once harm is proven (wealth >= 2/alpha; the chance of any wrong proof, harm or benefit, is at most alpha)
+the guard disables intervention for every replica sharing the store, and stops forking. Here the critic raises many
+false alarms and a rollback often breaks a right step, so the guard should disable itself.
 
     python examples/production_auto.py        # run it twice: the second run starts where the first left off
 """
