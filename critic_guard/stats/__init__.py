@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from critic_guard.stats.counts import Estimate, PairedCounts, UndefinedEstimateError
     from critic_guard.stats.intervals import Interval, tango_interval, tango_statistic
-    from critic_guard.stats.mcnemar import McNemarResult, mcnemar
+    from critic_guard.stats.mcnemar_exact import McNemarResult, mcnemar
     from critic_guard.stats.monitor import MonitorPaths, MonitorState, pair_to_x, run_monitor, side_alpha
     from critic_guard.stats.oracle import OracleSimulation, OracleSPRT, oracle_expected_tasks
     from critic_guard.stats.posterior import PosteriorSummary, dirichlet_posterior, prob_net_positive
@@ -41,8 +41,8 @@ _LAZY = {
     "Interval": "critic_guard.stats.intervals",
     "tango_interval": "critic_guard.stats.intervals",
     "tango_statistic": "critic_guard.stats.intervals",
-    "McNemarResult": "critic_guard.stats.mcnemar",
-    "mcnemar": "critic_guard.stats.mcnemar",
+    "McNemarResult": "critic_guard.stats.mcnemar_exact",
+    "mcnemar": "critic_guard.stats.mcnemar_exact",
     "MonitorPaths": "critic_guard.stats.monitor",
     "MonitorState": "critic_guard.stats.monitor",
     "pair_to_x": "critic_guard.stats.monitor",

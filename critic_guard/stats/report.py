@@ -20,7 +20,7 @@ from typing import Any
 
 from critic_guard.stats.counts import Estimate, PairedCounts
 from critic_guard.stats.intervals import Interval, check_level, tango_interval
-from critic_guard.stats.mcnemar import McNemarResult, mcnemar
+from critic_guard.stats.mcnemar_exact import McNemarResult, mcnemar
 from critic_guard.stats.posterior import DEFAULT_DRAWS, PosteriorSummary, dirichlet_posterior
 from critic_guard.stats.power import verdict_detectable_effect, verdict_sample_size
 

@@ -1,5 +1,8 @@
 """McNemar's test on the discordant pairs, exact and mid-p.
 
+(The module is not called ``mcnemar``: the package loads its names lazily, and a submodule of the same name as the
+function :func:`mcnemar` would replace the function on the package once imported.)
+
 Concordant pairs say nothing about which arm is better, so the test conditions on the ``m = n01 + n10`` discordant
 pairs: with no effect, each is a recovery with probability 1/2, and the number of recoveries is Binomial(m, 1/2).
 The exact p-value comes from :func:`scipy.stats.binomtest`; the mid-p variant counts the observed outcome with
