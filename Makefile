@@ -83,7 +83,7 @@ pytest-oldest: $(OLDEST_STAMP) phoenix
 test: lint typecheck pytest pytest-oldest
 
 bench: install
-	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python -m benchmarks.overhead
 
 # Issue 6's benchmark in one command (about 9 minutes on 2 cores): decision quality against the paper's rule and the
 # oracle SPRT, costs measured on the simulated guarded agent, and pilots on TextWorld and BFCL v4.
