@@ -39,6 +39,18 @@ class Interval:
     def scaled(self, factor: float) -> Interval:
         return Interval(self.estimate * factor, self.low * factor, self.high * factor)
 
+    def at_most(self, target: float) -> str:
+        """Whether the measured value is at most ``target``: ``met`` only when the whole interval is, ``NOT met``
+        when the whole interval is above it, otherwise undecided at this sample size (the point estimate alone
+        would call a coin flip a result)."""
+        if math.isnan(self.low) or math.isnan(self.high):
+            return f"{'met' if self.estimate <= target else 'NOT met'} (no interval)"
+        if self.high <= target:
+            return "met"
+        if self.low > target:
+            return "NOT met"
+        return "undecided (the interval spans the target: more repetitions)"
+
     def show(self, digits: int = 1) -> str:
         """``12.3 [11.9, 12.8]``, or the estimate alone when there is no interval."""
         if math.isnan(self.low) or math.isnan(self.high):

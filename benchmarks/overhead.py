@@ -1,6 +1,6 @@
 """What the guard adds to each step of a real create_agent agent, in CPU, against LangChain's floor for its shape.
 
-    .venv/bin/python -m benchmarks.overhead [--reps 30] [--block 10] [--steps 8] [--checkpointer none] [--async]
+    .venv/bin/python -m benchmarks.overhead [--reps 60] [--block 5] [--steps 8] [--checkpointer none] [--async]
 
 The agent is ``create_agent`` with a scripted chat model (no network) and a real tool
 (:mod:`benchmarks.scripted_agent`: ``--steps`` tool steps and a final answer per run). The guarded variants add
@@ -13,8 +13,10 @@ the work the guard moves to background threads (the step writer's batch commits,
 is counted, and the machine's other load is not (a shared machine slows wall time, not this process's CPU).
 Each measurement is a *block*: a freshly built agent (and guard) does one untimed warm-up run (its store writes
 flushed), then ``--block`` timed runs, and the timed region ends only after the guard is closed
-(``guard.close()``: it drains what its threads still owe) and, with tracing, the telemetry is flushed. So all
-background CPU of a block lands in that block. Reported per step of a run (``--steps`` + 1 model steps).
+(``guard.close()``: it drains what its threads still owe) and, with tracing, the telemetry is flushed (spans and
+a metrics collection). So all background CPU of a block lands in that block. Reported per step of a run
+(``--steps`` + 1 model steps). The guards share one SQLite file, kept open by the benchmark between blocks, as a
+long-lived application keeps it (see :func:`_hold_open`).
 
 **Variants.**
 
@@ -36,8 +38,9 @@ background CPU of a block lands in that block. Reported per step of a run (``--s
 The variants run interleaved (A B C ..., then ... C B A: none profits from warm caches or drifting load) for
 ``--reps`` repetitions after ``--warmup``. Reported: each variant's median CPU µs per step, the median of its paired
 differences with the unguarded block of the same repetition ("added"), both with bootstrap 95% intervals
-(:mod:`benchmarks.intervals`), the guard's added CPU as a ratio to the floor's (target of issue 13: at most 1.5x),
-and the split of the guard's cost by differences between neighbouring variants. Wall µs per step are shown for
+(:mod:`benchmarks.intervals`), the guard's added CPU as a ratio to the floor's (target of issue 13: at most 1.5x;
+met when the whole interval is, not met when the whole interval is above, undecided otherwise), and the split of
+the guard's cost by differences between neighbouring variants. Wall µs per step are shown for
 reference only.
 """
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -189,8 +193,22 @@ def _run(block: Block, thread: str, loop: asyncio.Runner | None, steps: int) -> 
         raise RuntimeError(f"wrong answer {out['messages'][-1].text!r}")
 
 
+def _hold_open(store: Path) -> sqlite3.Connection:
+    """A reader connection on the guards' store file for the whole benchmark.
+
+    Why: SQLite checkpoints the WAL into the database when its *last* connection closes. Each block closes its
+    guard, and a long-lived application's guard would not pay that checkpoint every few runs; with this connection
+    open the close is not the last one, and the WAL is checkpointed as it grows (inside the commits, counted).
+    """
+    CriticGuard(trivial_critic, agent_name="overhead-setup", store=f"sqlite:///{store}").close()  # the schema, WAL
+    holder = sqlite3.connect(store)
+    holder.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a read maps the WAL index and keeps it
+    return holder
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Measured]:
     """Per-step CPU and wall seconds of every variant's blocks, interleaved."""
+    holder = _hold_open(tmp / "guard.db")
     traced = configure_telemetry(file=tmp / "traces.jsonl", otlp=False, set_global=False)
     builders = variants(args, tmp, traced)
     order = list(builders.items())
@@ -216,6 +234,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Measured]:
                     measured[label].cpu.append(cpu / model_steps)
                     measured[label].wall.append(wall / model_steps)
     traced.shutdown()
+    holder.close()
     return measured
 
 
@@ -281,7 +300,7 @@ def report(summary: OverheadReport, args: argparse.Namespace) -> None:
         "median of paired differences with the unguarded block of the same repetition; wall: median, reference only"
     )
     ratio = summary.ratio_to_floor
-    verdict = "met" if ratio.estimate <= FLOOR_TARGET else "NOT met"
+    verdict = ratio.at_most(FLOOR_TARGET)
     if summary.added[FLOOR].estimate <= 0:
         verdict = "undefined (the floor's added CPU is not positive: too few repetitions for this load)"
     print(f"  guard on (defaults) / floor, added CPU per step: {ratio.show(2)}x; target <= {FLOOR_TARGET}x: {verdict}")
@@ -292,8 +311,8 @@ def report(summary: OverheadReport, args: argparse.Namespace) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="measured blocks per variant (interleaved)")
-    parser.add_argument("--block", type=int, default=10, help="timed runs per block")
+    parser.add_argument("--reps", type=int, default=60, help="measured blocks per variant (interleaved)")
+    parser.add_argument("--block", type=int, default=5, help="timed runs per block")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured repetitions first")
     parser.add_argument("--steps", type=int, default=8, help="tool steps per run (plus one final answer)")
     parser.add_argument("--checkpointer", choices=CHECKPOINTERS, default="none")

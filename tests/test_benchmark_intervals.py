@@ -28,3 +28,10 @@ def test_one_measurement_has_no_interval() -> None:
     assert got.estimate == 4.0 and math.isnan(got.low) and math.isnan(got.high)
     assert got.show() == "4.0 [n/a]"
     assert intervals.median([1.0, 3.0]).scaled(10).show(0) in {"20 [10, 30]", "20 [15, 25]"}
+
+
+def test_a_target_is_met_only_by_the_whole_interval() -> None:
+    assert intervals.Interval(1.2, 1.0, 1.4).at_most(1.5) == "met"
+    assert intervals.Interval(1.2, 0.6, 2.8).at_most(1.5).startswith("undecided")
+    assert intervals.Interval(3.3, 1.9, 8.5).at_most(1.5) == "NOT met"
+    assert intervals.Interval(1.2, math.nan, math.nan).at_most(1.5) == "met (no interval)"
