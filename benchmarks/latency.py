@@ -55,7 +55,7 @@ from benchmarks.scripted_agent import CHECKPOINTERS, Counting, answer, build_age
 from critic_guard import CriticGuard, FunctionCritic, Mode
 from critic_guard.store.base import open_store
 from critic_guard.types import StepContext
-from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware
 
 MODES = ("off", "observe", "pilot", "on", "auto")
 RATIO_TARGET = 1.5  # observe, pilot, auto: run latency <= 1.5x unguarded
@@ -144,7 +144,7 @@ def _guarded(
     mode: str, critic: FunctionCritic, slug: str, args: argparse.Namespace, tmp: Path, policy: Counting
 ) -> tuple[Any, CriticGuard]:
     guard = CriticGuard(critic, agent_name=f"latency-{slug}", mode=mode, store=f"sqlite:///{tmp / slug}.db")
-    middleware = CriticGuardMiddleware(guard)
+    middleware = CriticGuardMiddleware(guard, shadow_tools={"add": READ_ONLY})  # a pure tool: safe in a branch
     agent = build_agent(policy, [middleware], checkpointer=args.checkpointer, path=tmp / f"{slug}.ckpt.db")
     if Mode(mode) in (Mode.PILOT, Mode.AUTO):
         middleware.attach(agent)  # pilots fork from the running graph (never here: no step is flagged)
