@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import random
-import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -505,22 +504,29 @@ def test_listeners_see_verdicts_interventions_pairs_and_transitions() -> None:
 # -- overhead --------------------------------------------------------------------------------------------------
 
 
-def test_auto_mode_step_overhead_stays_well_under_half_a_millisecond(tmp_path: Path) -> None:
-    with CriticGuard(ConstantCritic(0.9), mode="auto", store=f"sqlite:///{tmp_path}/g.db") as guard:
+def test_the_hot_path_reads_the_lifecycle_from_its_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`acts()` and `review()` run at every step; within `lifecycle_ttl_s` they must not query the store (what they
+    cost in time is measured by benchmarks/overhead.py, not asserted here)."""
+    with CriticGuard(
+        ConstantCritic(0.9), mode="auto", store=f"sqlite:///{tmp_path}/g.db", lifecycle_ttl_s=3600
+    ) as guard:
         run_id = guard.start_run(arm=guard.serve_arm())
-        for step in range(50):
-            guard.review(ctx(run_id, Arm.TREATMENT, step))
-        times = []
-        for step in range(400):
-            started = time.perf_counter()
+        guard.review(ctx(run_id, Arm.TREATMENT, 0))
+        assert guard.store is not None
+        reads = 0
+        original = guard.store.get_guard
+
+        def counting(key: str) -> object:
+            nonlocal reads
+            reads += 1
+            return original(key)
+
+        monkeypatch.setattr(guard.store, "get_guard", counting)
+        for step in range(1, 400):
             guard.acts(Arm.TREATMENT)
             guard.review(ctx(run_id, Arm.TREATMENT, step), interventions=1, last_intervention_step=1)
-            times.append(time.perf_counter() - started)
-        assert statistics.median(times) < 0.3e-3
-        started = time.perf_counter()
-        for _ in range(10_000):
-            guard.acts(Arm.TREATMENT)
-        assert (time.perf_counter() - started) / 10_000 < 5e-6  # the cached lifecycle read
+        assert reads == 0
+        assert guard.counters.verdicts == 400
 
 
 def test_without_a_store_old_runs_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
