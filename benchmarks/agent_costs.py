@@ -104,7 +104,7 @@ def run_fork(scenario: SimScenario, tasks: Sequence[SimTask], workdir: Path) -> 
     guard = _guard(scenario, counts, workdir, "fork")
     try:
         middleware = CriticGuardMiddleware(guard, judge=sim_judge, shadow_tools={"record": READ_ONLY})
-        agent = middleware.attach(sim_agent(scenario, [middleware], InMemorySaver(), counts))
+        agent = sim_agent(scenario, [middleware], InMemorySaver(), counts)
         for task in tasks:
             agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}}, context=task.as_metadata())
         assert middleware.runner is not None
@@ -136,7 +136,9 @@ def run_full(scenario: SimScenario, tasks: Sequence[SimTask], workdir: Path) -> 
     guard = _guard(scenario, counts, workdir, "full")
     try:
         agents = {
-            arm: sim_agent(scenario, [CriticGuardMiddleware(guard, arm=arm)], InMemorySaver(), counts)
+            arm: sim_agent(
+                scenario, [CriticGuardMiddleware(guard, arm=arm, outcomes="external")], InMemorySaver(), counts
+            )
             for arm in (Arm.CONTROL, Arm.TREATMENT)
         }
         assert guard.store is not None

@@ -14,7 +14,6 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
-from critic_guard import CriticGuard, Policy
 from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
@@ -47,11 +46,18 @@ def judge(task, final_state):
 
 
 def main(requests: int = 150) -> None:
-    guard = CriticGuard(critic, agent_name="adder", mode="auto", store="sqlite:///critic_guard_auto.db",
-                        policy=Policy(min_step=1))  # fmt: skip
-    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools={"add": READ_ONLY})  # branches may run `add`
+    middleware = CriticGuardMiddleware(
+        critic,
+        agent_name="adder",
+        mode="auto",
+        min_step=1,
+        store="sqlite:///critic_guard_auto.db",
+        judge=judge,
+        shadow_tools={"add": READ_ONLY},  # shadow branches may run `add` (it has no side effects)
+    )
+    guard = middleware.guard  # the lifecycle, the counters, the store
     model = ScriptedChatModel(policy=llm)
-    agent = middleware.attach(create_agent(model, [add], middleware=[middleware], checkpointer=InMemorySaver()))
+    agent = create_agent(model, [add], middleware=[middleware], checkpointer=InMemorySaver())
     print(f"state at start: {guard.lifecycle().state.value} ({guard.lifecycle().monitor.t} pairs so far)")
     served = {"control": 0, "treatment": 0}
     for i in range(requests):
@@ -69,7 +75,7 @@ def main(requests: int = 150) -> None:
     counts = record.counts
     print(f"pairs: {record.monitor.t} (recoveries {counts.n01}, disruptions {counts.n10}); served: {served}")
     print(f"state at end: {record.state.value}; intervening now: {guard.acts(guard.serve_arm())}")
-    guard.close()
+    middleware.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from langchain.agents import create_agent
 from langchain_core.tools import tool
 
-from critic_guard.guard import CriticGuard
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
@@ -27,11 +26,12 @@ def critic(ctx):  # p_fail: high when the proposed addend is not the next intege
     return (0.9, f"step {ctx.step} should add {ctx.step + 1}") if args["b"] != ctx.step + 1 else 0.1
 
 
-guard = CriticGuard(critic, agent_name="quickstart", mode="on")  # default policy: rollback at p_fail >= 0.6
-agent = create_agent(ScriptedChatModel(policy=llm), [add], middleware=[CriticGuardMiddleware(guard)])
+middleware = CriticGuardMiddleware(critic, agent_name="quickstart", mode="on", tau=0.6, action="rollback")
+agent = create_agent(ScriptedChatModel(policy=llm), [add], middleware=[middleware])
 result = agent.invoke({"messages": [{"role": "user", "content": "Add 1 + 2 + 3 + 4 with the tool."}]})
 print(result["messages"][-1].content)
+guard = middleware.guard  # the store (SQLite, ./critic_guard.db by default), the counters, the lifecycle
 run = guard.store.runs(guard.guard_key)[-1]  # the latest run (the store keeps them all)
 for s in guard.store.steps_of(run.run_id):
     print(f"step {s.step} attempt {s.attempt}: p_fail={s.p_fail:.2f} -> {s.action.value}")
-guard.close()
+middleware.close()  # at shutdown: finishes the writes in flight

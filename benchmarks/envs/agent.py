@@ -16,7 +16,7 @@ The pieces:
   outcome (``env.success()``) into the state when the task is over. Inside the graph because a shadow branch must
   play the remaining turns too, on its own env, and its outcome must come out of its own final state.
 * :func:`judge`: the pilot's judge, reading that outcome.
-* :func:`build_env_agent`: the graph, with the guard's middleware (pilot: attached with the runner above).
+* :func:`build_env_agent`: the graph, with the guard's middleware (pilot: its runner above).
 """
 
 from __future__ import annotations
@@ -187,5 +187,5 @@ def build_env_agent(
         shadow_tools=dict.fromkeys((spec.name for spec in tools), FORKED),
     )
     stack: list[AgentMiddleware[Any, Any, Any]] = [EnvTurns(), middleware]
-    agent = middleware.attach(create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer))
+    agent = create_agent(model, env_tools(tools), middleware=stack, checkpointer=checkpointer)
     return agent, middleware

@@ -4,11 +4,11 @@
 * :func:`guard_graph`: the same for any compiled graph with a checkpointer.
 * :class:`ChatModelCritic`: an LLM judge over any chat model with structured output.
 * :func:`to_neutral` / :func:`from_neutral`: LangChain messages <-> critic-guard's neutral messages.
-* Pilots (counterfactual shadow branches): ``CriticGuardMiddleware(guard, judge=..., shadow_tools=...).attach(agent)``
-  forks at the first flag and lets a branch run only the tools declared safe for it (:class:`ToolSafety`,
-  ``READ_ONLY``, ``FORKED``); :func:`is_shadow_branch` tells other middlewares and tools to skip their own side
-  effects; :class:`ShadowRunner`, :func:`clone_checkpoint`; :class:`LangGraphPilot` runs a pilot suite
-  (``critic-guard pilot``).
+* Pilots (counterfactual shadow branches): ``CriticGuardMiddleware(critic, mode="pilot", judge=...,
+  shadow_tools=...)`` in ``create_agent(..., middleware=[...], checkpointer=...)`` forks at the first flag and
+  lets a branch run only the tools declared safe for it (:class:`ToolSafety`, ``READ_ONLY``, ``FORKED``);
+  :func:`is_shadow_branch` tells other middlewares and tools to skip their own side effects;
+  :class:`ShadowRunner`, :func:`clone_checkpoint`; :class:`LangGraphPilot` runs a pilot suite (``critic-guard pilot``).
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
 
 ``LangGraphPilot`` is loaded on first use (module ``__getattr__``): the pilot runner brings the statistics (numpy,

@@ -59,12 +59,14 @@ shadow branch").
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, NotRequired, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, NotRequired, Self, TypeVar, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -79,10 +81,11 @@ from langchain.agents.middleware.types import (
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.pregel import Pregel
 from langgraph.types import Command
 from typing_extensions import TypedDict, override
 
-from critic_guard.guard import StepReview
+from critic_guard.guard import CriticGuard, StepReview
 from critic_guard.policy import Decision
 from critic_guard.store.base import PairKind
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
@@ -102,6 +105,8 @@ from critic_guard_langgraph._runs import (
 from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
+from critic_guard_langgraph.running_graph import RunningGraphs
+from critic_guard_langgraph.settings import build_guard, check_outcomes
 from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
 from critic_guard_langgraph.streaming import (
     StreamProposals,
@@ -116,7 +121,7 @@ if TYPE_CHECKING:
 
     from langgraph.runtime import Runtime
 
-    from critic_guard.guard import CriticGuard
+    from critic_guard.telemetry.tracing import GuardTelemetry
 
 __all__ = ["CriticGuardMiddleware", "CriticGuardState", "GuardRun"]
 
@@ -148,19 +153,29 @@ class CriticGuardState(AgentState[ResponseT]):
 class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], ContextT, ResponseT]):
     """Judge each proposed step of a ``create_agent`` agent and intervene as the guard's policy says.
 
+    One object is the whole set-up, like LangChain's built-in middlewares:
+
     Example:
         ```python
-        guard = CriticGuard(my_critic, mode="on", policy=Policy(action="rollback"))
-        agent = create_agent(model, tools, middleware=[CriticGuardMiddleware(guard)])
+        guard = CriticGuardMiddleware(my_critic, mode="on", tau=0.6, action="rollback")
+        agent = create_agent(model, tools, middleware=[guard])
         ```
 
+    A pilot needs nothing more (no second call): at a run's first flag the middleware finds the compiled agent that
+    holds it and forks through the run's own checkpointer (:mod:`critic_guard_langgraph.running_graph`), in process
+    and on the Agent Server alike. ``close()`` (or ``await aclose()``) finishes the branches and writes in flight.
+
     Args:
-        guard: the guard (critic, policy, mode, store). One middleware instance serves any number of concurrent
-            runs: everything per-run lives in the graph state.
-        arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
-            mode ``on``, control in ``observe``, ``config.serve`` in a pilot).
-        judge: pilots: ``(task, final_state) -> bool``, whether a run succeeded (production runs and branches).
-        fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context.
+        critic: the critic (any function ``StepContext -> p_fail``, a ``Verdict`` or ``(p_fail, rationale)``, sync
+            or async, or a :class:`~critic_guard_langgraph.ChatModelCritic`); or, for advanced use, a ready
+            :class:`~critic_guard.guard.CriticGuard` (then no guard setting may be given here).
+        guard: the same as passing a ``CriticGuard`` as ``critic``.
+        mode: ``off | observe | on | pilot | auto`` (default ``observe``).
+        tau: flag a step when ``p_fail >= tau`` (default 0.6).
+        action: ``rollback`` (default) or ``append``.
+        judge: ``(task, final_state) -> bool`` (sync or async): whether a run succeeded; modes ``pilot`` and
+            ``auto`` need it, or ``outcomes="external"``.
+        outcomes: ``"external"``: a pilot's outcomes come from you, through ``guard.record_outcome(run_id, ok)``.
         shadow_tools: pilots: ``{tool name: ToolSafety}``, the tools a shadow branch may run (``READ_ONLY``,
             ``FORKED`` with ``fork_context``, or ``ToolSafety(emulate=...)``). Deny by default: any other tool stops
             the branch before it runs, and its pair is excluded with the reason (``guard.counters.shadow_stops``).
@@ -170,41 +185,138 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             guard names it in a custom stream event (``{"critic_guard": "withdrawn", "message_id": ...}``).
             ``"judged"``: where the guard may withdraw proposals (a ROLLBACK policy, an arm it acts on), its model
             calls are tagged ``nostream``, and only the accepted proposal streams, whole, when the model node ends.
+        fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context.
+        store: the store URL (``sqlite:///...``, ``postgresql://...``), None to persist nothing, or a ``Store``.
+        arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
+            mode ``on``, control in ``observe``, ``serve`` in a pilot).
+        telemetry: a ``GuardTelemetry`` (default: the global OpenTelemetry providers).
+        **settings: any other field of ``GuardConfig`` (``agent_name``, ``critic_timeout_s``, ``serve``,
+            ``capture_content``, ``alpha``, ...) or ``Policy`` (``min_step``, ``max_interventions``, ``cooldown``,
+            ``feedback``, ``template``), or ``policy=Policy(...)`` whole.
+
+    Raises:
+        TypeError: an unknown setting, or settings beside a ready guard.
+        ValueError: a setting out of range, or a set-up that cannot work (a pilot nothing would ever judge).
     """
 
     state_schema = CriticGuardState  # type: ignore[assignment]
 
     def __init__(
         self,
-        guard: CriticGuard,
+        critic: Any = None,
         *,
-        arm: Arm | None = None,
+        guard: CriticGuard | None = None,
+        mode: Mode | str | None = None,
+        tau: float | None = None,
+        action: Action | str | None = None,
         judge: Judge | None = None,
-        fork_context: Callable[[Any], Any] | None = None,
+        outcomes: Literal["judge", "external"] | None = None,
         shadow_tools: Mapping[str, ToolSafety] | None = None,
+        fork_context: Callable[[Any], Any] | None = None,
+        arm: Arm | None = None,
+        telemetry: GuardTelemetry | None = None,
         stream_proposals: StreamProposals = "live",
+        **settings: Any,
     ) -> None:
         super().__init__()
         if stream_proposals not in ("live", "judged"):
             raise ValueError(f"stream_proposals must be 'live' or 'judged', got {stream_proposals!r}")
         self.stream_proposals = stream_proposals
+        given = {"mode": mode, "tau": tau, "action": action}
+        settings.update({key: value for key, value in given.items() if value is not None})
+        if isinstance(critic, CriticGuard):
+            if guard is not None:
+                raise TypeError("pass the CriticGuard once: as the first argument or as guard=, not both")
+            critic, guard = None, critic
+        if guard is not None:
+            extra = {**settings, "critic": critic, "telemetry": telemetry}
+            named = sorted(key for key, value in extra.items() if value is not None or key in settings)
+            if named:
+                raise TypeError(
+                    f"{', '.join(named)}: these configure the guard, and a ready CriticGuard was given; set them on "
+                    "the CriticGuard, or drop guard= and let the middleware build it"
+                )
+            self._owns_guard = False
+        else:
+            if critic is None:
+                raise TypeError("CriticGuardMiddleware needs a critic: CriticGuardMiddleware(my_critic, mode=...)")
+            guard = build_guard(critic, settings, telemetry=telemetry)
+            self._owns_guard = True
+        try:
+            check_outcomes(guard, judge, outcomes)
+        except ValueError:
+            if self._owns_guard:
+                guard.close()
+            raise
         self.guard = guard
         self.arm = arm
         self.judge = judge
         self.fork_context = fork_context
         self.shadow_tools = ShadowTools(shadow_tools, on_stop=guard.count_shadow_stop)
-        self.runner: ShadowRunner | None = None
+        self.runner: ShadowRunner | None = (
+            ShadowRunner(None, guard, judge=judge, fork_context=fork_context) if self._piloting else None
+        )
+        self._graphs = RunningGraphs(self)
         self._histories = NeutralHistory()
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
 
     def attach(self, agent: Any) -> Any:
-        """Give the middleware its compiled agent (needed by pilots: shadow branches resume that graph); returns it.
+        """Deprecated, not needed: the middleware finds its agent at run time. Returns ``agent``.
 
-        ``agent = guard_middleware.attach(create_agent(..., middleware=[guard_middleware], checkpointer=saver))``
+        Kept so that existing ``agent = middleware.attach(create_agent(...))`` code runs unchanged: it tells the
+        middleware which graph to resume instead of searching for it (branches still fork through the run's own
+        checkpointer).
         """
-        self.runner = ShadowRunner(agent, self.guard, judge=self.judge, fork_context=self.fork_context)
+        warnings.warn(
+            "CriticGuardMiddleware.attach() is no longer needed: list the middleware in create_agent(middleware=[...]) "
+            "and the pilot finds the running agent itself",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._graphs.seed(agent)
+        if self.runner is not None and self.runner.graph is None:
+            self.runner.graph = agent
         return agent
+
+    # -- shutting down ----------------------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish the shadow branches and the guard's queued writes, then close the guard if this middleware built
+        it (a guard you passed in stays open: close it yourself). From async code: ``await aclose()``.
+
+        Branches on an event loop that has stopped can never finish: their pairs are excluded with the reason.
+        """
+        if self.runner is not None:
+            self.runner.close(timeout)
+        if self._owns_guard:
+            self.guard.close()
+        else:
+            self.guard.wait_for_writes(timeout)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: await the branches on this loop, then finish the writes off the loop."""
+        if self.runner is not None:
+            await self.runner.aclose()
+        guard_aclose = getattr(self.guard, "aclose", None)
+        if self._owns_guard and guard_aclose is not None:
+            await guard_aclose()
+        elif self._owns_guard:
+            await asyncio.to_thread(self.guard.close)
+        else:
+            await asyncio.to_thread(self.guard.wait_for_writes, None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     @property
     def _piloting(self) -> bool:
@@ -222,11 +334,6 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         """Start a run in the guard's store with fresh counters (the record of an earlier run may linger)."""
         if is_off(self.guard):
             return {RECORD: None} if state.get(RECORD) is not None else None
-        if self._piloting and self.runner is None:
-            raise ForkError(
-                f"mode {self.guard.config.mode.value!r} forks shadow branches of the agent: call "
-                "middleware.attach(agent) with the compiled agent before running it"
-            )
         arm = run_arm(self.guard, self.arm)
         task = run_input(state["messages"])
         info = runtime.execution_info
@@ -453,9 +560,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         config = get_config()
         check_durability(config)
         runtime = step.request.runtime
+        graph = self._graphs.running(config, runtime.store)  # the agent, with this run's own checkpointer
         info = runtime.execution_info
-        if info is None or info.thread_id is None or self.runner is None:
-            raise ForkError("a pilot forks from checkpoints: compile the agent with a checkpointer and attach it")
+        if info is None or info.thread_id is None:
+            raise ForkError("a pilot forks from checkpoints: run the agent on a thread (configurable.thread_id)")
         fork = ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit"))
         served = Arm(record["arm"])
         if ab:
@@ -466,10 +574,18 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 decision = self.guard.policy.decide(
                     review.verdict, step=review.step, interventions=interventions, last_intervention_step=last
                 )
-            self._fork(record, review, proposal, fork, runtime, asynchronous, arm=other, decision=decision)
+            self._fork(record, review, proposal, (fork, graph), runtime, asynchronous, arm=other, decision=decision)
         if aa:  # the served arm again, doing at the fork step what production does
             self._fork(
-                record, review, proposal, fork, runtime, asynchronous, arm=served, decision=review.decision, aa=True
+                record,
+                review,
+                proposal,
+                (fork, graph),
+                runtime,
+                asynchronous,
+                arm=served,
+                decision=review.decision,
+                aa=True,
             )
 
     def _fork(
@@ -477,7 +593,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record: GuardRun,
         review: StepReview,
         proposal: ModelResponse[ResponseT],
-        fork: ForkPoint,
+        where: tuple[ForkPoint, Pregel[Any, Any, Any, Any]],
         runtime: Runtime[ContextT],
         asynchronous: bool,
         *,
@@ -485,12 +601,14 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         decision: Decision,
         aa: bool = False,
     ) -> None:
-        """Start one shadow branch of ``arm`` from ``fork`` and open its pair with the production run.
+        """Start one shadow branch of ``arm`` from the fork point (resuming the running graph given with it) and
+        open its pair with the production run.
 
         The branch starts only if its run and pair are recorded (or queued behind a busy store): the guard's
         ``begin_fork`` never raises and never waits longer than ``store_wait_s``, and counts a fork it refuses.
         """
         prod, step = review.run_id, review.step
+        fork, graph = where
         branch_id = uuid.uuid4().hex
         task = _task(record["task"], runtime)
         if aa:
@@ -526,11 +644,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             proposal=proposal,
         )
         runner = self.runner
-        assert runner is not None  # checked by _first_flag
+        assert runner is not None  # made for modes pilot and auto
         if asynchronous:
-            runner.asubmit(shadow, fork, task=task, context=runtime.context)
+            runner.asubmit(shadow, fork, task=task, context=runtime.context, graph=graph)
         else:
-            runner.submit(shadow, fork, task=task, context=runtime.context)
+            runner.submit(shadow, fork, task=task, context=runtime.context, graph=graph)
 
     def _fork_step(self, step: _ModelStep[ResponseT]) -> tuple[ModelResponse[ResponseT] | None, StepReview | None]:
         """A shadow branch's first model call (the fork step): become the branch's run, and take production's

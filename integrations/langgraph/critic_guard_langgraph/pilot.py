@@ -3,7 +3,7 @@
 ``LangGraphPilot(agent=..., judge=...)`` is a suite's ``adapter``: for a guard it builds a
 :class:`~critic_guard_langgraph.CriticGuardMiddleware` (with the judge), asks the ``agent`` factory for the graph
 (``agent(middleware, checkpointer) -> create_agent(model, tools, middleware=[*middleware, ...],
-checkpointer=checkpointer)``), attaches it, and runs one task per call of ``run_task``: ``ainvoke`` on a fresh
+checkpointer=checkpointer)``), and runs one task per call of ``run_task``: ``ainvoke`` on a fresh
 thread, then await the shadow branches forked from that thread (only its own: with several tasks running at once,
 awaiting every branch in flight would make the pilot move in convoys).
 
@@ -46,7 +46,7 @@ def default_input(task: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Adapter:
-    """One pilot's adapter: the attached graph and how to run a task on it."""
+    """One pilot's adapter: the guarded graph and how to run a task on it."""
 
     def __init__(
         self,
@@ -128,11 +128,10 @@ class LangGraphPilot:
             middleware = CriticGuardMiddleware(
                 guard, judge=self.judge, fork_context=self.fork_context, shadow_tools=self.shadow_tools
             )
-            graph = middleware.attach(self.agent([middleware], saver))
+            graph = self.agent([middleware], saver)
             runner = middleware.runner
-            assert runner is not None  # attach() made it
+            assert runner is not None  # the middleware makes one in modes pilot and auto
             try:
                 yield _Adapter(graph, runner, self.input, self.context, self.recursion_limit)
             finally:
-                await runner.drain()
-                runner.close()
+                await runner.aclose()

@@ -18,6 +18,7 @@ counts even when a retry or fallback middleware turned its exception into a tool
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -28,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
@@ -61,7 +63,8 @@ class ShadowRunner:
     """Runs shadow branches of one compiled graph in the background.
 
     Args:
-        graph: the compiled graph (``create_agent(...)``), with a checkpointer.
+        graph: the compiled graph (``create_agent(...)``), with a checkpointer; or None when every submission
+            names the graph to resume (``graph=``: the running graph, see :mod:`.running_graph`).
         guard: the guard whose pairs the branches complete.
         judge: ``(task, final_state) -> bool | Awaitable[bool]``; without one, outcomes come later through
             ``guard.record_outcome(run_id, success)``.
@@ -72,7 +75,7 @@ class ShadowRunner:
 
     def __init__(
         self,
-        graph: Pregel[Any, Any, Any, Any],
+        graph: Pregel[Any, Any, Any, Any] | None,
         guard: CriticGuard,
         *,
         judge: Judge | None = None,
@@ -80,14 +83,9 @@ class ShadowRunner:
         max_workers: int = 2,
         wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
-        saver = graph.checkpointer
-        if not isinstance(saver, BaseCheckpointSaver):
-            raise ValueError(
-                "shadow branches fork from checkpoints: compile the graph with a checkpointer, e.g. "
-                "create_agent(..., checkpointer=InMemorySaver())"
-            )
+        if graph is not None:
+            _saver_of(graph)
         self.graph = graph
-        self.saver: BaseCheckpointSaver[Any] = saver
         self.guard = guard
         self.judge = judge
         self.fork_context = fork_context
@@ -95,17 +93,23 @@ class ShadowRunner:
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="critic-guard-shadow")
         self._lock = threading.Lock()
         self._futures: dict[Future[bool | None], str] = {}  # -> the production thread it forked from
-        self._tasks: dict[asyncio.Task[bool | None], str] = {}
+        self._tasks: dict[asyncio.Task[bool | None], tuple[str, ShadowBranch]] = {}  # -> (thread, branch)
 
     # -- submitting -----------------------------------------------------------------------------------------
 
     def submit(
-        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+        self,
+        branch: ShadowBranch,
+        fork: ForkPoint,
+        *,
+        task: Mapping[str, Any],
+        context: Any = None,
+        graph: Pregel[Any, Any, Any, Any] | None = None,
     ) -> Future[bool | None]:
         """Run the branch on the thread pool; the future's result is its outcome (None: no judge, or excluded).
 
         The branch's context is forked here, in the caller's thread, at the fork point: the production run goes on
-        changing its environment as soon as this returns.
+        changing its environment as soon as this returns. ``graph``: the graph to resume (default: the runner's).
         """
         prepared = self._prepared(branch, context)
         excluded: Future[bool | None] = Future()
@@ -113,7 +117,7 @@ class ShadowRunner:
         if prepared is None:
             return excluded
         try:
-            future = self._pool.submit(self._run, *prepared, fork, task)
+            future = self._pool.submit(self._run, *prepared, fork, task, self._graph(graph))
         except RuntimeError as exc:  # the runner was closed: the branch cannot run; its pair is excluded, not lost
             self._exclude(branch, exc)
             return excluded
@@ -123,13 +127,23 @@ class ShadowRunner:
         return future
 
     def asubmit(
-        self, branch: ShadowBranch, fork: ForkPoint, *, task: Mapping[str, Any], context: Any = None
+        self,
+        branch: ShadowBranch,
+        fork: ForkPoint,
+        *,
+        task: Mapping[str, Any],
+        context: Any = None,
+        graph: Pregel[Any, Any, Any, Any] | None = None,
     ) -> asyncio.Task[bool | None]:
-        """Run the branch as an asyncio task on the running loop (its context forked now, as in :meth:`submit`)."""
+        """Run the branch as an asyncio task on the running loop (its context forked now, as in :meth:`submit`).
+
+        The task runs outside the production run's LangChain context (its callbacks, e.g. a stream handler of
+        ``stream_mode="messages"``, and its config): nothing of the branch reaches the production run's client.
+        """
         prepared = self._prepared(branch, context)
-        work = _excluded() if prepared is None else self._arun(*prepared, fork, task)
-        created = asyncio.get_running_loop().create_task(work)
-        self._tasks[created] = fork.thread_id
+        work = _excluded() if prepared is None else self._arun(*prepared, fork, task, self._graph(graph))
+        created = asyncio.get_running_loop().create_task(work, context=_outside_the_run())
+        self._tasks[created] = (fork.thread_id, branch)
         created.add_done_callback(self._forget_task)
         return created
 
@@ -151,12 +165,50 @@ class ShadowRunner:
     async def drain(self, thread_id: str | None = None) -> None:
         """Await every async branch (only those forked from ``thread_id``, if given), including branches
         submitted while draining."""
-        while pending := [t for t, thread in self._tasks.items() if thread_id is None or thread == thread_id]:
+        while pending := [t for t, (thread, _) in self._tasks.items() if thread_id is None or thread == thread_id]:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def close(self) -> None:
-        """Wait for the sync branches and stop the thread pool."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish every branch, sync and async, and stop the thread pool; True if all finished within ``timeout``.
+
+        Callable from sync code: async branches running on an event loop in another thread are awaited there; those
+        whose loop has stopped can never finish, and their pairs are excluded with the reason (never left open).
+        From inside a running event loop use :meth:`aclose` (blocking here would stall the branches' own loop).
+        """
+        finished = self._finish_async(timeout)
+        finished &= self.wait(timeout)
         self._pool.shutdown(wait=True)
+        return finished
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: await the async branches, then wait for the sync ones off the event loop."""
+        await self.drain()
+        await asyncio.to_thread(self.close)
+
+    def _finish_async(self, timeout: float | None) -> bool:
+        """Wait for the async branches from sync code (see :meth:`close`)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        finished = True
+        for loop in {task.get_loop() for task in list(self._tasks)}:
+            pending = [task for task in list(self._tasks) if task.get_loop() is loop and not task.done()]
+            if not pending:
+                continue
+            if loop is here:
+                raise RuntimeError("ShadowRunner.close() inside the branches' event loop: await aclose() instead")
+            if loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(self.drain(), loop)
+                try:
+                    done.result(timeout)
+                except TimeoutError:
+                    finished = False
+                continue
+            for task in pending:  # their loop stopped: they will never run again
+                _, branch = self._tasks.pop(task)
+                self._mark(branch, "branch abandoned: its event loop stopped before it finished", "failed")
+        return finished
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -184,18 +236,25 @@ class ShadowRunner:
     ) -> bool | None:
         """Run one branch to the end, here and now (what :meth:`submit` does on the pool). Never raises."""
         prepared = self._prepared(branch, context)
-        return None if prepared is None else self._run(*prepared, fork, task)
+        return None if prepared is None else self._run(*prepared, fork, task, self._graph(None))
 
-    def _run(self, branch: ShadowBranch, context: Any, fork: ForkPoint, task: Mapping[str, Any]) -> bool | None:
+    def _run(
+        self,
+        branch: ShadowBranch,
+        context: Any,
+        fork: ForkPoint,
+        task: Mapping[str, Any],
+        graph: Pregel[Any, Any, Any, Any],
+    ) -> bool | None:
         try:
             clone_checkpoint(
-                self.saver,
+                _saver_of(graph),
                 fork.source_config(),
                 shadow_thread_id(fork, branch),
                 skip_task_ids={fork.task_id},
                 wait_s=self.wait_s,
             )
-            final = self.graph.invoke(None, self._config(branch, fork), context=context)
+            final = graph.invoke(None, self._config(branch, fork), context=context)
             branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
                 self.guard.end_run(branch.run_id, status="completed")
@@ -212,18 +271,25 @@ class ShadowRunner:
     ) -> bool | None:
         """Async :meth:`run`."""
         prepared = self._prepared(branch, context)
-        return None if prepared is None else await self._arun(*prepared, fork, task)
+        return None if prepared is None else await self._arun(*prepared, fork, task, self._graph(None))
 
-    async def _arun(self, branch: ShadowBranch, context: Any, fork: ForkPoint, task: Mapping[str, Any]) -> bool | None:
+    async def _arun(
+        self,
+        branch: ShadowBranch,
+        context: Any,
+        fork: ForkPoint,
+        task: Mapping[str, Any],
+        graph: Pregel[Any, Any, Any, Any],
+    ) -> bool | None:
         try:
             await aclone_checkpoint(
-                self.saver,
+                _saver_of(graph),
                 fork.source_config(),
                 shadow_thread_id(fork, branch),
                 skip_task_ids={fork.task_id},
                 wait_s=self.wait_s,
             )
-            final = await self.graph.ainvoke(None, self._config(branch, fork), context=context)
+            final = await graph.ainvoke(None, self._config(branch, fork), context=context)
             branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
                 self.guard.end_run(branch.run_id, status="completed")
@@ -231,6 +297,9 @@ class ShadowRunner:
             verdict = self.judge(task, final)
             ok = await verdict if inspect.isawaitable(verdict) else verdict
             return self._record(branch, ok)
+        except asyncio.CancelledError:  # e.g. asyncio.run() ending before the branch: excluded, not lost
+            self._mark(branch, "branch cancelled before it finished", "failed")
+            raise
         except Exception as exc:
             self._exclude(branch, branch.stop.error or exc)  # the gate's stop, whatever became of its exception
             return None
@@ -242,25 +311,36 @@ class ShadowRunner:
         return ok
 
     def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
-        """Mark the pair incomplete and end the branch's run (never raise: this runs beside production).
-
-        The two are independent: the pair is excluded even when ending the run fails (e.g. the run's own record
-        was lost), and a store that cannot take either now gets it later (the guard queues both, in order).
-        """
+        """Mark the pair incomplete and end the branch's run (never raise: this runs beside production)."""
         stopped = isinstance(exc, ShadowIncomplete)
         reason = exc.reason if isinstance(exc, ShadowIncomplete) else f"branch failed: {self.guard.error_text(exc)}"
         if not stopped:
             logger.warning(
                 "critic-guard: shadow branch %s failed; pair %s excluded", branch.run_id, branch.pair_id, exc_info=exc
             )
+        self._mark(branch, reason, "incomplete" if stopped else "failed")
+
+    def _mark(self, branch: ShadowBranch, reason: str, status: str) -> None:
+        """Exclude the branch's pair with ``reason`` and end its run with ``status``.
+
+        The two are independent: the pair is excluded even when ending the run fails (e.g. the run's own record
+        was lost), and a store that cannot take either now gets it later (the guard queues both, in order).
+        """
         try:
             self.guard.mark_incomplete(branch.pair_id, reason)
         except Exception:
             logger.exception("critic-guard: could not mark pair %s incomplete", branch.pair_id)
         try:
-            self.guard.end_run(branch.run_id, status="incomplete" if stopped else "failed")
+            self.guard.end_run(branch.run_id, status=status)
         except Exception:
             logger.exception("critic-guard: could not end the run of shadow branch %s", branch.run_id)
+
+    def _graph(self, graph: Pregel[Any, Any, Any, Any] | None) -> Pregel[Any, Any, Any, Any]:
+        """The graph a branch resumes: the one given for it, else the runner's."""
+        chosen = graph if graph is not None else self.graph
+        if chosen is None:
+            raise ValueError("ShadowRunner(None, ...) runs only branches submitted with graph=")
+        return chosen
 
 
 def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
@@ -270,6 +350,23 @@ def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
 
 async def _awaited(value: Awaitable[bool]) -> bool:
     return await value
+
+
+def _saver_of(graph: Pregel[Any, Any, Any, Any]) -> BaseCheckpointSaver[Any]:
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        raise ValueError(
+            "shadow branches fork from checkpoints: compile the graph with a checkpointer, e.g. "
+            "create_agent(..., checkpointer=InMemorySaver())"
+        )
+    return saver
+
+
+def _outside_the_run() -> contextvars.Context:
+    """A copy of the current context without LangChain's runnable config (see :meth:`ShadowRunner.asubmit`)."""
+    context = contextvars.copy_context()
+    context.run(var_child_runnable_config.set, None)
+    return context
 
 
 async def _excluded() -> None:

@@ -55,8 +55,12 @@ __all__ = [
     "is_shadow_branch",
 ]
 
-BRANCH_KEY: Final = "critic_guard"
-"""The ``configurable`` key under which a shadow branch's config names the branch."""
+BRANCH_KEY: Final = "__critic_guard_branch"
+"""The ``configurable`` key under which a shadow branch's config names the branch.
+
+Dunder-prefixed because it is run-scoped and holds live objects (the proposal, the stop record): checkpointers copy
+the other ``configurable`` keys into every checkpoint's metadata (the Agent Server's saver serializes all of them,
+and a branch then fails: "Type is not msgpack serializable"), and skip keys that start with ``__``."""
 
 
 class ShadowIncomplete(Exception):

@@ -97,9 +97,7 @@ def run_pilot_task(guard: CriticGuard, seen: Seen, checkpoints: Path) -> None:
     try:
         middleware = CriticGuardMiddleware(guard, judge=judge)
         model = ScriptedChatModel(policy=model_policy)
-        agent = middleware.attach(
-            create_agent(model, [lookup], middleware=[middleware], checkpointer=SqliteSaver(conn))
-        )
+        agent = create_agent(model, [lookup], middleware=[middleware], checkpointer=SqliteSaver(conn))
         config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:6]}"}}
         out = agent.invoke({"messages": [HumanMessage(f"Find customer {INPUT_MARK}")]}, config, context=CONTEXT)
         assert out["messages"][-1].text == "done"

@@ -496,7 +496,9 @@ def test_the_arm_of_a_run(mode: str, arm: Arm | None, expected: Arm, make_guard:
     model, _ = calc_model(bad_step=2)
     # design="full": the paper's two independent runs per task, so a pilot run here needs no shadow fork
     guard = make_guard(oracle_critic, mode=mode, design="full")
-    out = build_agent(model, [CriticGuardMiddleware(guard, arm=arm)]).invoke(task_input(), thread())
+    out = build_agent(model, [CriticGuardMiddleware(guard, arm=arm, outcomes="external")]).invoke(
+        task_input(), thread()
+    )
     assert guard.store is not None
     [run] = guard.store.runs()
     assert run.arm is expected

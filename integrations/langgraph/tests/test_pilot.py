@@ -53,7 +53,7 @@ def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: Gu
     guard = pilot_guard(make_guard)
     model, calls = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
 
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
@@ -85,7 +85,7 @@ def test_unflagged_task_costs_one_run_and_counts_as_concordant(saver: Any, make_
     guard = pilot_guard(make_guard)
     model, calls = calc_model()
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     assert out["messages"][-1].text == RIGHT
@@ -105,7 +105,7 @@ def test_serving_treatment_intervenes_in_production_and_shadows_control(saver: A
     guard = pilot_guard(make_guard, serve=Arm.TREATMENT)
     model, calls = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     assert out["messages"][-1].text == RIGHT
@@ -121,7 +121,7 @@ def test_undeclared_tool_never_runs_in_shadow(saver: Any, make_guard: GuardFacto
     guard = pilot_guard(make_guard)
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools={"add": READ_ONLY})
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     [pair] = guard.pairs()
@@ -132,19 +132,19 @@ def test_undeclared_tool_never_runs_in_shadow(saver: Any, make_guard: GuardFacto
     assert guard.lifecycle().monitor.t == 0 and guard.lifecycle().incomplete == 1
 
 
-def test_pilot_without_attach_fails_clearly(saver: Any, make_guard: GuardFactory) -> None:
+def test_pilot_without_checkpointer_fails_clearly_at_the_fork(make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
-    model, _ = calc_model()
-    agent = build_agent(model, [CriticGuardMiddleware(guard)], saver)
-    with pytest.raises(ForkError, match=r"call middleware\.attach\(agent\)"):
+    model, _ = calc_model(bad_step=2)
+    agent = build_agent(model, [CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)])
+    with pytest.raises(ForkError, match=r"compile the agent with a checkpointer"):
         agent.invoke(task_input(), thread("prod"))
 
 
 def test_exit_durability_is_refused_at_the_fork(saver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, _ = calc_model(bad_step=2)
-    middleware = CriticGuardMiddleware(guard)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    middleware = CriticGuardMiddleware(guard, judge=judge)
+    agent = build_agent(model, [middleware], saver)
     with pytest.raises(ForkError, match='durability="exit"'):
         agent.invoke(task_input(), thread("prod"), durability="exit")
 
@@ -153,7 +153,7 @@ async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
     guard = pilot_guard(make_guard)
     model, calls = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=ajudge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], asaver))
+    agent = build_agent(model, [middleware], asaver)
     out = await agent.ainvoke(task_input(), thread("prod"))
     assert middleware.runner is not None
     await middleware.runner.drain()
@@ -172,7 +172,7 @@ def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard:
         raise RuntimeError("judge down")
 
     middleware = CriticGuardMiddleware(guard, judge=broken, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert out["messages"][-1].text == RIGHT
     [pair] = guard.pairs()
@@ -184,7 +184,7 @@ def test_aa_fork_measures_rerun_noise_beside_the_ab_pair(saver: Any, make_guard:
     guard = pilot_guard(make_guard, aa_fraction=1.0)
     model, calls = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     assert out["messages"][-1].text == "44"
@@ -212,7 +212,7 @@ def test_auto_enabled_serves_treatment_and_still_shadows_control(saver: Any, mak
     guard.set_state("enabled", reason="benefit shown in staging")
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], saver))
+    agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert middleware.runner is not None and middleware.runner.wait(10)
     assert out["messages"][-1].text == RIGHT  # enabled: production intervenes

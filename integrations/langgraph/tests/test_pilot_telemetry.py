@@ -92,7 +92,7 @@ def run_pilot(telemetry: GuardTelemetry, store_url: str) -> CriticGuard:
         _critic, agent_name="calc", mode="pilot", policy=Policy(min_step=0), store=store_url, telemetry=telemetry
     )
     middleware = CriticGuardMiddleware(guard, judge=_judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(ScriptedChatModel(policy=_policy), [middleware], InMemorySaver()))
+    agent = build_agent(ScriptedChatModel(policy=_policy), [middleware], InMemorySaver())
     for name, text in (("recover", RECOVER), ("disrupt", DISRUPT)):
         agent.invoke(task_input(text, msg_id=name), thread(name))
     assert middleware.runner is not None and middleware.runner.wait(30)

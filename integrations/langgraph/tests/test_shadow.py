@@ -22,6 +22,7 @@ from critic_guard.store.base import PairStatus
 from critic_guard.types import Action, Arm, Verdict
 from critic_guard_langgraph.runner import ForkPoint, ShadowRunner, shadow_thread_id
 from critic_guard_langgraph.shadow import (
+    BRANCH_KEY,
     FORKED,
     READ_ONLY,
     ShadowBranch,
@@ -247,8 +248,8 @@ def test_tool_safety_declarations_are_validated() -> None:
     with pytest.raises(TypeError, match="ToolSafety"):
         ShadowToolGate({"x": "read_only"})  # type: ignore[dict-item]
     branch = ShadowBranch("p", "r", Arm.TREATMENT, 3, Action.ROLLBACK, "check step 3", 0.9)
-    assert ShadowBranch.from_config({"configurable": {"critic_guard": branch.to_config()}}) == branch
-    copied = ShadowBranch.from_config(copy.deepcopy({"configurable": {"critic_guard": branch.to_config()}}))
+    assert ShadowBranch.from_config({"configurable": {BRANCH_KEY: branch.to_config()}}) == branch
+    copied = ShadowBranch.from_config(copy.deepcopy({"configurable": {BRANCH_KEY: branch.to_config()}}))
     assert copied is not None and copied.stop is branch.stop  # a copied config still shares the branch's stop
     assert ShadowBranch.from_config({"configurable": {}}) is None
     assert "tool 'x'" in str(ShadowIncomplete("x"))

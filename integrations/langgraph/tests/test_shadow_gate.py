@@ -1,7 +1,7 @@
 """The tool gate of shadow branches, inside ``CriticGuardMiddleware`` (deny by default), on real pilots.
 
 The README's drop-in (``CriticGuard(..., mode="pilot" | "auto", policy=Policy(tau=0.6, action="rollback"))``,
-``CriticGuardMiddleware(guard, judge=...)``, ``attach``) on a real ``create_agent`` graph with a real checkpointer and
+``CriticGuardMiddleware(guard, judge=...)``) on a real ``create_agent`` graph with a real checkpointer and
 a SQLite store; the README's block itself is executed too. The mail agent looks two contacts up (steps 0 and 1),
 sends an e-mail (step 2), then answers; the critic flags every ``send_email`` proposal, so each run forks at step 2,
 where the treatment branch rolls the e-mail back (three times, its budget) and then proposes it again. ``SENT``
@@ -38,6 +38,7 @@ from critic_guard.store.base import PairStatus
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, ToolSafety, is_shadow_branch
 from critic_guard_langgraph.messages import is_guard_note
+from critic_guard_langgraph.shadow import BRANCH_KEY
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 RUNS = 3
@@ -116,7 +117,7 @@ def readme_guard(make_guard: GuardFactory, mode: str = "pilot") -> CriticGuard:
 def readme_agent(
     guard: CriticGuard, saver: Any, *, before: Sequence[Any] = (), after: Sequence[Any] = (), **options: Any
 ) -> tuple[Any, CriticGuardMiddleware[Any, Any]]:
-    """The README's drop-in, ``CriticGuardMiddleware(guard, judge=...)`` attached, with no tool declared unless
+    """The README's drop-in, ``CriticGuardMiddleware(guard, judge=...)``, with no tool declared unless
     ``shadow_tools`` is given (in ``options``); other middlewares before and after it."""
     middleware: CriticGuardMiddleware[Any, Any] = CriticGuardMiddleware(
         guard, judge=lambda task, state: is_resolved(state), **options
@@ -127,7 +128,7 @@ def readme_agent(
         middleware=[*before, middleware, *after],
         checkpointer=saver,
     )
-    return middleware.attach(agent), middleware
+    return agent, middleware
 
 
 def run_production(agent: Any, middleware: CriticGuardMiddleware[Any, Any], runs: int = RUNS) -> None:
@@ -197,15 +198,17 @@ def test_the_readme_snippet_runs_a_safe_pilot(tmp_path: Path, monkeypatch: pytes
         "create_agent": create_agent,
     }
     exec(snippet[1], scope)
-    guard, middleware = scope["guard"], scope["middleware"]
+    middleware = scope["middleware"]  # the one object: it built its guard from the settings
+    guard = middleware.guard
     try:
+        assert (guard.config.mode.value, guard.policy.tau, guard.config.agent_name) == ("auto", 0.6, "support-bot")
         agent = scope["agent"]
         run_production(agent, middleware)
         assert SENT == ["ada@example.com"] * RUNS
         assert [p.status for p in guard.pairs()] == [PairStatus.COMPLETE] * RUNS
         assert guard.counters.shadow_stops == 0
     finally:
-        guard.close()
+        middleware.close()
 
 
 @pytest.mark.parametrize("mode", ["pilot", "auto"])
@@ -397,10 +400,8 @@ def test_declared_read_only_and_emulated_tools_run_in_branches(saver: Any, make_
         judge=lambda task, state: is_resolved(state),
         shadow_tools={"lookup": READ_ONLY, "send_email": ToolSafety(emulate=emulate)},
     )
-    agent = middleware.attach(
-        create_agent(
-            ScriptedChatModel(policy=policy), [lookup, send_email], middleware=[middleware], checkpointer=saver
-        )
+    agent = create_agent(
+        ScriptedChatModel(policy=policy), [lookup, send_email], middleware=[middleware], checkpointer=saver
     )
     run_production(agent, middleware)
 
@@ -440,14 +441,14 @@ def test_no_warning_when_every_tool_is_declared_or_nothing_forks(
     with caplog.at_level(logging.WARNING, logger="critic_guard_langgraph"):
         for i in range(2):
             agent.invoke({"messages": [HumanMessage("mail ada")]}, thread(f"prod-{i}"))
-        assert middleware.runner is not None and middleware.runner.wait(30)
+        assert middleware.runner is None or middleware.runner.wait(30)  # mode "on" never forks: no runner
     assert not [r for r in caplog.records if "shadow branches" in r.getMessage()]
 
 
 def test_is_shadow_branch_reads_configs_and_runtimes() -> None:
     branch_config = {
         "configurable": {
-            "critic_guard": {"pair_id": "p", "run_id": "r", "arm": "treatment", "fork_step": 2, "action": "none"}
+            BRANCH_KEY: {"pair_id": "p", "run_id": "r", "arm": "treatment", "fork_step": 2, "action": "none"}
         }
     }
     assert is_shadow_branch(branch_config) is True

@@ -177,7 +177,7 @@ def _pilot(
     counts = SimCounts()
     guard = make_guard(SimCritic(scenario, counts), mode="pilot", policy=scenario.policy(), agent_name="sim")
     middleware = CriticGuardMiddleware(guard, judge=sim_judge, shadow_tools={"record": READ_ONLY})
-    agent = middleware.attach(sim_agent(scenario, [middleware], InMemorySaver(), counts))
+    agent = sim_agent(scenario, [middleware], InMemorySaver(), counts)
     tasks = sim_tasks(n, seed=scenario.seed + 100, steps=scenario.steps)
     for task in tasks:
         agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}})

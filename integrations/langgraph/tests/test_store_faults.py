@@ -70,7 +70,7 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
     )
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    agent = build_agent(model, [middleware], InMemorySaver())
     runner = middleware.runner
     assert runner is not None
     outcome: dict[str, Any] = {}
@@ -209,7 +209,7 @@ def test_a_fork_the_runner_can_no_longer_run_is_excluded_not_lost(tmp_path: Path
     guard = CriticGuard(oracle_critic, mode="pilot", policy=Policy(min_step=0), store=f"sqlite:///{tmp_path / 'g.db'}")
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
-    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    agent = build_agent(model, [middleware], InMemorySaver())
     assert middleware.runner is not None
     middleware.runner.close()  # e.g. a pilot shutting down while production still runs
     out = agent.invoke(task_input(), thread("prod"))
