@@ -8,6 +8,8 @@ control (:mod:`critic_guard.safe_text`). New commands register on :data:`app` th
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import importlib.util
 import json
 import logging
@@ -16,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -31,6 +33,9 @@ from critic_guard.render import render_detectable, render_report, render_sample_
 from critic_guard.safe_text import visible
 from critic_guard.stats import PairedCounts, analyze, verdict_detectable_effect, verdict_sample_size
 from critic_guard.store.base import Store, open_store, parse_store_url
+
+if TYPE_CHECKING:
+    from critic_guard.pilot import PilotSuite
 
 app = typer.Typer(
     name="critic-guard",
@@ -438,9 +443,31 @@ def pilot_command(
     ] = PilotMode.PILOT,
     level: Level = 0.95,
     as_json: AsJson = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every task on a deployed agent on LangGraph's Agent Server at this URL (its guard must write "
+            "to --store; docs/pilot.md).",
+            show_default=False,
+        ),
+    ] = None,
+    assistant: Annotated[
+        str | None, typer.Option(help="With --server: the assistant (or graph id) to run.", show_default=False)
+    ] = None,
 ) -> None:
     """Run a shadow pilot of a task suite and print the decision; rerun the same command to resume after a crash."""
-    _pilot(suite, store_url, trace_file, concurrency, tasks, seed, mode, level, as_json)
+    if (server is None) != (assistant is None):
+        fail("--server and --assistant go together: the Agent Server's URL and the assistant to run there")
+    _pilot(suite, store_url, trace_file, concurrency, tasks, seed, mode, level, as_json, server=(server, assistant))
+
+
+def _on_server(suite: PilotSuite, url: str, assistant: str) -> PilotSuite:
+    """The suite with its tasks run on the Agent Server (the integration's adapter; the core never imports it)."""
+    try:
+        server_pilot = importlib.import_module("critic_guard_langgraph.server_pilot")
+    except ImportError as exc:
+        fail(f"--server needs the LangGraph integration: pip install critic-guard-langgraph ({exc})")
+    return dataclasses.replace(suite, adapter=server_pilot.ServerPilot(url, assistant))
 
 
 def _pilot(
@@ -453,8 +480,10 @@ def _pilot(
     mode: PilotMode,
     level: float,
     as_json: bool,
+    *,
+    server: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    """The pilot run behind ``pilot`` and ``demo``."""
+    """The pilot run behind ``pilot`` and ``demo``; ``server``: (URL, assistant) to run the tasks on."""
     import asyncio
 
     from critic_guard.pilot import StoreUnavailableError, SuiteError, load_suite, run_pilot
@@ -477,6 +506,9 @@ def _pilot(
         loaded = load_suite(suite, seed=seed)
     except (SuiteError, ValueError) as exc:
         fail(str(exc))
+    url, assistant = server
+    if url is not None and assistant is not None:
+        loaded = _on_server(loaded, url, assistant)
     _open_store(store_url, create=True).close()  # a store that cannot be opened and written fails here, in one line
     with configure_telemetry(file=trace_file) as handles:
         try:

@@ -19,6 +19,7 @@ checked by a test of their own (the guard logs its first failed store call, so o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,38 +156,43 @@ def settled(store_path: Path, mode: str) -> bool:
         store.close()
 
 
-@pytest.fixture(scope="module", params=["observe", "pilot", "auto"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One ``langgraph dev`` per mode, driven once; the server is stopped before the checks run."""
+@contextmanager
+def running_server(mode: str, workdir: Path) -> Iterator[str]:
+    """``langgraph dev`` serving a copy of the example from ``workdir`` (where the server keeps its files) in
+    ``mode``, its store ``workdir/guard.db``; yields the URL; stops the process group at the end."""
     if shutil.which("langgraph", path=str(Path(sys.executable).parent)) is None:
         pytest.fail('langgraph-cli is not installed: pip install "langgraph-cli[inmem]" (the dev extra has it)')
-    mode = request.param
-    workdir = tmp_path_factory.mktemp(f"server-{mode}")
-    for name in ("langgraph.json", "guarded_agent.py"):  # the server keeps its files in its working directory
-        shutil.copy(EXAMPLE / name, workdir / name)
-    store, log = workdir / "guard.db", workdir / "server.log"
+    for source in [*EXAMPLE.glob("*.py"), EXAMPLE / "langgraph.json"]:
+        shutil.copy(source, workdir / source.name)
+    log = workdir / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload"]
     command += ["--port", str(port), "--host", "127.0.0.1", "--config", "langgraph.json"]
+    env = server_env(mode, workdir / "guard.db")
     with log.open("wb") as out:
         server = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=server_env(mode, store),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         wait_ready(url, server, log)
+        yield url
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="module", params=["observe", "pilot", "auto"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One ``langgraph dev`` per mode, driven once; the server is stopped before the checks run."""
+    mode = request.param
+    workdir = tmp_path_factory.mktemp(f"server-{mode}")
+    store = workdir / "guard.db"
+    with running_server(mode, workdir) as url:
         answers, histories = asyncio.run(drive(url))
         deadline = time.monotonic() + BOUND_S
         while not settled(store, mode) and time.monotonic() < deadline:
             time.sleep(0.2)
-    finally:
-        stop(server)
-    yield Served(mode, answers, histories, store, log.read_text())
+    yield Served(mode, answers, histories, store, (workdir / "server.log").read_text())
 
 
 def test_every_run_answers_as_the_unguarded_deployment(served: Served) -> None:
@@ -237,3 +244,27 @@ def test_pilot_pairs_complete_from_checkpoints_the_server_wrote(served: Served) 
 def test_no_blocking_call_in_the_server_log(served: Served) -> None:
     blocking = [line for line in served.log.splitlines() if "Blocking call" in line]
     assert blocking == []
+
+
+def pilot_cli(workdir: Path, url: str) -> dict[str, Any]:
+    """``critic-guard pilot pilot_suite:suite --server URL --assistant agent``, run from the example's copy."""
+    command = [str(Path(sys.executable).parent / "critic-guard"), "pilot", "pilot_suite:suite", "--server", url]
+    command += ["--assistant", "agent", "--store", f"sqlite:///{workdir / 'guard.db'}", "--concurrency", "4"]
+    command += ["--tasks", "8", "--trace-file", str(workdir / "traces.jsonl"), "--json"]
+    env = server_env("pilot", workdir / "guard.db")
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=BOUND_S, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_pilot_cli_drives_a_deployed_agent_and_resumes(tmp_path: Path) -> None:
+    """``critic-guard pilot --server``: every task a server run (four at a time), the pairs completed by the
+    server's guard in the shared store; a second start finds every task done and runs nothing."""
+    with running_server("pilot", tmp_path) as url:
+        first = pilot_cli(tmp_path, url)
+        second = pilot_cli(tmp_path, url)
+    assert (first["tasks"], first["done"], first["ran"], first["failed"]) == (8, 8, 8, 0)
+    assert first["pairs"] == {"n00": 0, "n01": 4, "n10": 0, "n11": 4}  # the four slips recovered in shadow
+    assert (first["flagged"], first["incomplete"], first["open"]) == (4, 0, 0)
+    assert (second["done"], second["ran"], second["skipped"], second["pairs"]) == (8, 0, 8, first["pairs"])

@@ -284,7 +284,7 @@ async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool
     middleware = CriticGuardMiddleware(
         guard, judge=lambda task, state: state["messages"][-1].text == "42", shadow_tools=SHADOW_TOOLS
     )
-    agent = middleware.attach(build_agent(model, [middleware], InMemorySaver()))
+    agent = build_agent(model, [middleware], InMemorySaver())
     runner = middleware.runner
     assert runner is not None
     items: list[tuple[str, Any]] = []
