@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,11 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
+from psycopg import sql
 
 from critic_guard.store.base import PairStatus
 from critic_guard.store.sqlite import SQLiteStore
+from tests.pg_server import PostgresUnavailable, postgres_server
+from tests.support import skip_or_fail
 
 pytestmark = pytest.mark.agent_server
 
@@ -69,12 +74,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(mode: str, store: Path) -> dict[str, str]:
+def server_env(mode: str, store: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_"))}
     env.update(
         PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "integrations" / "langgraph")]),
         CRITIC_GUARD_MODE=mode,
-        CRITIC_GUARD_STORE=f"sqlite:///{store}",
+        CRITIC_GUARD_STORE=store,
         LANGSMITH_TRACING="false",
         LANGCHAIN_TRACING_V2="false",
         LANGGRAPH_CLI_NO_ANALYTICS="1",
@@ -157,9 +162,9 @@ def settled(store_path: Path, mode: str) -> bool:
 
 
 @contextmanager
-def running_server(mode: str, workdir: Path) -> Iterator[str]:
+def running_server(mode: str, workdir: Path, *, store: str | None = None) -> Iterator[str]:
     """``langgraph dev`` serving a copy of the example from ``workdir`` (where the server keeps its files) in
-    ``mode``, its store ``workdir/guard.db``; yields the URL; stops the process group at the end."""
+    ``mode``, its store ``store`` (default: ``workdir/guard.db``); yields the URL; stops the process group."""
     if shutil.which("langgraph", path=str(Path(sys.executable).parent)) is None:
         pytest.fail('langgraph-cli is not installed: pip install "langgraph-cli[inmem]" (the dev extra has it)')
     for source in [*EXAMPLE.glob("*.py"), EXAMPLE / "langgraph.json"]:
@@ -169,7 +174,7 @@ def running_server(mode: str, workdir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     command = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload"]
     command += ["--port", str(port), "--host", "127.0.0.1", "--config", "langgraph.json"]
-    env = server_env(mode, workdir / "guard.db")
+    env = server_env(mode, store or f"sqlite:///{workdir / 'guard.db'}")
     with log.open("wb") as out:
         server = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -246,24 +251,42 @@ def test_no_blocking_call_in_the_server_log(served: Served) -> None:
     assert blocking == []
 
 
-def pilot_cli(workdir: Path, url: str) -> dict[str, Any]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store the deployment's guard and the pilot share: a SQLite file (one machine), or a fresh schema on a
+    real PostgreSQL server (the topology of docs/pilot.md)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'guard.db'}"
+        return
+    try:
+        with postgres_server() as server:
+            name = f"cg_server_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+            yield f"{server}?options=-csearch_path%3D{name}"
+    except PostgresUnavailable as exc:
+        skip_or_fail(str(exc))
+
+
+def pilot_cli(workdir: Path, url: str, store: str) -> dict[str, Any]:
     """``critic-guard pilot pilot_suite:suite --server URL --assistant agent``, run from the example's copy."""
     command = [str(Path(sys.executable).parent / "critic-guard"), "pilot", "pilot_suite:suite", "--server", url]
-    command += ["--assistant", "agent", "--store", f"sqlite:///{workdir / 'guard.db'}", "--concurrency", "4"]
+    command += ["--assistant", "agent", "--store", store, "--concurrency", "4"]
     command += ["--tasks", "8", "--trace-file", str(workdir / "traces.jsonl"), "--json"]
-    env = server_env("pilot", workdir / "guard.db")
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=BOUND_S, check=False)
+    done = subprocess.run(
+        command, cwd=workdir, env=server_env("pilot", store), capture_output=True, text=True, timeout=BOUND_S
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
-def test_the_pilot_cli_drives_a_deployed_agent_and_resumes(tmp_path: Path) -> None:
+def test_the_pilot_cli_drives_a_deployed_agent_and_resumes(shared_store: str, tmp_path: Path) -> None:
     """``critic-guard pilot --server``: every task a server run (four at a time), the pairs completed by the
     server's guard in the shared store; a second start finds every task done and runs nothing."""
-    with running_server("pilot", tmp_path) as url:
-        first = pilot_cli(tmp_path, url)
-        second = pilot_cli(tmp_path, url)
+    with running_server("pilot", tmp_path, store=shared_store) as url:
+        first = pilot_cli(tmp_path, url, shared_store)
+        second = pilot_cli(tmp_path, url, shared_store)
     assert (first["tasks"], first["done"], first["ran"], first["failed"]) == (8, 8, 8, 0)
     assert first["pairs"] == {"n00": 0, "n01": 4, "n10": 0, "n11": 4}  # the four slips recovered in shadow
     assert (first["flagged"], first["incomplete"], first["open"]) == (4, 0, 0)
