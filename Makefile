@@ -67,7 +67,7 @@ OLDEST_STAMP     := $(OLDEST)/.installed
 $(OLDEST_STAMP): pyproject.toml integrations/langgraph/pyproject.toml Makefile
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
-	$(OLDEST)/bin/python -m pip install --quiet -e '.[test,postgres,otlp]' -e 'integrations/langgraph[postgres]' \
+	$(OLDEST)/bin/python -m pip install --quiet -e '.[test,postgres,otlp,plot]' -e 'integrations/langgraph[postgres]' \
 		$(OLDEST_LANGCHAIN)
 	touch $(OLDEST_STAMP)
 
