@@ -24,6 +24,7 @@ is counted (``counters.store_lost``) and listed (:meth:`CriticGuard.lost_writes`
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import hashlib
@@ -38,7 +39,7 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from critic_guard.at_rest import error_text, task_record
 from critic_guard.config import GuardConfig
@@ -64,6 +65,7 @@ from critic_guard.store.base import (
     PairStateError,
     PairStatus,
     PairUpdate,
+    RunEnd,
     RunRecord,
     StepRecord,
     Store,
@@ -75,7 +77,7 @@ from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.telemetry.runs import RunTraces
 from critic_guard.telemetry.tracing import GuardTelemetry, StepTrace
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
-from critic_guard.write_queue import LostWrite, WriteQueue
+from critic_guard.write_queue import Batch, LostWrite, WriteQueue
 
 __all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "GuardEvent", "Listener", "StepReview"]
 
@@ -190,6 +192,42 @@ class _RunState:
     task_id: str | None = None  # names the task of a lost write
 
 
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop (where no call may block, docs/faults.md)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _RunWrite:
+    """A background run start or end (``op``), batched with its neighbours by the writer thread."""
+
+    guard: CriticGuard
+    op: RunRecord | RunEnd
+
+    def __call__(self) -> None:
+        self.guard._bounded(functools.partial(self.guard._ledger.write_runs, [self.op]))
+
+
+@dataclass(frozen=True, slots=True)
+class _TracedOutcome:
+    """A background outcome write; the run's span ends after its first attempt, so the outcome lands on it."""
+
+    guard: CriticGuard
+    run_id: str
+    success: bool
+    status: str
+
+    def __call__(self) -> None:
+        try:
+            self.guard._record_outcome(self.run_id, self.success)
+        finally:
+            self.guard._trace(self.guard._traces.end_run, self.run_id, self.status)  # idempotent on retries
+
+
 def _fraction_hit(key: str, fraction: float) -> bool:
     """A deterministic coin with P(True) = ``fraction`` for ``key``: every replica flips the same way."""
     if fraction >= 1.0:
@@ -263,8 +301,14 @@ class CriticGuard:
         self._telemetry_errors = 0
         self._shadow_stops = 0
         self._writes = WriteQueue(
-            retry_for_s=self.config.store_retry_s, permanent=_PERMANENT, name=f"critic-guard-writes-{self.guard_key}"
+            retry_for_s=self.config.store_retry_s,
+            permanent=_PERMANENT,
+            name=f"critic-guard-writes-{self.guard_key}",
+            on_failure=self._store_failed,
         )
+        self._run_writes = Batch(self._write_runs)
+        self._ledger.add_reader_barrier(self._writes.settle)  # readers in this process see the queued writes
+        self._refreshing = threading.Event()  # a background lifecycle read is under way
         self._forks_skipped: dict[str, int] = {}
         if self.config.mode is Mode.AUTO:
             self._refresh()  # warm the cache (and the statistics import) before the first step
@@ -391,11 +435,26 @@ class CriticGuard:
         return GuardRecord.start(self.guard_key, config.alpha, split=not config.alpha_per_side, now=time.time())
 
     def _record(self) -> GuardRecord:
-        """The cached lifecycle record (the hot path: a clock read while fresh)."""
+        """The cached lifecycle record (the hot path: a clock read while fresh).
+
+        When it is stale: read now (bounded by ``store_wait_s``) from a sync caller; on an event loop, keep the
+        cached record and read in a background thread (no store read on the loop, docs/faults.md).
+        """
         cached = self._cached
         if cached is not None and time.monotonic() < self._cached_until:
             return cached
-        return self._refresh()
+        if cached is None or not _on_event_loop():
+            return self._refresh()
+        if not self._refreshing.is_set():
+            self._refreshing.set()
+            threading.Thread(target=self._refresh_in_background, name="critic-guard-lifecycle", daemon=True).start()
+        return cached
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._refreshing.clear()
 
     def _refresh(self) -> GuardRecord:
         try:
@@ -444,9 +503,11 @@ class CriticGuard:
         kind: PairKind | str = PairKind.AB,
         design: PairDesign | str | None = None,
         fork_checkpoint_id: str | None = None,
+        background: bool = False,
     ) -> PairRecord:
         """Open a pair (idempotent on ``pair_id``, the production run id) and return it as stored (as given, still
-        open, when the store could not take it now and the write was queued for a retry).
+        open, when the store could not take it now and the write was queued for a retry, or when ``background``
+        handed it to the guard's writer thread: see :meth:`start_run`).
 
         ``design`` defaults to ``config.design``; ``task_id`` to the control run's. One run for both arms means
         a task never flagged in the fork design (concordant by construction); a flagged pair and a ``full``
@@ -484,7 +545,7 @@ class CriticGuard:
                 return self._ledger.get_pair(pair_id)
             return stored
 
-        stored = self._critical("open_pair", control_run_id, write, pair)
+        stored = self._critical("open_pair", control_run_id, write, pair, background=background)
         if fork_checkpoint_id is not None:
             self._trace(self._traces.fork_checkpoint, pair_id, fork_checkpoint_id)
         return stored
@@ -494,7 +555,7 @@ class CriticGuard:
             return self._ledger.get_run(run_id).task_id
         return None
 
-    def mark_incomplete(self, pair_id: str, reason: str) -> None:
+    def mark_incomplete(self, pair_id: str, reason: str, *, background: bool = False) -> None:
         """Exclude an open pair whose shadow branch could not finish (reported, never fed to the monitor).
 
         Idempotent; marking a complete pair raises :class:`~critic_guard.store.PairStateError`. Queued for a retry
@@ -507,7 +568,7 @@ class CriticGuard:
                 with self._lock:
                     self._cached_until = 0.0  # the counts changed: read them again next time
 
-        self._critical("mark_incomplete", pair_id, write, None)
+        self._critical("mark_incomplete", pair_id, write, None, background=background)
 
     def count_shadow_stop(self) -> None:
         """Count a shadow branch stopped by the tool gate (``counters.shadow_stops``; its pair is excluded)."""
@@ -599,6 +660,7 @@ class CriticGuard:
         fork_step: int | None = None,
         conversation_id: str | None = None,
         trace_parent: Any = None,
+        background: bool = False,
     ) -> str:
         """Register a run and return its id (a new uuid4 hex if none is given). Starting a known id is harmless.
 
@@ -610,6 +672,12 @@ class CriticGuard:
         ``conversation_id`` (e.g. the LangGraph thread id) goes on the run span; ``trace_parent`` (an OTel span or
         a ``traceparent`` string) parents a production run's span when the caller's instrumentation does not make
         its span current (OpenInference).
+
+        ``background=True`` (what the integrations pass on the user's path, sync and async alike): the write is
+        handed to the guard's writer thread and this returns at once, without touching the store (no blocking call
+        on an event loop). The writer applies it in order with the guard's other writes (so the run exists before
+        its pair is opened or counted), batched with neighbouring run starts and ends, and retries it like any
+        failed write (docs/faults.md).
         """
         run_id = run_id or uuid.uuid4().hex
         task_map = dict(task) if task else None
@@ -631,7 +699,10 @@ class CriticGuard:
             parent_run_id=parent_run_id,
             fork_step=fork_step,
         )
-        self._critical("start_run", run_id, functools.partial(self._ledger.add_run, record), False)
+        if background:
+            self._background("start_run", run_id, _RunWrite(self, record), batch=self._run_writes)
+        else:
+            self._critical("start_run", run_id, functools.partial(self._ledger.add_run, record), False)
         self._trace(
             self._traces.start_run,
             run_id,
@@ -652,12 +723,26 @@ class CriticGuard:
         message may quote tool arguments), ``"Type: message"`` through the redaction hook with it on."""
         return error_text(exc, self.telemetry.content)
 
-    def end_run(self, run_id: str, *, status: str = "completed", success: bool | None = None) -> list[PairUpdate]:
+    def end_run(
+        self, run_id: str, *, status: str = "completed", success: bool | None = None, background: bool = False
+    ) -> list[PairUpdate]:
         """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates).
 
         ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate) or ``failed``. A store
-        that cannot take the writes now gets them later (queued; the updates are then empty).
+        that cannot take the writes now gets them later (queued; the updates are then empty). ``background``: see
+        :meth:`start_run` (the updates are then empty; the run's span ends once its outcome is written).
         """
+        if background:
+            self._background(
+                "end_run", run_id, _RunWrite(self, RunEnd(run_id, status, time.time())), batch=self._run_writes
+            )
+            if success is None:
+                self._trace(self._traces.end_run, run_id, status)
+            else:
+                self._check_success(success)
+                outcome = _TracedOutcome(self, run_id, success, status)
+                self._background("record_outcome", run_id, outcome)
+            return []
         write = functools.partial(self._ledger.end_run, run_id, status=status, ended_at=time.time())
         try:
             self._critical("end_run", run_id, write, None)
@@ -676,12 +761,16 @@ class CriticGuard:
         replica completed the pair, or when the other arm's outcome is still missing, or when the store could not
         take the outcome now and it was queued for a retry).
         """
-        if not isinstance(success, bool):
-            raise TypeError(f"success must be a bool, got {type(success).__name__}")
+        self._check_success(success)
         updates: list[PairUpdate] = self._critical(
             "record_outcome", run_id, functools.partial(self._record_outcome, run_id, success), []
         )
         return updates
+
+    @staticmethod
+    def _check_success(success: object) -> None:
+        if not isinstance(success, bool):
+            raise TypeError(f"success must be a bool, got {type(success).__name__}")
 
     def _record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
         try:
@@ -709,8 +798,12 @@ class CriticGuard:
         task: Mapping[str, Any] | None,
         kind: PairKind | str = PairKind.AB,
         fork_checkpoint_id: str | None = None,
+        background: bool = False,
     ) -> bool:
         """Record a shadow branch before it starts: its run, and its (flagged) pair with the production run.
+
+        ``background``: both writes go to the guard's writer thread (see :meth:`start_run`), in order, ahead of
+        every write of the branch itself.
 
         True when the branch may start: both writes are in the store, or queued behind a busy store in order (the
         branch's own writes will queue behind them, so the pair completes once the store is back). False when they
@@ -722,7 +815,12 @@ class CriticGuard:
         if reason is None:
             try:
                 self.start_run(
-                    run_id=branch_run_id, task=task, arm=arm, parent_run_id=parent_run_id, fork_step=fork_step
+                    run_id=branch_run_id,
+                    task=task,
+                    arm=arm,
+                    parent_run_id=parent_run_id,
+                    fork_step=fork_step,
+                    background=background,
                 )
                 self.open_pair(
                     pair_id,
@@ -732,6 +830,7 @@ class CriticGuard:
                     fork_step=fork_step,
                     kind=kind,
                     fork_checkpoint_id=fork_checkpoint_id,
+                    background=background,
                 )
             except Exception as exc:
                 reason = f"fork not recorded: {describe_error(exc)}"
@@ -933,10 +1032,16 @@ class CriticGuard:
                 lag_s,
             )
 
-    def _critical(self, what: str, run_id: str, write: Callable[[], _T], default: _T) -> _T:
+    def _critical(
+        self, what: str, run_id: str, write: Callable[[], _T], default: _T, *, background: bool = False
+    ) -> _T:
         """A run, outcome or pair write: now, waiting at most ``store_wait_s``; if that fails (or older writes are
         still queued, which it must not overtake), queued for retries off the caller's path and ``default`` is
-        returned. Errors that say the write itself is wrong (``_PERMANENT``) are raised."""
+        returned. Errors that say the write itself is wrong (``_PERMANENT``) are raised. ``background``: handed to
+        the writer thread at once (``default`` is returned)."""
+        if background:
+            self._background(what, run_id, write)
+            return default
         if not self._writes.busy:
             try:
                 return self._bounded(write)
@@ -946,6 +1051,23 @@ class CriticGuard:
                 self._store_failed(exc)
         self._writes.put(what, functools.partial(self._bounded, write), run_id=run_id, task_id=self._task_id_of(run_id))
         return default
+
+    def _background(self, what: str, run_id: str, write: Callable[[], object], *, batch: Batch | None = None) -> None:
+        """Hand ``write`` to the writer thread: its first attempt is made there, in order (docs/faults.md). A
+        batched write bounds its own wait (``_RunWrite``)."""
+        self._writes.put(
+            what,
+            write if batch is not None else functools.partial(self._bounded, write),
+            run_id=run_id,
+            task_id=self._task_id_of(run_id),
+            tried=False,
+            batch=batch,
+        )
+
+    def _write_runs(self, writes: list[Callable[[], object]]) -> None:
+        """A batch of background run starts and ends, in one transaction (``_RunWrite`` items)."""
+        ops = [cast("_RunWrite", write).op for write in writes]
+        self._bounded(functools.partial(self._ledger.write_runs, ops))
 
     def _bounded(self, write: Callable[[], _T]) -> _T:
         with self._ledger.wait_at_most(self.config.store_wait_s):
@@ -1013,6 +1135,7 @@ class CriticGuard:
         self._pool.shutdown()
         self._critic_loop.shutdown()
         self._writes.close()
+        self._ledger.remove_reader_barrier(self._writes.settle)
         if self._owns_store:
             self._ledger.close()
 

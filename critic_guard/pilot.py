@@ -296,19 +296,23 @@ class _Pilot:
     async def retrying(self, what: str, call: Callable[[], _T]) -> _T:
         """``call()`` (idempotent bookkeeping), retried with backoff for ``store_retry_s``, each try bounded by
         ``store_wait_s`` so that a store that is down never blocks the other tasks; then
-        :class:`StoreUnavailableError`."""
+        :class:`StoreUnavailableError`. Each try runs in a worker thread: no store call on the event loop
+        (docs/faults.md)."""
         config = self.guard.config
         deadline = time.monotonic() + config.store_retry_s
         delay = _FIRST_DELAY_S
         while True:
             try:
-                with self.store.wait_at_most(config.store_wait_s):
-                    return call()
+                return await asyncio.to_thread(self._bounded, call, config.store_wait_s)
             except Exception as exc:
                 if time.monotonic() >= deadline:
                     raise StoreUnavailableError(f"{what}: {describe_error(exc)}") from exc
             await asyncio.sleep(delay)
             delay = min(2 * delay, _MAX_DELAY_S)
+
+    def _bounded(self, call: Callable[[], _T], wait_s: float) -> _T:
+        with self.store.wait_at_most(wait_s):  # a bound of the thread that calls the store
+            return call()
 
     async def settled(self, attempt: Awaitable[_T], fallback: _T) -> _T:
         """Await ``attempt``, or ``fallback`` if the store stayed unavailable (the task is then failed)."""

@@ -15,9 +15,11 @@ any) in one transaction. The lifecycle rule itself is a pure function passed in 
 
 from __future__ import annotations
 
+import inspect
 import threading
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +43,7 @@ __all__ = [
     "PairUpdate",
     "PilotTaskRecord",
     "PilotTaskStatus",
+    "RunEnd",
     "RunRecord",
     "RunSummary",
     "StepRecord",
@@ -222,6 +225,15 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RunEnd:
+    """The end of a run, as :meth:`Store.write_runs` takes it (beside :class:`RunRecord` for a start)."""
+
+    run_id: str
+    status: str
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """One reviewed step: the verdict (None fields on critic error), the decision, and how long the critic took.
 
@@ -310,6 +322,38 @@ class Store(ABC):
         """The bound of the innermost :meth:`wait_at_most` block of this thread, or None (the backend's default)."""
         limit: float | None = getattr(_waits, "limit", None)
         return limit
+
+    def add_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
+        """Call ``settle(timeout)`` before each read of this store (weakly held: a bound method of an object that
+        may go away). A guard registers its background write queue here, so that a reader in this process sees the
+        runs, outcomes and pairs the guard handed to it before the read (docs/faults.md), as it sees queued steps."""
+        barriers = self.__dict__.setdefault("_reader_barriers", [])
+        barriers.append(weakref.WeakMethod(settle) if inspect.ismethod(settle) else (lambda: settle))
+
+    def remove_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
+        """Stop calling ``settle`` (see :meth:`add_reader_barrier`)."""
+        barriers = self.__dict__.get("_reader_barriers", [])
+        barriers[:] = [ref for ref in barriers if ref() not in (None, settle)]
+
+    def _settle_readers(self) -> None:
+        """Before a read: let every registered barrier settle, waiting at most this thread's bound (or 5 s)."""
+        barriers = self.__dict__.get("_reader_barriers")
+        if barriers:
+            limit = self.wait_limit()
+            for ref in tuple(barriers):
+                settle = ref()
+                if settle is not None:
+                    settle(5.0 if limit is None else limit)
+
+    def write_runs(self, writes: Sequence[RunRecord | RunEnd]) -> None:
+        """Apply run starts (:meth:`add_run`) and ends (:meth:`end_run`) in order; the built-in stores do it in one
+        transaction (the guard's background writes batch them). Raises as those do; then nothing is applied by a
+        transactional store."""
+        for write in writes:
+            if isinstance(write, RunEnd):
+                self.end_run(write.run_id, status=write.status, ended_at=write.ended_at)
+            else:
+                self.add_run(write)
 
     @abstractmethod
     def add_run(self, run: RunRecord) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 from critic_guard.store.base import (
     OutcomeConflictError,
     OutcomeRecord,
+    RunEnd,
     RunRecord,
     StepRecord,
     UnknownRunError,
@@ -259,40 +260,27 @@ class PostgresStore(LedgerStore):
         return self._connection(transaction=True)
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._settle_readers()
         with self._connection() as conn:
             return conn.execute(sql, params).fetchall()
 
     # -- runs, steps, outcomes -----------------------------------------------------------------------------------
 
     def add_run(self, run: RunRecord) -> bool:
-        task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
         with self._connection() as conn:
-            cursor = conn.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (run_id) DO NOTHING",
-                (
-                    run.run_id,
-                    run.guard_key,
-                    run.agent_name,
-                    str(run.arm),
-                    run.task_id,
-                    task,
-                    run.parent_run_id,
-                    run.fork_step,
-                    run.status,
-                    run.started_at,
-                    run.ended_at,
-                ),
-            )
-            return cursor.rowcount == 1
+            return _insert_run(conn, run)
 
     def end_run(self, run_id: str, *, status: str, ended_at: float) -> None:
         with self._connection() as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET status = %s, ended_at = %s WHERE run_id = %s", (status, ended_at, run_id)
-            )
-            if cursor.rowcount == 0:
-                raise UnknownRunError(f"unknown run id {run_id!r}")
+            _end_run(conn, RunEnd(run_id, status, ended_at))
+
+    def write_runs(self, writes: Sequence[RunRecord | RunEnd]) -> None:
+        with self._transaction() as conn:
+            for write in writes:
+                if isinstance(write, RunEnd):
+                    _end_run(conn, write)
+                else:
+                    _insert_run(conn, write)
 
     def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
         with self._transaction() as conn, conn.cursor() as cursor:
@@ -358,6 +346,7 @@ class PostgresStore(LedgerStore):
 
     @contextmanager
     def _reading(self) -> Iterator[Ledger]:
+        self._settle_readers()
         with self._connection() as conn:
             yield Ledger(conn.execute, POSTGRES)
 
@@ -374,6 +363,36 @@ class PostgresStore(LedgerStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({_redact(self.url)!r})"
+
+
+def _insert_run(conn: _Conn, run: RunRecord) -> bool:
+    task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
+    cursor = conn.execute(
+        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (run_id) DO NOTHING",
+        (
+            run.run_id,
+            run.guard_key,
+            run.agent_name,
+            str(run.arm),
+            run.task_id,
+            task,
+            run.parent_run_id,
+            run.fork_step,
+            run.status,
+            run.started_at,
+            run.ended_at,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def _end_run(conn: _Conn, end: RunEnd) -> None:
+    cursor = conn.execute(
+        "UPDATE runs SET status = %s, ended_at = %s WHERE run_id = %s", (end.status, end.ended_at, end.run_id)
+    )
+    if cursor.rowcount == 0:
+        raise UnknownRunError(f"unknown run id {end.run_id!r}")
 
 
 def _redact(url: str) -> str:

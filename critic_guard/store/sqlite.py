@@ -27,6 +27,7 @@ from typing import Any
 from critic_guard.store.base import (
     OutcomeConflictError,
     OutcomeRecord,
+    RunEnd,
     RunRecord,
     StepRecord,
     StoreBusyError,
@@ -230,17 +231,36 @@ class SQLiteStore(LedgerStore):
         finally:
             self._lock.release()
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._locked():
-            return self._conn.execute(sql, params)
-
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._settle_readers()
         with self._locked():
             return self._conn.execute(sql, params).fetchall()
 
     def add_run(self, run: RunRecord) -> bool:
+        with self._locked():
+            return self._insert_run(run)
+
+    def end_run(self, run_id: str, *, status: str, ended_at: float) -> None:
+        with self._locked():
+            self._end_run(RunEnd(run_id, status, ended_at))
+
+    def write_runs(self, writes: Sequence[RunRecord | RunEnd]) -> None:
+        with self._locked():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for write in writes:
+                    if isinstance(write, RunEnd):
+                        self._end_run(write)
+                    else:
+                        self._insert_run(write)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _insert_run(self, run: RunRecord) -> bool:
         task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
-        cursor = self._execute(
+        cursor = self._conn.execute(
             f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.run_id,
@@ -258,10 +278,12 @@ class SQLiteStore(LedgerStore):
         )
         return cursor.rowcount == 1
 
-    def end_run(self, run_id: str, *, status: str, ended_at: float) -> None:
-        cursor = self._execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", (status, ended_at, run_id))
+    def _end_run(self, end: RunEnd) -> None:
+        cursor = self._conn.execute(
+            "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", (end.status, end.ended_at, end.run_id)
+        )
         if cursor.rowcount == 0:
-            raise UnknownRunError(f"unknown run id {run_id!r}")
+            raise UnknownRunError(f"unknown run id {end.run_id!r}")
 
     def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
         with self._locked():
@@ -365,6 +387,7 @@ class SQLiteStore(LedgerStore):
 
     @contextmanager
     def _reading(self) -> Iterator[Ledger]:
+        self._settle_readers()
         with self._locked():
             yield Ledger(self._conn.execute, SQLITE)
 

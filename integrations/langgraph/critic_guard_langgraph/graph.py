@@ -250,7 +250,7 @@ class GuardedGraph:
         messages = self._messages(input) if isinstance(input, Mapping) else []
         arm = run_arm(self.guard, self.arm)
         task = task_metadata(messages, context)
-        run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, default=None)
+        run_id = safely("start_run", self.guard.start_run, task=task, arm=arm, background=True, default=None)
         return _Run(run_id=run_id or "", arm=arm, task=task)
 
     def _count_pass(self, run: _Run, config: RunnableConfig) -> None:
@@ -269,7 +269,7 @@ class GuardedGraph:
 
     def _end(self, run: _Run, status: str) -> None:
         if run.run_id:
-            safely("end_run", self.guard.end_run, run.run_id, status=status, default=None)
+            safely("end_run", self.guard.end_run, run.run_id, status=status, background=True, default=None)
 
     # -- one stop -----------------------------------------------------------------------------------------------
 

@@ -344,6 +344,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             arm=arm,
             conversation_id=None if info is None else info.thread_id,
             trace_parent=instrumentation_parent(),
+            background=True,  # the writer thread records it, in order: no store call on the user's path
             default=None,
         )
         record = GuardRun(
@@ -361,7 +362,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     async def abefore_agent(
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
-        """Async :meth:`before_agent` (starting a run is one small store write)."""
+        """Async :meth:`before_agent`: nothing here blocks the loop (the run's start is handed to the guard's
+        writer thread, docs/faults.md)."""
         return self.before_agent(state, runtime)
 
     @override
@@ -403,7 +405,9 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         success = ok if isinstance(ok, bool) else None
         if ok is not None and success is None:
             logger.warning("critic-guard: the judge returned %r, not a bool; no outcome recorded", ok)
-        safely("end_run", self.guard.end_run, run_id, status="completed", success=success, default=None)
+        safely(
+            "end_run", self.guard.end_run, run_id, status="completed", success=success, background=True, default=None
+        )
 
     def _production_pilot(self, record: GuardRun) -> bool:
         """At the end of a production run of a pilot: open the concordant pair of a run never flagged."""
@@ -419,6 +423,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 control_run_id=run_id,
                 treatment_run_id=run_id,
                 flagged=False,
+                background=True,
                 default=None,
             )
         return True
@@ -604,8 +609,9 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         """Start one shadow branch of ``arm`` from the fork point (resuming the running graph given with it) and
         open its pair with the production run.
 
-        The branch starts only if its run and pair are recorded (or queued behind a busy store): the guard's
-        ``begin_fork`` never raises and never waits longer than ``store_wait_s``, and counts a fork it refuses.
+        The branch starts only if its run and pair are handed to the guard's writer thread (which writes them ahead
+        of every write of the branch): ``begin_fork`` never raises and never touches the store on the user's path,
+        and counts a fork it refuses.
         """
         prod, step = review.run_id, review.step
         fork, graph = where
@@ -627,6 +633,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             task=task,
             kind=PairKind.AA if aa else PairKind.AB,
             fork_checkpoint_id=fork.checkpoint_id,
+            background=True,
         )
         if not recorded:
             return

@@ -257,7 +257,7 @@ class ShadowRunner:
             final = graph.invoke(None, self._config(branch, fork), context=context)
             branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
-                self.guard.end_run(branch.run_id, status="completed")
+                self.guard.end_run(branch.run_id, status="completed", background=True)
                 return None
             verdict = self.judge(task, final)
             ok = asyncio.run(_awaited(verdict)) if inspect.isawaitable(verdict) else verdict
@@ -292,7 +292,7 @@ class ShadowRunner:
             final = await graph.ainvoke(None, self._config(branch, fork), context=context)
             branch.stop.check()  # a stop another middleware swallowed still excludes the pair
             if self.judge is None:
-                self.guard.end_run(branch.run_id, status="completed")
+                self.guard.end_run(branch.run_id, status="completed", background=True)
                 return None
             verdict = self.judge(task, final)
             ok = await verdict if inspect.isawaitable(verdict) else verdict
@@ -307,7 +307,9 @@ class ShadowRunner:
     def _record(self, branch: ShadowBranch, ok: object) -> bool:
         if not isinstance(ok, bool):
             raise TypeError(f"the judge must return a bool, got {type(ok).__name__}")
-        self.guard.end_run(branch.run_id, status="completed", success=ok)  # the branch's graph left it open
+        self.guard.end_run(
+            branch.run_id, status="completed", success=ok, background=True
+        )  # the branch's graph left it open
         return ok
 
     def _exclude(self, branch: ShadowBranch, exc: Exception) -> None:
@@ -327,11 +329,11 @@ class ShadowRunner:
         was lost), and a store that cannot take either now gets it later (the guard queues both, in order).
         """
         try:
-            self.guard.mark_incomplete(branch.pair_id, reason)
+            self.guard.mark_incomplete(branch.pair_id, reason, background=True)
         except Exception:
             logger.exception("critic-guard: could not mark pair %s incomplete", branch.pair_id)
         try:
-            self.guard.end_run(branch.run_id, status=status)
+            self.guard.end_run(branch.run_id, status=status, background=True)
         except Exception:
             logger.exception("critic-guard: could not end the run of shadow branch %s", branch.run_id)
 

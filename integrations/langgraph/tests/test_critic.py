@@ -121,13 +121,20 @@ async def test_as_the_critic_of_a_guarded_agent(use_async: bool, make_guard: Gua
     guard = make_guard(critic, mode="on", policy=Policy(action="rollback"), capture_content=True)  # keep the input
     model, calls = calc_model(bad_step=2)
     agent = build_agent(model, [CriticGuardMiddleware(guard)])
-    out = await agent.ainvoke(task_input(), thread()) if use_async else agent.invoke(task_input(), thread())
+    # (the sync API from a worker thread, as a service calls it: never on the event loop)
+    out = (
+        await agent.ainvoke(task_input(), thread())
+        if use_async
+        else await asyncio.to_thread(agent.invoke, task_input(), thread())
+    )
     assert final_answer(out["messages"]) == RIGHT
     assert "step 2 should add 1" in calls[3][-1].text  # the judge's rationale reached the retry
-    assert guard.store is not None
-    [run] = guard.store.runs()
-    assert [s.p_fail for s in guard.store.steps_of(run.run_id)] == [0.05, 0.05, 0.95, 0.05, 0.05, 0.05]
-    assert guard.store.steps_of(run.run_id)[2].rationale == "step 2 should add 1"
+    store = guard.store
+    assert store is not None
+    [run] = await asyncio.to_thread(store.runs)
+    steps = await asyncio.to_thread(store.steps_of, run.run_id)
+    assert [s.p_fail for s in steps] == [0.05, 0.05, 0.95, 0.05, 0.05, 0.05]
+    assert steps[2].rationale == "step 2 should add 1"
     assert run.task == {"input": TASK}
 
 

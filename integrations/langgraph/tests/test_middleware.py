@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
-from critic_guard.store.base import StepRecord
+from critic_guard.store.base import RunRecord, StepRecord
 from critic_guard.types import Action, Arm, StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
@@ -48,6 +48,16 @@ def steps_of(guard: CriticGuard) -> list[StepRecord]:
     assert guard.store is not None
     [run] = guard.store.runs(guard.guard_key)
     return guard.store.steps_of(run.run_id)
+
+
+def runs_of(guard: CriticGuard) -> list[RunRecord]:
+    assert guard.store is not None
+    return guard.store.runs()
+
+
+def rows_of(guard: CriticGuard) -> dict[str, list[StepRecord]]:
+    assert guard.store is not None
+    return {r.run_id: guard.store.steps_of(r.run_id) for r in guard.store.runs(guard.guard_key)}
 
 
 def summary(guard: CriticGuard) -> list[tuple[int, int, Action, str]]:
@@ -108,8 +118,7 @@ async def test_off_and_observe_end_in_the_unguarded_state_async(
     guarded = await agent.ainvoke(task_input(), thread())
     assert comparable(guarded["messages"]) == comparable(plain["messages"])
     assert final_answer(guarded["messages"]) == "44"
-    assert guard.store is not None
-    assert len(guard.store.runs()) == (0 if mode == "off" else 1)
+    assert len(await asyncio.to_thread(runs_of, guard)) == (0 if mode == "off" else 1)
 
 
 # -- ROLLBACK -----------------------------------------------------------------------------------------------------
@@ -426,8 +435,7 @@ async def test_a_poison_verdict_is_a_recorded_critic_error_and_concurrent_runs_k
 
     answers = await asyncio.gather(*map(one, ["t1", "t2", "t3", "t4"]))
     assert sorted(answers) == sorted([RIGHT] * 3 + [wrong_answer(2)])  # only the poisoned run was not rolled back
-    assert guard.store is not None
-    rows = {r.run_id: guard.store.steps_of(r.run_id) for r in guard.store.runs(guard.guard_key)}
+    rows = await asyncio.to_thread(rows_of, guard)
     assert len(rows) == 4
     assert sorted(len(steps) for steps in rows.values()) == [5, 6, 6, 6]  # every step of every run, retries too
     [bad] = [s for s in rows[poisoned[0]] if s.critic_error]

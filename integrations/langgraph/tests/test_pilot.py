@@ -6,6 +6,7 @@ The calculator task with ``bad_step=2``: unguarded (control) it answers 44; with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -158,9 +159,9 @@ async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
     assert middleware.runner is not None
     await middleware.runner.drain()
     assert out["messages"][-1].text == "44"
-    [pair] = guard.pairs()
+    [pair], lifecycle = await asyncio.to_thread(lambda: (guard.pairs(), guard.lifecycle()))
     assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, False, True)
-    assert guard.lifecycle().monitor.t == 1
+    assert lifecycle.monitor.t == 1
     assert len(calls) == 5 + 3
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +97,23 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
         request.join(JOIN_S)
         assert not request.is_alive(), "the user's request waited on the locked store"
         assert critic.held.is_set()
+        deadline = time.monotonic() + 10  # hold the lock until the guard's writer thread has met it
+        while guard.counters.store_errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         critic.release()
     request.join()
     assert "error" not in outcome
     assert outcome["out"]["messages"][-1].text == "44"  # production (control) ran to its normal end
     during = outcome["counters"]
-    # one bounded attempt met the lock on the user's path (the fork's first write; a lifecycle read may meet the
-    # step writer on the connection); everything after it queued behind it without waiting
-    assert 1 <= during.store_errors <= 3
-    assert during.store_deferred >= 3  # the pair, the production run's end and its outcome at least
     assert during.store_lost == 0
+    # the user's request handed its run, fork, pair, end and outcome writes to the guard's writer thread without
+    # waiting (in auto mode a lifecycle read may have waited once); the writer met the lock and queued the rest
+    assert during.store_errors <= 1 + (mode == "auto")
 
     assert runner.wait(30) and guard.wait_for_writes(30)
+    after = guard.counters
+    assert after.store_errors >= 1 and after.store_deferred >= 1  # the writer's attempt met the lock, then retried
     [pair] = guard.pairs()
     assert (pair.status, pair.flagged, pair.fork_step) == (PairStatus.COMPLETE, True, 2)
     assert (pair.control_success, pair.treatment_success) == (False, True)  # the undisturbed run's cell
