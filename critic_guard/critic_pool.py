@@ -6,7 +6,18 @@ in a network call would keep the process alive forever. :class:`CriticPool` uses
 Bounded behaviour with hung critics: a call whose caller timed out but which is still running counts as *hung*.
 Hung calls keep their worker until they return. When every worker is hung, :meth:`CriticPool.submit` raises
 :class:`CriticPoolExhausted` at once (the guard fails open with "critic pool exhausted") instead of queueing work
-that no thread will ever pick up. Calls that merely wait for a busy worker count against their own timeout.
+that no thread will ever pick up; a call already queued then gives up the same way.
+
+A full pool loses no verdict: a call that waits for a busy worker waits without a deadline, and its timeout starts
+when a worker starts it (``critic_timeout_s`` bounds the critic, not the queue). Such a call is *queued*: the guard
+counts it (``GuardCounters.critic_queued``) and warns once that ``critic_workers`` is too small for the load.
+
+The pool takes no lock on the caller's side (an event loop calls :meth:`CriticPool.submit`; blockbuster flags a
+contended lock there): work and idle workers meet in ``queue.SimpleQueue`` (C, lock-free for Python), hung calls are
+a set, and a thread is started only by the caller that wins a non-blocking try of the start lock.
+
+A critic that does no I/O (``inline = True``, e.g. :class:`~critic_guard.critics.ConstantCritic`) runs in the
+caller's thread without the hop to a worker: the hop costs more than such a critic (docs/critics-and-policy.md).
 
 A call given up at its deadline that still answers gives a *late verdict*: it goes to the caller's ``on_late``
 (the guard counts it) and is never acted on. Native-async critics run on the guard's own event loop thread
@@ -22,15 +33,17 @@ import functools
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from critic_guard.critic_loop import CriticCancelled, CriticLoop
-from critic_guard.critics import Critic, MalformedVerdictError, is_native_async, runs_on_caller_loop
+from critic_guard.critics import Critic, MalformedVerdictError, is_inline, is_native_async, runs_on_caller_loop
 from critic_guard.types import StepContext, Verdict
 
 __all__ = [
+    "CriticCall",
     "CriticPool",
     "CriticPoolExhausted",
     "CriticTimeout",
@@ -52,7 +65,14 @@ class CriticTimeout(Exception):
     """The critic did not answer within the configured timeout."""
 
 
-_WorkItem = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+class CriticCall(Future[T]):
+    """A submitted call: ``queued`` when no worker was free for it, ``started_at`` (monotonic) once one started it."""
+
+    queued = False
+    started_at: float | None = None
+
+
+_WorkItem = tuple[CriticCall[Any], Callable[..., Any], tuple[Any, ...]]
 
 
 class CriticPool:
@@ -64,44 +84,59 @@ class CriticPool:
         self.max_workers = max_workers
         self._name = name
         self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()  # one token per worker waiting for work
+        self._starting = threading.Lock()  # only ever tried without blocking
         self._threads: list[threading.Thread] = []
-        self._hung = 0
+        self._hung: set[Future[Any]] = set()
         self._closed = False
 
     @property
     def hung(self) -> int:
         """Calls abandoned after a timeout that are still running."""
-        return self._hung
+        return len(self._hung)
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("critic pool is shut down")
-            if self._hung >= self.max_workers:
-                raise CriticPoolExhausted(
-                    f"critic pool exhausted: all {self.max_workers} workers are stuck in timed-out critic calls"
-                )
-            self._queue.put((future, fn, args))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
-                thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+    @property
+    def exhausted(self) -> bool:
+        """Every worker is stuck in a timed-out call: nothing queued will start until one returns."""
+        return len(self._hung) >= self.max_workers
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> CriticCall[T]:
+        """Queue ``fn(*args)`` for a worker; ``queued`` on the result when every worker was busy."""
+        if self._closed:
+            raise RuntimeError("critic pool is shut down")
+        if self.exhausted:
+            raise CriticPoolExhausted(
+                f"critic pool exhausted: all {self.max_workers} workers are stuck in timed-out critic calls"
+            )
+        future: CriticCall[T] = CriticCall()
+        self._queue.put((future, fn, args))
+        try:
+            self._idle.get_nowait()  # a waiting worker takes it
+        except queue.Empty:
+            if not self._start_worker():
+                future.queued = True  # every worker is busy: it waits for one (its timeout has not started)
         return future
+
+    def _start_worker(self) -> bool:
+        """Start a worker if there is room (False when the pool is full, or another caller is starting one)."""
+        if len(self._threads) >= self.max_workers or not self._starting.acquire(blocking=False):
+            return False
+        try:
+            if len(self._threads) >= self.max_workers:
+                return False
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+            return True
+        finally:
+            self._starting.release()
 
     def abandon(self, future: Future[Any]) -> None:
         """The caller gave up on ``future``: cancel it if it has not started, else count it hung until it returns."""
         if future.cancel():
             return
-        with self._lock:
-            self._hung += 1
-        future.add_done_callback(self._unhang)
-
-    def _unhang(self, _: Future[Any]) -> None:
-        with self._lock:
-            self._hung -= 1
+        self._hung.add(future)
+        future.add_done_callback(self._hung.discard)
 
     def _work(self) -> None:
         while True:
@@ -110,6 +145,7 @@ class CriticPool:
                 return
             future, fn, args = item
             if future.set_running_or_notify_cancel():
+                future.started_at = time.monotonic()
                 try:
                     result = fn(*args)
                 except asyncio.CancelledError:  # the critic's own: an error, not a cancellation of the caller
@@ -119,11 +155,11 @@ class CriticPool:
                 else:
                     future.set_result(result)
             del item, future, fn, args
-            self._idle.release()
+            self._idle.put(None)
 
     def shutdown(self) -> None:
         """Stop idle workers; hung ones are daemons and die with the process. Idempotent."""
-        with self._lock:
+        with self._starting:
             if self._closed:
                 return
             self._closed = True
@@ -179,21 +215,47 @@ def judge_with_timeout(
     pool: CriticPool,
     *,
     on_late: LateVerdict | None = None,
+    on_queued: Callable[[], object] | None = None,
 ) -> Verdict:
-    """Call ``critic.judge`` in ``pool`` and wait at most ``timeout_s``; inline when the timeout is None."""
-    if timeout_s is None:
+    """Call ``critic.judge`` in ``pool`` and wait at most ``timeout_s`` from the moment a worker starts it; inline
+    when the timeout is None or the critic is ``inline``. ``on_queued`` is called when the call had to wait for a
+    worker (the pool is saturated)."""
+    if timeout_s is None or is_inline(critic):
         return _checked(critic, critic.judge(ctx))
     # In the caller's context (the current span, so the critic's own LLM spans nest under the step).
     future = pool.submit(contextvars.copy_context().run, critic.judge, ctx)
-    try:
-        out = future.result(timeout=timeout_s)
-    except TimeoutError:
-        if future.done():  # the critic's own TimeoutError, or it finished right at the deadline
-            out = future.result()
-        else:
+    if future.queued and on_queued is not None:
+        on_queued()
+    while True:
+        try:
+            out = future.result(timeout=_left(future, timeout_s))
+            break
+        except TimeoutError:
+            if future.done():  # the critic's own TimeoutError, or it finished right at the deadline
+                out = future.result()
+                break
+            if future.started_at is None:  # still waiting for a worker: that time does not count
+                _raise_if_exhausted(pool, future)
+                continue
+            if _left(future, timeout_s) > 0:
+                continue
             _give_up(critic, future, functools.partial(pool.abandon, future), on_late)
             raise CriticTimeout(f"timeout after {timeout_s}s") from None
     return _checked(critic, out)
+
+
+def _left(future: CriticCall[Any], timeout_s: float) -> float:
+    """Seconds left of the call's timeout (all of it while it waits for a worker)."""
+    started = future.started_at
+    return timeout_s if started is None else max(0.0, started + timeout_s - time.monotonic())
+
+
+def _raise_if_exhausted(pool: CriticPool, future: CriticCall[Any]) -> None:
+    """A queued call behind workers that are all hung would never start: give up on it (fail open)."""
+    if pool.exhausted and future.cancel():
+        raise CriticPoolExhausted(
+            f"critic pool exhausted: all {pool.max_workers} workers are stuck in timed-out critic calls"
+        )
 
 
 async def ajudge_with_timeout(
@@ -204,45 +266,60 @@ async def ajudge_with_timeout(
     loop: CriticLoop,
     *,
     on_late: LateVerdict | None = None,
+    on_queued: Callable[[], object] | None = None,
 ) -> Verdict:
     """Await the critic for at most ``timeout_s`` without letting it hold the caller's event loop.
 
     A native-async critic runs on ``loop`` (the guard's own event loop thread, see :mod:`critic_guard.critic_loop`),
-    a sync one in ``pool``; either way the caller only awaits a future, so the deadline holds even for a critic
-    that ignores cancellation or blocks. A ``caller_loop`` critic (its async clients are bound to this loop) runs
-    as a task here, which the step stops waiting for at the deadline. With no timeout a native-async critic is
-    awaited on the caller's loop.
+    a sync one in ``pool`` (its timeout starts when a worker starts it); either way the caller only awaits a future,
+    so the deadline holds even for a critic that ignores cancellation or blocks. A ``caller_loop`` critic (its async
+    clients are bound to this loop) runs as a task here, which the step stops waiting for at the deadline. With no
+    timeout a native-async critic is awaited on the caller's loop. An ``inline`` critic (no I/O) is called right
+    here: ``judge``, or ``ajudge`` awaited on this loop if it is native async.
     """
     native = is_native_async(critic)
+    if is_inline(critic):
+        return _checked(critic, await critic.ajudge(ctx) if native else critic.judge(ctx))
     if native and timeout_s is None:
         return _checked(critic, await critic.ajudge(ctx))
     if native and timeout_s is not None and runs_on_caller_loop(critic):
         return _checked(critic, await _on_caller_loop(critic, ctx, timeout_s, on_late))
     context = contextvars.copy_context()
     future: Future[Any]
+    call: CriticCall[Any] | None = None
     if native:
         awaitable = critic.ajudge(ctx)
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
-        call = loop.submit(coro, context)
-        future, cancel = call.future, call.cancel
+        on_loop = loop.submit(coro, context)
+        future, cancel = on_loop.future, on_loop.cancel
     else:
-        future = pool.submit(context.run, critic.judge, ctx)
+        future = call = pool.submit(context.run, critic.judge, ctx)
         cancel = functools.partial(pool.abandon, future)
-    deadline = asyncio.timeout(timeout_s)
+        if call.queued and on_queued is not None:
+            on_queued()
+    if timeout_s is None:  # a sync critic without a timeout still runs in the pool: never on the caller's loop
+        return _checked(critic, await asyncio.wrap_future(future))
+    waiting = asyncio.wrap_future(future)
     try:
-        async with deadline:
-            out = await asyncio.wrap_future(future)
-    except TimeoutError:
-        if not deadline.expired():  # the critic's own TimeoutError
-            raise
-        _give_up(critic, future, cancel, on_late)
-        if native:
-            loop.check_lag()
-        raise CriticTimeout(f"timeout after {timeout_s}s") from None
+        while True:
+            done, _ = await asyncio.wait((waiting,), timeout=timeout_s if call is None else _left(call, timeout_s))
+            if done:
+                break
+            if call is not None and call.started_at is None:  # still waiting for a worker: that time does not count
+                _raise_if_exhausted(pool, call)
+                continue
+            if call is not None and _left(call, timeout_s) > 0:
+                continue
+            waiting.cancel()
+            _give_up(critic, future, cancel, on_late)
+            if native:
+                loop.check_lag()
+            raise CriticTimeout(f"timeout after {timeout_s}s")
     except asyncio.CancelledError:  # the caller was cancelled: the critic is abandoned with it
+        waiting.cancel()
         _give_up(critic, future, cancel, None)
         raise
-    return _checked(critic, out)
+    return _checked(critic, waiting.result())
 
 
 async def _on_caller_loop(critic: Critic, ctx: StepContext, timeout_s: float, on_late: LateVerdict | None) -> Any:

@@ -13,6 +13,12 @@ Optional attribute ``native_async: bool``: tells the guard whether ``ajudge`` is
 false, it runs ``judge`` in the guard's worker pool instead. Either way the caller's loop only awaits a future, so
 the deadline holds. Without the attribute, a critic counts as native async when its ``ajudge`` is an ``async def``.
 
+Optional attribute ``inline: bool`` (default False): the critic does no I/O and returns quickly (a rule, a constant, a
+small local classifier), so the guard calls it right in the step, without the hop to a worker thread that enforces
+the timeout (the hop costs more than such a critic, docs/critics-and-policy.md). :class:`ConstantCritic` and
+:class:`RuleCritic` are inline; a function becomes one with ``FunctionCritic(fn, inline=True)`` (or ``fn.inline =
+True`` before passing it). An inline critic has no timeout: mark only code that cannot block.
+
 Optional attribute ``caller_loop: bool`` (default False): a native-async critic whose async clients are bound to the
 caller's event loop (e.g. a LangChain chat model: langchain-openai shares one ``httpx.AsyncClient`` per base URL
 across the process, and an async HTTP client cannot serve two loops) runs as a task on the caller's loop instead.
@@ -39,6 +45,7 @@ __all__ = [
     "RuleCritic",
     "ThresholdCritic",
     "as_critic",
+    "is_inline",
     "is_native_async",
     "runs_on_caller_loop",
     "to_verdict",
@@ -108,6 +115,11 @@ def is_native_async(critic: Critic) -> bool:
     return inspect.iscoroutinefunction(critic.ajudge)
 
 
+def is_inline(critic: Critic) -> bool:
+    """Whether the guard calls ``critic`` in the step itself, without a worker thread and its timeout."""
+    return getattr(critic, "inline", False) is True
+
+
 def runs_on_caller_loop(critic: Critic) -> bool:
     """Whether ``areview`` runs the native-async ``critic`` on the caller's loop (see the module docstring)."""
     return getattr(critic, "caller_loop", False) is True
@@ -132,14 +144,18 @@ class FunctionCritic:
     """A critic from a plain function ``fn(ctx) -> Verdict | float | (p_fail, rationale)``, sync or async.
 
     The default name is the function's qualified name; pass ``name="my-critic@v2"`` to version it, since the name
-    is part of the guard key.
+    is part of the guard key. ``inline=True``: the function does no I/O, so the guard calls it in the step without a
+    worker thread (and without a timeout); default: the function's own ``inline`` attribute, else False.
     """
 
-    def __init__(self, fn: Callable[[StepContext], Any], *, name: str | None = None) -> None:
+    def __init__(
+        self, fn: Callable[[StepContext], Any], *, name: str | None = None, inline: bool | None = None
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"FunctionCritic needs a callable, got {type(fn).__name__}")
         self._fn = fn
         self.name = name or _callable_name(fn)
+        self.inline = getattr(fn, "inline", False) is True if inline is None else inline
         # A callable object with an `async def __call__` is async too.
         self.native_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
@@ -170,6 +186,7 @@ class ConstantCritic:
     """Always the same verdict: the simplest critic for tests, benchmarks and dry runs."""
 
     native_async = True
+    inline = True  # no I/O: judged in the step, no worker thread
 
     def __init__(self, p_fail: float, *, rationale: str | None = None, name: str | None = None) -> None:
         self._verdict = Verdict(p_fail, rationale=rationale)
@@ -188,8 +205,9 @@ class ConstantCritic:
 class RuleCritic:
     """A critic from a predicate over the step: ``p_hi`` when ``predicate(ctx)`` is true, else ``p_lo``.
 
-    Handy for demos and tests (e.g. "flag any step that calls the `delete` tool"). The predicate is plain sync code,
-    so the guard runs it in its worker pool under the timeout like any sync critic.
+    Handy for demos and tests (e.g. "flag any step that calls the `delete` tool"). The predicate is plain sync code
+    that looks at the step, so the guard calls it inline, in the step (``inline=False`` for a predicate that may
+    block: it then runs in the guard's worker pool under the timeout, like any sync critic).
     """
 
     native_async = False
@@ -202,6 +220,7 @@ class RuleCritic:
         p_lo: float = 0.1,
         rationale: str | None = None,
         name: str | None = None,
+        inline: bool = True,
     ) -> None:
         if not callable(predicate):
             raise TypeError(f"RuleCritic needs a callable predicate, got {type(predicate).__name__}")
@@ -211,6 +230,7 @@ class RuleCritic:
         self._hi = Verdict(p_hi, rationale=rationale)
         self._lo = Verdict(p_lo)
         self.name = name or f"rule-{_callable_name(predicate)}"
+        self.inline = inline
 
     def judge(self, ctx: StepContext) -> Verdict:
         hit = self._predicate(ctx)

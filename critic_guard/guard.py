@@ -179,6 +179,7 @@ class GuardCounters:
     store_recovered: int = 0  # of those, written by a retry
     store_lost: int = 0  # writes that could not be made even by retrying (see CriticGuard.lost_writes)
     forks_skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # branches not started
+    critic_queued: int = 0  # critic calls that waited for a free worker (raise critic_workers if this grows)
 
     @property
     def total_interventions(self) -> int:
@@ -283,6 +284,7 @@ class CriticGuard:
         self._pool = CriticPool(self.config.critic_workers, name=f"critic-guard-{self.config.agent_name}")
         self._critic_loop = CriticLoop(f"critic-guard-{self.config.agent_name}-loop", on_blocked=self._loop_blocked)
         self._late_verdicts = 0
+        self._critic_queued = 0
         self._loop_block_warned = False
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
@@ -864,7 +866,12 @@ class CriticGuard:
         try:
             with _current(span):
                 verdict = judge_with_timeout(
-                    self.critic, ctx, self.config.critic_timeout_s, self._pool, on_late=self._late
+                    self.critic,
+                    ctx,
+                    self.config.critic_timeout_s,
+                    self._pool,
+                    on_late=self._late,
+                    on_queued=self._queued,
                 )
         except Exception as exc:
             error = exc
@@ -889,7 +896,13 @@ class CriticGuard:
         try:
             with _current(span):
                 verdict = await ajudge_with_timeout(
-                    self.critic, ctx, self.config.critic_timeout_s, self._pool, self._critic_loop, on_late=self._late
+                    self.critic,
+                    ctx,
+                    self.config.critic_timeout_s,
+                    self._pool,
+                    self._critic_loop,
+                    on_late=self._late,
+                    on_queued=self._queued,
                 )
         except Exception as exc:
             error = exc
@@ -1019,6 +1032,20 @@ class CriticGuard:
             "critic %r answered after its deadline (p_fail=%.3f); not acted on", self.critic.name, verdict.p_fail
         )
 
+    def _queued(self) -> None:
+        """A critic call waited for a worker: counted (``counters.critic_queued``), warned once. It is not lost:
+        its timeout starts when a worker starts it (:mod:`critic_guard.critic_pool`)."""
+        with self._lock:
+            self._critic_queued += 1
+            first = self._critic_queued == 1
+        if first:
+            logger.warning(
+                "critic-guard: all %d critic workers are busy; steps wait for one (the wait does not count against "
+                "critic_timeout_s). Raise GuardConfig.critic_workers if this goes on (counted in "
+                "counters.critic_queued; logged once)",
+                self._pool.max_workers,
+            )
+
     def _loop_blocked(self, lag_s: float) -> None:
         with self._lock:
             first = not self._loop_block_warned
@@ -1042,6 +1069,8 @@ class CriticGuard:
         if background:
             self._background(what, run_id, write)
             return default
+        if self._writes.busy and not self._writes.retrying:  # background writes on their way: let them land first
+            self._writes.settle(self.config.store_wait_s)
         if not self._writes.busy:
             try:
                 return self._bounded(write)
@@ -1124,6 +1153,7 @@ class CriticGuard:
                 store_recovered=self._writes.recovered,
                 store_lost=len(self._writes.lost),
                 forks_skipped=MappingProxyType(dict(self._forks_skipped)),
+                critic_queued=self._critic_queued,
             )
 
     def close(self) -> None:

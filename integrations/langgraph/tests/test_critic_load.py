@@ -1,0 +1,65 @@
+"""Under load no verdict is lost: a burst of concurrent async runs with a slow sync critic and a small worker pool.
+
+Queue time does not count against the critic's timeout (it starts when a worker starts the call), so every step is
+judged however long it waits for a worker; the waits are counted (``counters.critic_queued``) and warned once. The
+burst here is CI-sized (200 runs, a 10 ms critic, 4 workers: each call waits for up to 49 others, far longer than
+the 50 ms timeout); ``benchmarks/latency.py`` runs the 1,000-run burst with a 50 ms critic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from calc_agent import GuardFactory, build_agent, task_input, thread
+from langchain_core.messages import AIMessage, BaseMessage
+
+from critic_guard.store.base import StepRecord
+from critic_guard.types import StepContext, Verdict
+from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.testing import ScriptedChatModel
+
+RUNS = 200
+CRITIC_S = 0.01
+WORKERS = 4
+TIMEOUT_S = 0.05  # shorter than the wait of a call at the back of the queue (RUNS / WORKERS * CRITIC_S = 0.5 s)
+
+
+def one_step_model() -> ScriptedChatModel:
+    """Answers at once: one model step per run, judged once."""
+
+    def answer(messages: list[BaseMessage], _: Any) -> AIMessage:
+        return AIMessage("done")
+
+    return ScriptedChatModel(policy=answer)
+
+
+def slow_critic(ctx: StepContext) -> Verdict:
+    time.sleep(CRITIC_S)  # a sync critic that blocks (an LLM judge over a sync client): runs in a worker
+    return Verdict(0.2)
+
+
+async def test_a_burst_of_concurrent_runs_loses_no_verdict_to_a_full_pool(
+    make_guard: GuardFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = make_guard(slow_critic, mode="observe", critic_workers=WORKERS, critic_timeout_s=TIMEOUT_S)
+    agent = build_agent(one_step_model(), [CriticGuardMiddleware(guard)])
+    with caplog.at_level(logging.WARNING, logger="critic_guard"):
+        outs = await asyncio.gather(*(agent.ainvoke(task_input(), thread(f"t{i}")) for i in range(RUNS)))
+
+    assert [out["messages"][-1].text for out in outs] == ["done"] * RUNS
+    counters = guard.counters
+    assert (counters.verdicts, counters.critic_errors, counters.late_verdicts) == (RUNS, 0, 0)  # every step judged
+    assert counters.critic_queued > 0  # the pool was saturated, and that was counted
+    assert len([r for r in caplog.records if "critic workers are busy" in r.getMessage()]) == 1  # warned once
+    steps = await asyncio.to_thread(steps_by_run, guard)
+    assert len(steps) == RUNS  # every run recorded (its start and end went through the writer thread)
+    assert all([(s.step, s.p_fail, s.critic_error) for s in rows] == [(0, 0.2, None)] for rows in steps.values())
+
+
+def steps_by_run(guard: Any) -> dict[str, list[StepRecord]]:
+    store = guard.store
+    return {run.run_id: store.steps_of(run.run_id) for run in store.runs(guard.guard_key)}
