@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from typing import Any
 
 from critic_guard.store.base import UnknownRunError
-from critic_guard.write_queue import WriteQueue
+from critic_guard.write_queue import Batch, WriteQueue
 
 
 class Flaky:
@@ -84,3 +85,61 @@ def test_wait_reports_writes_still_pending() -> None:
     gate.set()
     assert queue.wait(timeout=30.0) is True
     queue.close()
+
+
+def test_background_writes_are_batched_in_order_and_a_failed_batch_is_retried_write_by_write() -> None:
+    """Consecutive background writes of one batch are applied together; a batch that fails is retried one write at
+    a time, in order, and the failure is reported once (``on_failure``) and counted as deferred."""
+    log: list[str] = []
+    batches: list[list[str]] = []
+    failures: list[Exception] = []
+    gate = threading.Event()
+
+    def apply(writes: list[Any]) -> None:
+        gate.wait()  # hold the first batch until everything is queued
+        names = [w.name for w in writes]
+        batches.append(names)
+        if "bad" in names:
+            raise sqlite3.OperationalError("database is locked")
+        for write in writes:
+            write()
+
+    batch = Batch(apply)
+    queue = WriteQueue(retry_for_s=30.0, on_failure=failures.append)
+    writes = [Flaky("a", log), Flaky("b", log), Flaky("bad", log, failures=1), Flaky("c", log)]
+    pair = Flaky("pair", log)
+    for write in writes[:2]:
+        assert queue.put(write.name, write, run_id="r", task_id=None, tried=False, batch=batch)
+    assert queue.put("pair", pair, run_id="r", task_id=None, tried=False)  # not batched: ends the first batch
+    for write in writes[2:]:
+        assert queue.put(write.name, write, run_id="r", task_id=None, tried=False, batch=batch)
+    gate.set()
+    assert queue.wait(timeout=30.0)
+    queue.close()
+    assert batches == [["a", "b"], ["bad", "c"]]
+    assert log == ["a", "b", "pair", "bad", "c"]  # the failed batch's writes alone, in order
+    assert [str(f) for f in failures] == ["database is locked"]  # "bad" alone failed once, then was retried
+    assert (queue.background, queue.queued, queue.recovered, queue.lost) == (5, 1, 1, ())
+
+
+def test_settle_waits_for_the_first_attempt_of_background_writes_but_not_for_retries() -> None:
+    log: list[str] = []
+    release = threading.Event()
+
+    def slow() -> None:
+        release.wait()
+        log.append("slow")
+
+    queue = WriteQueue(retry_for_s=1.0)
+    assert queue.put("slow", slow, run_id="r", task_id=None, tried=False)
+    queue.settle(0.01)  # gives up after its bound while the first attempt runs
+    assert log == []
+    release.set()
+    queue.settle(30.0)
+    assert log == ["slow"]
+    failing = Flaky("locked", log, failures=10**6)
+    assert queue.put("locked", failing, run_id="r", task_id=None, tried=False)
+    queue.settle(30.0)  # returns once its first attempt failed (a reader could not see it anyway)
+    assert queue.retrying and queue.queued == 1
+    queue.close()  # the failing write is lost at the end of its window, and says so
+    assert [w.what for w in queue.lost] == ["locked"]
