@@ -12,6 +12,7 @@ agent's state keeps (the input aside), never the withdrawn proposal nor the note
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from collections.abc import Sequence
@@ -105,7 +106,8 @@ async def collect(agent: Any, asynchronous: bool) -> list[tuple[str, Any]]:
     modes = ["messages", "custom"]
     if asynchronous:
         return [item async for item in agent.astream(task_input(), thread(), stream_mode=modes)]
-    return list(agent.stream(task_input(), thread(), stream_mode=modes))
+    # the sync API from a worker thread, as a service calls it (never on the event loop: conftest's blockbuster)
+    return await asyncio.to_thread(lambda: list(agent.stream(task_input(), thread(), stream_mode=modes)))
 
 
 def accepted(agent: Any) -> list[BaseMessage]:
@@ -145,7 +147,7 @@ async def test_a_client_following_the_readme_sees_exactly_the_accepted_messages(
     assert sum(isinstance(m, HumanMessage) and is_guard_note(m) for m in streamed) == 1
     # the guard's custom event names the withdrawn id, after its chunks and before the retry's
     assert guard.store is not None
-    [run] = guard.store.runs(guard.guard_key)
+    [run] = await asyncio.to_thread(guard.store.runs, guard.guard_key)
     step = 0 if name == "answer" else 2
     events = [chunk for mode, chunk in items if mode == "custom"]
     assert events == [withdrawn_event(withdrawn, run_id=run.run_id, step=step)]
@@ -294,10 +296,14 @@ async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool
             items.append(item)
             await runner.drain()  # the branch (an asyncio task) runs to its end while the stream is open
     else:
-        for item in agent.stream(task_input(), thread(), stream_mode=modes):
-            items.append(item)
-            assert runner.wait(30)  # the branch (on the runner's pool) runs to its end while the stream is open
-    [pair] = guard.pairs()
+
+        def stream() -> None:  # in a worker thread, as a service calls the sync API (never on the event loop)
+            for item in agent.stream(task_input(), thread(), stream_mode=modes):
+                items.append(item)
+                assert runner.wait(30)  # the branch (on the runner's pool) runs to its end while the stream is open
+
+        await asyncio.to_thread(stream)
+    [pair] = await asyncio.to_thread(guard.pairs)
     assert pair.treatment_success is True and pair.control_success is False  # the branch ran, and rolled back
     assert len(calls) == 5 + 3
     assert [mode for mode, _ in items] == ["messages"] * len(items)  # no custom event: the branch's went nowhere
