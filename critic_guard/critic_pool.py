@@ -284,42 +284,62 @@ async def ajudge_with_timeout(
         return _checked(critic, await critic.ajudge(ctx))
     if native and timeout_s is not None and runs_on_caller_loop(critic):
         return _checked(critic, await _on_caller_loop(critic, ctx, timeout_s, on_late))
-    context = contextvars.copy_context()
-    future: Future[Any]
-    call: CriticCall[Any] | None = None
-    if native:
+    if native:  # the critic loop starts it at once: one plain deadline
         awaitable = critic.ajudge(ctx)
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
-        on_loop = loop.submit(coro, context)
-        future, cancel = on_loop.future, on_loop.cancel
-    else:
-        future = call = pool.submit(context.run, critic.judge, ctx)
-        cancel = functools.partial(pool.abandon, future)
-        if call.queued and on_queued is not None:
-            on_queued()
+        on_loop = loop.submit(coro, contextvars.copy_context())
+        if timeout_s is None:
+            return _checked(critic, await asyncio.wrap_future(on_loop.future))
+        return _checked(critic, await _within(critic, on_loop.future, on_loop.cancel, timeout_s, loop, on_late))
+    call = pool.submit(contextvars.copy_context().run, critic.judge, ctx)
+    if call.queued and on_queued is not None:
+        on_queued()
     if timeout_s is None:  # a sync critic without a timeout still runs in the pool: never on the caller's loop
-        return _checked(critic, await asyncio.wrap_future(future))
-    waiting = asyncio.wrap_future(future)
+        return _checked(critic, await asyncio.wrap_future(call))
+    cancel = functools.partial(pool.abandon, call)
+    waiting = asyncio.wrap_future(call)
     try:
         while True:
-            done, _ = await asyncio.wait((waiting,), timeout=timeout_s if call is None else _left(call, timeout_s))
+            done, _ = await asyncio.wait((waiting,), timeout=_left(call, timeout_s))
             if done:
                 break
-            if call is not None and call.started_at is None:  # still waiting for a worker: that time does not count
+            if call.started_at is None:  # still waiting for a worker: that time does not count
                 _raise_if_exhausted(pool, call)
                 continue
-            if call is not None and _left(call, timeout_s) > 0:
+            if _left(call, timeout_s) > 0:
                 continue
             waiting.cancel()
-            _give_up(critic, future, cancel, on_late)
-            if native:
-                loop.check_lag()
+            _give_up(critic, call, cancel, on_late)
             raise CriticTimeout(f"timeout after {timeout_s}s")
     except asyncio.CancelledError:  # the caller was cancelled: the critic is abandoned with it
         waiting.cancel()
-        _give_up(critic, future, cancel, None)
+        _give_up(critic, call, cancel, None)
         raise
     return _checked(critic, waiting.result())
+
+
+async def _within(
+    critic: Critic,
+    future: Future[Any],
+    cancel: Callable[[], object],
+    timeout_s: float,
+    loop: CriticLoop,
+    on_late: LateVerdict | None,
+) -> Any:
+    """Await ``future`` for at most ``timeout_s``; at the deadline give it up (a late answer goes to ``on_late``)."""
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await asyncio.wrap_future(future)
+    except TimeoutError:
+        if not deadline.expired():  # the critic's own TimeoutError
+            raise
+        _give_up(critic, future, cancel, on_late)
+        loop.check_lag()
+        raise CriticTimeout(f"timeout after {timeout_s}s") from None
+    except asyncio.CancelledError:  # the caller was cancelled: the critic is abandoned with it
+        _give_up(critic, future, cancel, None)
+        raise
 
 
 async def _on_caller_loop(critic: Critic, ctx: StepContext, timeout_s: float, on_late: LateVerdict | None) -> Any:
