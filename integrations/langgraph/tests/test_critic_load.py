@@ -3,7 +3,7 @@
 Queue time does not count against the critic's timeout (it starts when a worker starts the call), so every step is
 judged however long it waits for a worker; the waits are counted (``counters.critic_queued``) and warned once. The
 burst here is CI-sized (200 runs, a 10 ms critic, 4 workers: each call waits for up to 49 others, far longer than
-the 50 ms timeout); ``benchmarks/latency.py`` runs the 1,000-run burst with a 50 ms critic.
+the 50 ms timeout); the 1,000-run burst with a 50 ms critic is in docs/critics-and-policy.md.
 """
 
 from __future__ import annotations
