@@ -104,7 +104,7 @@ from critic_guard_langgraph._runs import (
 )
 from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
-from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner
+from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner, call_judge
 from critic_guard_langgraph.running_graph import RunningGraphs
 from critic_guard_langgraph.settings import build_guard, check_outcomes
 from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
@@ -383,14 +383,14 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     async def aafter_agent(
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
-        """Async :meth:`after_agent` (an async judge is awaited)."""
+        """Async :meth:`after_agent`: an async judge is awaited, a sync one runs in a worker thread (it may block,
+        and nothing may block the event loop, docs/faults.md)."""
         record = state.get(RECORD)
         if record is None or record["run_id"] is None:
             return None
         ok = None
         if self._production_pilot(record) and self.judge is not None:
-            verdict = safely("judge", self.judge, _task(record["task"], runtime), state, default=None)
-            ok = await asafely("judge", _awaited, verdict, default=None) if inspect.isawaitable(verdict) else verdict
+            ok = await asafely("judge", call_judge, self.judge, _task(record["task"], runtime), state, default=None)
         self._end(record["run_id"], ok)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
@@ -775,10 +775,6 @@ class _ModelStep(Generic[R]):
             ModelResponse(result=messages, structured_response=response.structured_response),
             Command(update={RECORD: self.record}),
         )
-
-
-async def _awaited(value: Awaitable[Any]) -> Any:
-    return await value
 
 
 def _task(recorded: dict[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard_langgraph.fork import DEFAULT_WAIT_S, aclone_checkpoint, clone_checkpoint
 from critic_guard_langgraph.shadow import BRANCH_KEY, ShadowBranch, ShadowIncomplete
 
-__all__ = ["ForkPoint", "Judge", "ShadowRunner"]
+__all__ = ["ForkPoint", "Judge", "ShadowRunner", "call_judge"]
 
 logger = logging.getLogger("critic_guard_langgraph")
 
@@ -294,9 +294,7 @@ class ShadowRunner:
             if self.judge is None:
                 self.guard.end_run(branch.run_id, status="completed", background=True)
                 return None
-            verdict = self.judge(task, final)
-            ok = await verdict if inspect.isawaitable(verdict) else verdict
-            return self._record(branch, ok)
+            return self._record(branch, await call_judge(self.judge, task, final))
         except asyncio.CancelledError:  # e.g. asyncio.run() ending before the branch: excluded, not lost
             self._mark(branch, "branch cancelled before it finished", "failed")
             raise
@@ -343,6 +341,16 @@ class ShadowRunner:
         if chosen is None:
             raise ValueError("ShadowRunner(None, ...) runs only branches submitted with graph=")
         return chosen
+
+
+async def call_judge(judge: Judge, task: Mapping[str, Any], state: Mapping[str, Any]) -> object:
+    """The judge's answer without blocking the event loop: an ``async def`` judge is awaited here, any other runs
+    in a worker thread (in this context), and an awaitable it returns is awaited here."""
+    if inspect.iscoroutinefunction(judge) or inspect.iscoroutinefunction(type(judge).__call__):
+        answer = judge(task, state)
+    else:
+        answer = await asyncio.to_thread(judge, task, state)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def shadow_thread_id(fork: ForkPoint, branch: ShadowBranch) -> str:
