@@ -201,6 +201,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     state_schema = CriticGuardState  # type: ignore[assignment]
 
+    def __new__(cls, guard: CriticGuard, *args: Any, **kwargs: Any) -> CriticGuardMiddleware[Any, Any]:
+        """A guard that never forks gets the middleware without the shadow tool gate (:class:`_WithoutToolGate`)."""
+        if cls is CriticGuardMiddleware and not _forks(guard):
+            return super().__new__(_WithoutToolGate)
+        return super().__new__(cls)
+
     def __init__(
         self,
         critic: Any = None,
@@ -694,6 +700,24 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         branch = branch_of(request)
         emulated = None if branch is None else self.shadow_tools.gate(request, branch)
         return await handler(request) if emulated is None else emulated
+
+
+class _WithoutToolGate(CriticGuardMiddleware[ResponseT, ContextT]):
+    """The middleware of a guard that never forks (modes ``off``, ``observe``, ``on``; the ``full`` design).
+
+    Why a subclass: LangChain wraps every tool call of an agent whose middleware overrides ``wrap_tool_call`` (it
+    decides by the class), and traces the wrapper, which in async code costs two thread hops per tool call
+    (measured with ``benchmarks/overhead.py --async``). Without branches there is nothing to gate, so this class
+    keeps LangChain's own no-op hooks and the agent pays nothing for them.
+    """
+
+    wrap_tool_call = AgentMiddleware.wrap_tool_call
+    awrap_tool_call = AgentMiddleware.awrap_tool_call
+
+
+def _forks(guard: CriticGuard) -> bool:
+    """Whether runs under ``guard`` may fork shadow branches (the only runs the tool gate acts on)."""
+    return guard.config.mode in (Mode.PILOT, Mode.AUTO) and guard.config.design == "fork"
 
 
 R = TypeVar("R")

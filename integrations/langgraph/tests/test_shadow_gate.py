@@ -455,3 +455,16 @@ def test_is_shadow_branch_reads_configs_and_runtimes() -> None:
     assert is_shadow_branch({"configurable": {"thread_id": "t"}}) is False
     assert is_shadow_branch(None) is False  # outside a graph run
     assert is_shadow_branch() is False
+
+
+@pytest.mark.parametrize("mode", ["off", "observe", "on", "pilot", "auto"])
+def test_only_a_guard_that_forks_wraps_the_agents_tool_calls(mode: str, make_guard: GuardFactory) -> None:
+    """LangChain wraps (and traces) every tool call of a middleware class that overrides the tool hooks; a guard
+    that never forks has no branch to gate, so its middleware keeps LangChain's no-op hooks (same name, same
+    class family)."""
+    middleware = CriticGuardMiddleware(make_guard(lambda ctx: Verdict(0.1), mode=mode))
+    gated = type(middleware).awrap_tool_call is not AgentMiddleware.awrap_tool_call
+    assert (
+        gated == (type(middleware).wrap_tool_call is not AgentMiddleware.wrap_tool_call) == (mode in ("pilot", "auto"))
+    )
+    assert isinstance(middleware, CriticGuardMiddleware) and middleware.name == "CriticGuardMiddleware"
