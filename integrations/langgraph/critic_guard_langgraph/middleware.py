@@ -54,7 +54,8 @@ the shared prefix of DESIGN §3), applies its arm's decision to it, and runs on 
 the graph state, not the world: the middleware's own ``wrap_tool_call`` lets a branch run only the tools declared in
 ``shadow_tools`` and stops it before any other (deny by default, :mod:`critic_guard_langgraph.shadow`); a stopped
 branch raises again at its next model call, and its runner excludes the pair (docs/pilot-design.md, "What runs in a
-shadow branch").
+shadow branch"). A guard that never forks (modes off, observe, on; the full design) gets the middleware without
+the gate (:class:`_WithoutToolGate`), so its agent's tool calls are not wrapped at all.
 """
 
 from __future__ import annotations
