@@ -202,12 +202,6 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     state_schema = CriticGuardState  # type: ignore[assignment]
 
-    def __new__(cls, guard: CriticGuard, *args: Any, **kwargs: Any) -> CriticGuardMiddleware[Any, Any]:
-        """A guard that never forks gets the middleware without the shadow tool gate (:class:`_WithoutToolGate`)."""
-        if cls is CriticGuardMiddleware and not _forks(guard):
-            return super().__new__(_WithoutToolGate)
-        return super().__new__(cls)
-
     def __init__(
         self,
         critic: Any = None,
@@ -267,6 +261,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         self._histories = NeutralHistory()
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
+        if type(self) is CriticGuardMiddleware and not _forks(guard):
+            self.__class__ = _WithoutToolGate  # no branches, nothing to gate: LangChain then wraps no tool call
 
     def attach(self, agent: Any) -> Any:
         """Deprecated, not needed: the middleware finds its agent at run time. Returns ``agent``.
