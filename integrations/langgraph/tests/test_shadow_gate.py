@@ -462,7 +462,7 @@ def test_only_a_guard_that_forks_wraps_the_agents_tool_calls(mode: str, make_gua
     """LangChain wraps (and traces) every tool call of a middleware class that overrides the tool hooks; a guard
     that never forks has no branch to gate, so its middleware keeps LangChain's no-op hooks (same name, same
     class family)."""
-    middleware = CriticGuardMiddleware(make_guard(lambda ctx: Verdict(0.1), mode=mode))
+    middleware = CriticGuardMiddleware(make_guard(lambda ctx: Verdict(0.1), mode=mode), outcomes="external")
     gated = type(middleware).awrap_tool_call is not AgentMiddleware.awrap_tool_call
     assert (
         gated == (type(middleware).wrap_tool_call is not AgentMiddleware.wrap_tool_call) == (mode in ("pilot", "auto"))
