@@ -144,11 +144,19 @@ def _guarded(
     mode: str, critic: FunctionCritic, slug: str, args: argparse.Namespace, tmp: Path, policy: Counting
 ) -> tuple[Any, CriticGuard]:
     guard = CriticGuard(critic, agent_name=f"latency-{slug}", mode=mode, store=f"sqlite:///{tmp / slug}.db")
-    middleware = CriticGuardMiddleware(guard, shadow_tools={"add": READ_ONLY})  # a pure tool: safe in a branch
+    middleware = CriticGuardMiddleware(
+        guard,
+        shadow_tools={"add": READ_ONLY},  # a pure tool: safe in a branch (none forks here: no step is flagged)
+        judge=_answered if Mode(mode) in (Mode.PILOT, Mode.AUTO) else None,  # a pilot records each run's outcome
+    )
     agent = build_agent(policy, [middleware], checkpointer=args.checkpointer, path=tmp / f"{slug}.ckpt.db")
-    if Mode(mode) in (Mode.PILOT, Mode.AUTO):
-        middleware.attach(agent)  # pilots fork from the running graph (never here: no step is flagged)
     return agent, guard
+
+
+def _answered(task: Any, state: Any) -> bool:
+    """The pilot's judge: the run ended with an answer (the scripted agent always does; this costs what a cheap
+    judge costs)."""
+    return bool(state["messages"][-1].text)
 
 
 def build_variants(args: argparse.Namespace, tmp: Path) -> list[Variant]:
