@@ -21,7 +21,6 @@ Requires the ``postgres`` extra: ``pip install 'critic-guard[postgres]'``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -35,7 +34,14 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import POSTGRES, Ledger, LedgerStore
-from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row, step_values
+from critic_guard.store.rows import (
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    run_from_row,
+    run_values,
+    step_from_row,
+    step_values,
+)
 from critic_guard.store.step_writer import StepWriter
 
 try:
@@ -366,23 +372,10 @@ class PostgresStore(LedgerStore):
 
 
 def _insert_run(conn: _Conn, run: RunRecord) -> bool:
-    task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
     cursor = conn.execute(
         f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (run_id) DO NOTHING",
-        (
-            run.run_id,
-            run.guard_key,
-            run.agent_name,
-            str(run.arm),
-            run.task_id,
-            task,
-            run.parent_run_id,
-            run.fork_step,
-            run.status,
-            run.started_at,
-            run.ended_at,
-        ),
+        run_values(run),
     )
     return cursor.rowcount == 1
 

@@ -40,6 +40,24 @@ def run_from_row(r: Sequence[Any], *, task_is_text: bool) -> RunRecord:
     )
 
 
+def run_values(run: RunRecord) -> tuple[Any, ...]:
+    """A run as the values of ``RUN_COLUMNS``; its task as sorted JSON text (what both backends store)."""
+    task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
+    return (
+        run.run_id,
+        run.guard_key,
+        run.agent_name,
+        str(run.arm),
+        run.task_id,
+        task,
+        run.parent_run_id,
+        run.fork_step,
+        run.status,
+        run.started_at,
+        run.ended_at,
+    )
+
+
 def step_values(step: StepRecord) -> tuple[Any, ...]:
     """A step as the values of ``STEP_COLUMNS`` (both backends accept a bool for ``flagged``)."""
     return (

@@ -14,7 +14,6 @@ block's limit, so another process holding the write lock costs a user's request 
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -34,7 +33,14 @@ from critic_guard.store.base import (
     UnknownRunError,
 )
 from critic_guard.store.ledger import SQLITE, Ledger, LedgerStore
-from critic_guard.store.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row, step_values
+from critic_guard.store.rows import (
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    run_from_row,
+    run_values,
+    step_from_row,
+    step_values,
+)
 from critic_guard.store.step_writer import StepWriter
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "migrate"]
@@ -259,22 +265,8 @@ class SQLiteStore(LedgerStore):
                 raise
 
     def _insert_run(self, run: RunRecord) -> bool:
-        task = None if run.task is None else json.dumps(dict(run.task), sort_keys=True, default=str)
         cursor = self._conn.execute(
-            f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.run_id,
-                run.guard_key,
-                run.agent_name,
-                str(run.arm),
-                run.task_id,
-                task,
-                run.parent_run_id,
-                run.fork_step,
-                run.status,
-                run.started_at,
-                run.ended_at,
-            ),
+            f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", run_values(run)
         )
         return cursor.rowcount == 1
 
