@@ -108,7 +108,7 @@ from critic_guard_langgraph.messages import NeutralHistory, make_note, note_inde
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner, call_judge
 from critic_guard_langgraph.running_graph import RunningGraphs
 from critic_guard_langgraph.settings import build_guard, check_outcomes
-from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, branch_of, tool_names
+from critic_guard_langgraph.shadow import ShadowBranch, ShadowTools, ToolSafety, tool_names
 from critic_guard_langgraph.streaming import (
     StreamProposals,
     aannounce,
@@ -683,9 +683,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     ) -> ToolMessage | Command[Any]:
         """In a shadow branch, run only the tools declared in ``shadow_tools`` (see :mod:`.shadow`); production
         tool calls pass through untouched."""
-        branch = branch_of(request)
-        emulated = None if branch is None else self.shadow_tools.gate(request, branch)
-        return handler(request) if emulated is None else emulated
+        return self.shadow_tools.call(request, handler)
 
     @override
     async def awrap_tool_call(
@@ -694,9 +692,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
         """Async :meth:`wrap_tool_call`."""
-        branch = branch_of(request)
-        emulated = None if branch is None else self.shadow_tools.gate(request, branch)
-        return await handler(request) if emulated is None else emulated
+        return await self.shadow_tools.acall(request, handler)
 
 
 class _WithoutToolGate(CriticGuardMiddleware[ResponseT, ContextT]):

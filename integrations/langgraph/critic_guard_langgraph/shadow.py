@@ -229,6 +229,24 @@ class ShadowTools:
         assert safety.emulate is not None
         return ToolMessage(content=str(safety.emulate(dict(call["args"]))), tool_call_id=call["id"], name=call["name"])
 
+    def call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
+    ) -> ToolMessage | Command[Any]:
+        """A ``wrap_tool_call`` body: production calls pass through; a branch's call is gated (:meth:`gate`)."""
+        branch = branch_of(request)
+        emulated = None if branch is None else self.gate(request, branch)
+        return handler(request) if emulated is None else emulated
+
+    async def acall(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Async :meth:`call`."""
+        branch = branch_of(request)
+        emulated = None if branch is None else self.gate(request, branch)
+        return await handler(request) if emulated is None else emulated
+
     def _stopped(self, branch: ShadowBranch, error: ShadowIncomplete) -> ShadowIncomplete:
         if branch.stop.stop(error) and self.on_stop is not None:
             self.on_stop()
@@ -272,9 +290,7 @@ class ShadowToolGate(AgentMiddleware[AgentState[ResponseT], ContextT, ResponseT]
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
     ) -> ToolMessage | Command[Any]:
-        branch = branch_of(request)
-        emulated = None if branch is None else self.declared.gate(request, branch)
-        return handler(request) if emulated is None else emulated
+        return self.declared.call(request, handler)
 
     @override
     async def awrap_tool_call(
@@ -282,6 +298,4 @@ class ShadowToolGate(AgentMiddleware[AgentState[ResponseT], ContextT, ResponseT]
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
-        branch = branch_of(request)
-        emulated = None if branch is None else self.declared.gate(request, branch)
-        return await handler(request) if emulated is None else emulated
+        return await self.declared.acall(request, handler)
