@@ -843,9 +843,10 @@ class CriticGuard:
         self._writes.note_lost("fork", parent_run_id, self._task_id_of(parent_run_id), reason)
         return False
 
-    def wait_for_writes(self, timeout: float | None = None) -> bool:
-        """Wait until every queued run, outcome and pair write is written or lost; True if within ``timeout``."""
-        return self._writes.wait(timeout)
+    def wait_for_writes(self, timeout: float | None = None, *, task_id: str | None = None) -> bool:
+        """Wait until every queued run, outcome and pair write (only ``task_id``'s, if given) is written or lost;
+        True if within ``timeout``."""
+        return self._writes.wait(timeout, task_id=task_id)
 
     def lost_writes(self) -> tuple[LostWrite, ...]:
         """The run, outcome and pair writes this guard could not make, even by retrying (oldest first)."""

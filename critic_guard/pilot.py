@@ -391,7 +391,11 @@ class _Pilot:
             await adapter.run_task(PilotTask(task_id, attempt, data))
         except Exception as exc:
             status, error = PilotTaskStatus.FAILED, self.guard.error_text(exc)  # the message may quote tool arguments
-        await asyncio.to_thread(self.guard.wait_for_writes, self.guard.config.store_retry_s)
+        # Each of the task's writes (all queued by now) is written or lost by the end of its retry window plus one
+        # bounded try; until then a lost one may not be in `lost` yet, so a task whose writes are not settled
+        # within twice the window is failed, never counted done.
+        settle_s = 2 * self.guard.config.store_retry_s
+        settled = await asyncio.to_thread(self.guard.wait_for_writes, settle_s, task_id=task_id)
         lost = self.lost_writes(task_id, began)
         runs = await self.settled(self.retrying("read the task's runs", lambda: self.attempt_runs(row)), [])
         production = next((r for r in runs if r.parent_run_id is None), None)
@@ -400,6 +404,8 @@ class _Pilot:
                 PilotTaskStatus.FAILED,
                 "store writes lost: " + "; ".join(f"{w.what}: {w.error}" for w in lost),
             )
+        elif status is PilotTaskStatus.DONE and not settled:
+            status, error = PilotTaskStatus.FAILED, f"store writes still queued after {settle_s:g}s"
         elif status is PilotTaskStatus.DONE and production is None:
             status, error = PilotTaskStatus.FAILED, f"no run carried {ATTEMPT_KEY}={attempt} (adapter bug)"
         if status is PilotTaskStatus.FAILED:

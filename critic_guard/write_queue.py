@@ -168,11 +168,15 @@ class WriteQueue:
         self.note_lost(what, run_id, task_id, refused)
         return False
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until every queued write is written or lost; True if that happened within ``timeout``."""
+    def wait(self, timeout: float | None = None, *, task_id: str | None = None) -> bool:
+        """Block until every queued write is written or lost; True if that happened within ``timeout``.
+
+        With ``task_id``, only until none of that task's writes (nor any write of an unknown task) is queued: a
+        pilot decides a task's fate from :attr:`lost` once its own writes are settled, while other tasks' later
+        writes may keep the queue busy."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._pending:
+            while self._holds(task_id):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -192,6 +196,11 @@ class WriteQueue:
                 if left is not None and left <= 0:
                     return
                 self._cond.wait(left)
+
+    def _holds(self, task_id: str | None) -> bool:
+        if task_id is None:
+            return bool(self._pending)
+        return any(p.task_id in (task_id, None) for p in self._pending)
 
     def close(self) -> None:
         """Stop accepting writes, let the thread finish the queued ones (each within its window), and stop it."""

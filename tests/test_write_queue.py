@@ -143,3 +143,23 @@ def test_settle_waits_for_the_first_attempt_of_background_writes_but_not_for_ret
     assert queue.retrying and queue.queued == 1
     queue.close()  # the failing write is lost at the end of its window, and says so
     assert [w.what for w in queue.lost] == ["locked"]
+
+
+def test_waiting_for_one_task_ends_when_its_writes_are_settled_not_when_the_queue_is_empty() -> None:
+    """The pilot decides a task's fate from ``lost`` after this wait: a write lost at the end of its window is in
+    ``lost`` by then, while other tasks' writes (here one held at a gate) may keep the queue busy."""
+    gate = threading.Event()
+    log: list[str] = []
+    queue = WriteQueue(retry_for_s=0.2)
+    queue.put("record_outcome", Flaky("record_outcome", log, failures=10**9), run_id="r1", task_id="t1")
+    queue.put("end_run", Flaky("end_run", log), run_id="r1", task_id="t1")
+    queue.put("start_run", gate.wait, run_id="r2", task_id="t2")
+    assert queue.wait(timeout=30.0, task_id="t1")
+    assert [(w.what, w.task_id) for w in queue.lost] == [("record_outcome", "t1")]  # recorded before the wait ends
+    assert log == ["end_run"] and queue.busy  # t1's writes are settled; t2's is still queued
+    assert queue.wait(timeout=0.01, task_id="t2") is False
+    queue.put("end_run", lambda: None, run_id="r3", task_id=None)  # a write of an unknown task may be anyone's
+    assert queue.wait(timeout=0.01, task_id="t1") is False
+    gate.set()
+    assert queue.wait(timeout=30.0, task_id="t1") and not queue.busy
+    queue.close()
