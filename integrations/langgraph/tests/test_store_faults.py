@@ -10,6 +10,7 @@ released the pair completes with the cells of an undisturbed run: nothing open, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
@@ -149,22 +150,33 @@ def test_a_failed_branch_is_excluded_even_when_its_run_cannot_be_ended(tmp_path:
     guard.close()
 
 
-class LongLock:
-    """Holds the store's write lock from ``TRIGGER``'s production judge for ``seconds``, longer than the guard's
-    retry window, so that writes made meanwhile are lost (and counted)."""
+class LockUntilLost(logging.Handler):
+    """Takes the store's write lock at ``TRIGGER``'s production judge and holds it until the guard has given up on
+    an outcome of ``TRIGGER`` (its retry window demonstrably passed: the loss is logged), then releases it.
+
+    Driven by that event, not by a duration: however loaded the machine, ``TRIGGER``'s pair cannot complete (an
+    outcome is lost, and with it every write queued before it), and the lock is gone as soon as that is so.
+    ``SAFETY_S`` only keeps a broken guard from hanging the test (which then fails)."""
 
     TRIGGER = "t03"
+    SAFETY_S = 60.0
 
-    def __init__(self, db: Path, seconds: float) -> None:
-        self.db, self.seconds = db, seconds
+    def __init__(self, db: Path) -> None:
+        super().__init__(logging.ERROR)
+        self.db = db
         self.thread: threading.Thread | None = None
-        self.taken = threading.Event()
+        self.taken, self.lost = threading.Event(), threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:  # WriteQueue.note_lost: "%s of run %s (task %s) is lost: %s"
+        args = record.args if isinstance(record.args, tuple) and len(record.args) == 4 else (None,) * 4
+        if str(record.msg).endswith("is lost: %s") and args[0] == "record_outcome" and args[2] == self.TRIGGER:
+            self.lost.set()
 
     def _hold(self) -> None:
         conn = sqlite3.connect(self.db, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         self.taken.set()
-        threading.Event().wait(self.seconds)
+        self.lost.wait(self.SAFETY_S)
         conn.execute("COMMIT")
         conn.close()
 
@@ -178,20 +190,29 @@ class LongLock:
 
 def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_runs_them(tmp_path: Path) -> None:
     db = tmp_path / "guard.db"
-    lock = LongLock(db, seconds=2.0)
+    lock = LockUntilLost(db)
     kinds = tuple(KINDS[i % len(KINDS)] for i in range(12))
     options = {"store_wait_s": 0.05, "store_retry_s": 0.3}
     suite = calc_suite(kinds, name="lossy", judge_fn=lock.judge, **options)
-    with suite.guard(mode="pilot", store=f"sqlite:///{db}") as guard:
-        first = asyncio.run(run_pilot(suite, guard, concurrency=2))
-        lost = guard.lost_writes()
+    logger = logging.getLogger("critic_guard")
+    logger.addHandler(lock)
+    try:
+        with suite.guard(mode="pilot", store=f"sqlite:///{db}") as guard:
+            first = asyncio.run(run_pilot(suite, guard, concurrency=2))
+            lost = guard.lost_writes()
+    finally:
+        logger.removeHandler(lock)
+        lock.lost.set()  # whatever happened, let the lock go
     assert lock.thread is not None
     lock.thread.join()
 
     assert not first.ok and first.tally.failed > 0  # `critic-guard pilot` exits 1 on this
-    assert LongLock.TRIGGER in first.tally.failures
+    assert LockUntilLost.TRIGGER in first.tally.failures
     assert first.to_dict()["failed_tasks"] == dict(sorted(first.tally.failures.items()))
-    assert lost and {w.task_id for w in lost} <= set(first.tally.failures)  # every lost write names a failed task
+    lost_tasks = {w.task_id for w in lost}
+    assert ("record_outcome", LockUntilLost.TRIGGER) in {(w.what, w.task_id) for w in lost}
+    assert first.lost_writes == len(lost)
+    assert lost_tasks <= set(first.tally.failures)  # every lost write names a failed task, none counted done
     assert all(why for why in first.tally.failures.values())
 
     rerun_suite = calc_suite(kinds, name="lossy", **options)
@@ -200,6 +221,7 @@ def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_
         assert guard.store is not None
         [status] = status_rows(guard.store)
         open_pairs = guard.pairs(PairStatus.OPEN)
+        excluded = [p.reason or "" for p in guard.pairs(PairStatus.INCOMPLETE)]
     assert second.ok
     assert second.ran == first.tally.failed  # exactly the failed tasks ran again; none counted done before
     expected = dict.fromkeys(("n00", "n01", "n10", "n11"), 0)
@@ -207,7 +229,8 @@ def test_writes_lost_past_the_retry_window_fail_their_tasks_by_name_and_a_rerun_
         expected[CELL[kind]] += 1
     assert second.to_dict()["pairs"] == expected  # the final cells are an undisturbed run's
     assert open_pairs == [] and status["open"] == 0  # the failed attempts' pairs were excluded, none left open
-    assert status["incomplete"] >= 1  # and shown as excluded (with their reasons, in the report)
+    assert status["incomplete"] == len(excluded) >= 1  # and shown as excluded, with their reasons
+    assert all(excluded) and any("store writes lost:" in why and "record_outcome" in why for why in excluded)
 
 
 def test_a_fork_the_runner_can_no_longer_run_is_excluded_not_lost(tmp_path: Path) -> None:
