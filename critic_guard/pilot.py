@@ -20,9 +20,10 @@ counts only the pair of each task's final production run.
 
 Store faults (docs/faults.md). The pilot's own bookkeeping is retried with backoff for ``store_retry_s``, each try
 waiting at most ``store_wait_s`` (the event loop never blocks on a store that is down). After each task the runner
-waits for the guard's queued run, outcome and pair writes; a task whose writes were lost anyway, or whose end could
-not be recorded, is *failed*: named in the result, its open pairs excluded, and run again by the next start (its
-row is ``failed`` or still ``running``, never ``done``). ``critic-guard pilot`` then exits non-zero.
+waits until the task's own queued run, outcome and pair writes are written or lost; a task whose writes were lost
+anyway (or still queued after twice ``store_retry_s``), or whose end could not be recorded, is *failed*: named in
+the result, its open pairs excluded, and run again by the next start (its row is ``failed`` or still ``running``,
+never ``done``). ``critic-guard pilot`` then exits non-zero.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Another connection takes the database write lock (``BEGIN IMMEDIATE``) inside the critic call that flags step 2
 of the calculator task, and holds it until the run has returned. The fork path (the branch's run, the pair), the
 production run's end and outcome, and the branch's end all meet the lock. The run must return normally after one
-bounded wait (``store_wait_s``), not 5 s per write; the writes wait in the guard's queue, and once the lock is
-released the pair completes with the cells of an undisturbed run: nothing open, nothing lost.
+bounded wait (``store_wait_s``), never the store's own busy timeout (here an hour, so that waiting it is a deadlock,
+not a slow run); the writes wait in the guard's queue, and once the lock is released the pair completes with the
+cells of an undisturbed run: nothing open, nothing lost.
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ from critic_guard.pilot import run_pilot
 from critic_guard.policy import Policy
 from critic_guard.report.status import status_rows
 from critic_guard.store.base import PairStatus
+from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import Arm, StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
 from critic_guard_langgraph.shadow import ShadowBranch
 
 WAIT_S = 0.1
-JOIN_S = 4.0  # well under one 5 s busy timeout: catches the old 20 s hang without timing anything
+# The store's own busy timeout is an hour: a store call on the user's path that is not bounded by `store_wait_s`
+# waits for the lock, which is released only after the request returned, so it deadlocks instead of being slow.
+# JOIN_S only ends such a deadlock; a correct guard returns however loaded the machine (nothing here is timed).
+UNBOUNDED_S = 3600.0
+JOIN_S = 120.0
 
 
 def judge(task: Any, state: Any) -> bool:
@@ -67,8 +73,9 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
 ) -> None:
     db = tmp_path / "guard.db"
     critic = LockAtFirstFlag(db)
+    store = SQLiteStore(db, busy_timeout_s=UNBOUNDED_S)
     guard = CriticGuard(
-        critic, mode=mode, policy=Policy(min_step=0), store=f"sqlite:///{db}", agent_name="calc", store_wait_s=WAIT_S
+        critic, mode=mode, policy=Policy(min_step=0), store=store, agent_name="calc", store_wait_s=WAIT_S
     )
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
@@ -125,6 +132,7 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
     [row] = status_rows(guard.store)
     assert (row["open"], row["incomplete"], row["evidence"]["pairs"]) == (0, 0, 1)
     guard.close()
+    store.close()
 
 
 def test_a_failed_branch_is_excluded_even_when_its_run_cannot_be_ended(tmp_path: Path) -> None:
