@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ WAIT_S = 0.1
 # waits for the lock, which is released only after the request returned, so it deadlocks instead of being slow.
 # JOIN_S only ends such a deadlock; a correct guard returns however loaded the machine (nothing here is timed).
 UNBOUNDED_S = 3600.0
-JOIN_S = 120.0
+JOIN_S = 60.0
 
 
 def judge(task: Any, state: Any) -> bool:
@@ -103,7 +105,9 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
         request = threading.Thread(target=user_request)
         request.start()
         request.join(JOIN_S)
-        assert not request.is_alive(), "the user's request waited on the locked store"
+        stuck = sys._current_frames().get(request.ident or 0)
+        where = "".join(traceback.format_stack(stuck)) if stuck is not None else ""
+        assert not request.is_alive(), f"the user's request waited on the locked store, at:\n{where}"
         assert critic.held.is_set()
         deadline = time.monotonic() + 10  # hold the lock until the guard's writer thread has met it
         while guard.counters.store_errors == 0 and time.monotonic() < deadline:
