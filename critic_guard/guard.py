@@ -688,8 +688,11 @@ class CriticGuard:
             self._track(run_id).task_id = None if task_id is None else str(task_id)
             self._started += 1
             forget = self._memory is not None and self._started % _FORGET_EVERY == 0
-        if forget and self._memory is not None:
-            self._memory.forget_old_runs(_MAX_TRACKED_RUNS)
+        if forget and self._memory is not None:  # on the user's path: bounded and fail-open like every store call
+            try:
+                self._bounded(functools.partial(self._memory.forget_old_runs, _MAX_TRACKED_RUNS))
+            except Exception as exc:
+                self._store_failed(exc)
         record = RunRecord(
             run_id=run_id,
             guard_key=self.guard_key,

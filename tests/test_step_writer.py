@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from critic_guard.store.base import StepRecord
+from critic_guard.store.base import StepRecord, StoreBusyError
 from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.store.step_writer import StepWriter
 from critic_guard.types import Arm
@@ -134,3 +134,25 @@ def test_store_reads_its_own_writes_and_other_connections_see_them_soon(tmp_path
     store.add_step(make_step("r", 4))
     store.close()  # close flushes
     assert _rows(path) == 5
+
+
+def test_a_bounded_flush_that_cannot_write_gives_its_rows_back_in_order() -> None:
+    """A read on the user's path flushes within its wait bound; when that write fails (the bound ran out, the store
+    is locked), its rows go back ahead of later steps for the writer thread: nothing is lost because it could not
+    wait."""
+    attempts: list[list[int]] = []
+
+    def insert(steps: Sequence[StepRecord]) -> None:
+        attempts.append([s.step for s in steps])
+        if len(attempts) == 1:
+            raise StoreBusyError("the bounded caller's wait ran out")
+
+    writer = StepWriter(insert, interval_s=3600)
+    writer.add(make_step("r", 0))
+    writer.add(make_step("r", 1))
+    with pytest.raises(StoreBusyError):
+        writer.flush(timeout=0.05)
+    writer.add(make_step("r", 2))
+    writer.close()
+    assert attempts == [[0, 1], [0, 1, 2]]
+    assert writer.lost == 0

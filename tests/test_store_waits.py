@@ -10,14 +10,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from critic_guard.guard import CriticGuard
-from critic_guard.store.base import RunRecord, StoreBusyError
+from critic_guard.store.base import RunRecord, StepRecord, StoreBusyError
 from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import Arm
+from tests.store_suite import make_step
 
 
 def run(run_id: str) -> RunRecord:
@@ -90,3 +92,49 @@ def test_the_guard_fails_open_on_a_locked_store_and_writes_once_it_is_free(tmp_p
     assert (during.store_errors, during.store_deferred) == (1, 3)  # one bounded attempt; three writes queued
     assert (guard.counters.store_recovered, guard.counters.store_lost) == (3, 0)
     guard.close()
+
+
+def test_a_bounded_read_gives_up_while_the_step_writer_waits_on_a_locked_file(tmp_path: Path) -> None:
+    """Reads flush queued steps first (``steps_of``, ``run_summaries``, ``flush``). While the step writer's batch
+    waits for another process's write lock (here for the store's whole busy timeout, an hour), a read inside
+    ``wait_at_most`` gives up after its bound instead of waiting for that batch, and no queued step is lost."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path, busy_timeout_s=3600.0)  # waiting it out would be a deadlock, not a slow test
+    store.add_run(run("r1"))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    insert, writing = store._steps._insert, threading.Event()
+
+    def insert_after_signal(steps: Sequence[StepRecord]) -> None:
+        writing.set()  # the writer thread holds its flush lock and is about to meet the locked file
+        insert(steps)
+
+    store._steps._insert = insert_after_signal
+    store.add_step(make_step("r1", 0))
+    outcomes: dict[str, BaseException | None] = {}
+
+    def bounded_reads() -> None:
+        for name, read in (("steps_of", lambda: store.steps_of("r1")), ("summaries", store.run_summaries)):
+            try:
+                with store.wait_at_most(0.05):
+                    read()
+            except BaseException as exc:
+                outcomes[name] = exc
+            else:
+                outcomes[name] = None
+
+    try:
+        assert writing.wait(30)
+        store.add_step(make_step("r1", 1))  # queued behind the stuck batch
+        reader = threading.Thread(target=bounded_reads)
+        reader.start()
+        reader.join(30)  # a deadlock detector: a bounded read returns after about 0.05 s however loaded the machine
+        assert not reader.is_alive(), "a bounded read waited for the step writer's batch"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert all(isinstance(exc, StoreBusyError) for exc in outcomes.values()), outcomes
+    assert set(outcomes) == {"steps_of", "summaries"}
+    assert [s.step for s in store.steps_of("r1")] == [0, 1]  # unbounded: the writer's batch, then the queued one
+    assert store.lost_steps == 0
+    store.close()

@@ -438,14 +438,14 @@ class LedgerStore(Store):
         self._steps.add(step)
 
     def flush(self) -> None:
-        self._steps.flush()
+        self._steps.flush(self.wait_limit())
 
     @property
     def lost_steps(self) -> int:
         return self._steps.lost
 
     def steps_of(self, run_id: str) -> list[StepRecord]:
-        self._steps.flush()  # read your own writes
+        self._steps.flush(self.wait_limit())  # read your own writes (bounded inside wait_at_most)
         return self._select_steps(run_id)
 
     @abstractmethod
@@ -499,7 +499,7 @@ class LedgerStore(Store):
             return ledger.guard_keys()
 
     def run_summaries(self) -> list[RunSummary]:
-        self._steps.flush()  # count the reviews still queued
+        self._steps.flush(self.wait_limit())  # count the reviews still queued (bounded inside wait_at_most)
         with self._reading() as ledger:
             return ledger.run_summaries()
 

@@ -358,7 +358,7 @@ class SQLiteStore(LedgerStore):
         """
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
-        self._steps.flush()
+        self._steps.flush(self.wait_limit())
         with self._writing() as _:
             deleted = self._conn.execute(
                 "DELETE FROM runs WHERE rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?) "

@@ -9,7 +9,8 @@ one transaction.
 
 What a crash can lose: the steps of the last ``interval_s`` (50 ms by default) if the process is killed (kill -9,
 power loss). A normal exit loses nothing (``close`` and an ``atexit`` hook flush), and a reader in this process never
-misses a step: the store flushes before it reads steps. Another process sees a step at most ``interval_s`` late.
+misses a step: the store flushes before it reads steps (a read inside ``Store.wait_at_most`` waits for that flush at
+most its bound, then raises, keeping the queued rows). Another process sees a step at most ``interval_s`` late.
 
 A row the store cannot write never takes other rows with it: when a batch fails, its rows are written one by one and
 only those refused are lost. When the store itself is unavailable (the backend's ``unavailable`` errors: a lock
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
-from critic_guard.store.base import StepRecord
+from critic_guard.store.base import StepRecord, StoreBusyError
 
 __all__ = ["DEFAULT_INTERVAL_S", "StepWriter"]
 
@@ -82,13 +83,25 @@ class StepWriter:
         while not self._stop.wait(self.interval_s):
             self.flush()
 
-    def flush(self) -> None:
-        """Write every queued step now, in the caller's thread (returns once they are committed or dropped)."""
-        with self._flushing:
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every queued step now, in the caller's thread (returns once they are committed or dropped).
+
+        ``timeout``: a caller with a wait bound (a read on the user's path inside ``Store.wait_at_most``, which the
+        store passes here) waits at most this long for a batch the writer thread is committing, e.g. one stuck
+        behind a locked database for the store's whole busy timeout, then raises :class:`StoreBusyError`. If the
+        bounded caller's own write fails, its rows go back to the front of the queue for the writer thread: a row
+        is never lost because a caller could not wait (docs/faults.md).
+        """
+        if not self._flushing.acquire(timeout=-1 if timeout is None else timeout):
+            raise StoreBusyError(f"the step writer stayed busy for {timeout:g}s (a batch waiting for the store)")
+        try:
             batch: list[StepRecord] = []
             while self._pending:
                 batch.append(self._pending.popleft())
             if not batch:
+                return
+            if timeout is not None:
+                self._insert_or_give_back(batch)
                 return
             try:
                 self._insert(batch)
@@ -99,6 +112,18 @@ class StepWriter:
                     self._lose(batch, exc)
                 else:
                     self._row_by_row(batch)
+        finally:
+            self._flushing.release()
+
+    def _insert_or_give_back(self, batch: list[StepRecord]) -> None:
+        """A bounded caller's write: on any failure (its short bound, a locked store, a bad row) the batch goes
+        back, in order, ahead of later steps; the writer thread then writes it with its own patience and row-by-row
+        fallback, and counts what it cannot write."""
+        try:
+            self._insert(batch)
+        except BaseException:
+            self._pending.extendleft(reversed(batch))
+            raise
 
     def _row_by_row(self, batch: Sequence[StepRecord]) -> None:
         """After a failed batch: write each row alone, so that one bad row loses only itself."""
