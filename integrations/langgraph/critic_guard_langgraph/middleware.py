@@ -267,6 +267,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         self.judge_on_path = judge_on_path or fork_context is not None
         self._offpath = OffPathJudging()
         self._flag_steps: dict[str, int | None] = {}  # runs judged off the path: their first flag, in process
+        guard.on_close(self._drain)  # guard.close() alone also finishes this middleware's background verdicts
         self._histories = NeutralHistory()
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
@@ -299,13 +300,17 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
         Branches on an event loop that has stopped can never finish: their pairs are excluded with the reason.
         """
-        self._offpath.close(timeout)  # first: a background verdict may still fork a branch
-        if self.runner is not None:
-            self.runner.close(timeout)
+        self._drain(timeout)
         if self._owns_guard:
             self.guard.close()
         else:
             self.guard.wait_for_writes(timeout)
+
+    def _drain(self, timeout: float | None = None) -> None:
+        """Finish the background verdicts (they may still fork branches), then the branches."""
+        self._offpath.close(timeout)
+        if self.runner is not None:
+            self.runner.close(timeout)
 
     async def aclose(self) -> None:
         """Async :meth:`close`: await the branches on this loop, then finish the writes off the loop."""

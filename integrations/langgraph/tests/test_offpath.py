@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from pilot_suites import MIXED, build, critic, judge, task
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
+from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware
 
@@ -173,3 +175,24 @@ def test_fork_context_keeps_judging_on_the_path(make_guard: GuardFactory) -> Non
     assert (middleware.judge_on_path, default.judge_on_path) == (True, False)
     middleware.close()
     default.close()
+
+
+def test_guard_close_alone_finishes_the_background_verdicts(
+    saver: Any, make_guard: GuardFactory, tmp_path: Path
+) -> None:
+    gate = Gate()
+    store = SQLiteStore(tmp_path / "kept.db")  # the test's: it stays open after the guard closes
+    guard = make_guard(gate, mode="pilot", policy=Policy(min_step=0), critic_timeout_s=DEADLOCK_S, store=store)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
+    agent = build([middleware], saver)
+    try:
+        answers = run_all(agent)  # returns while every verdict waits
+        assert gate.returned == 0
+    finally:
+        gate.release.set()
+    guard.close()  # not middleware.close(): the guard drains the middleware's queue and branches first
+
+    assert [a == RIGHT for a in answers] == [k in ("clean", "fragile") for k in MIXED]
+    assert all(n > 0 and judged for n, judged in steps_judged(guard))
+    assert [p[3] for p in pair_outcomes(guard)] == ["complete"] * len(TASKS)
+    store.close()
