@@ -75,11 +75,32 @@ class OffPathJudging:
         self._places.release()
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait for every queued sync job; True if all finished within ``timeout``."""
+        """Wait for every queued job from sync code; True if all finished within ``timeout``.
+
+        Async jobs on an event loop running in another thread are awaited there (as ``guard.close()`` from a worker
+        thread of a service does); those whose loop has stopped can never run, and are counted as failures.
+        """
+        finished = True
+        for loop in {task.get_loop() for task in tuple(self._tasks)}:
+            if loop.is_running():
+                try:
+                    asyncio.run_coroutine_threadsafe(self._await_loop(), loop).result(timeout)
+                except TimeoutError:
+                    finished = False
+            else:
+                stranded = [task for task in tuple(self._tasks) if task.get_loop() is loop and not task.done()]
+                with self._lock:
+                    self.failures += len(stranded)
+                logger.error("critic-guard: %d background verdicts on a stopped event loop are lost", len(stranded))
         with self._lock:
             pending = list(self._pending)
         _, not_done = wait_all(pending, timeout)
-        return not not_done
+        return finished and not not_done
+
+    async def _await_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while pending := [task for task in tuple(self._tasks) if task.get_loop() is loop]:
+            await asyncio.wait(pending)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain, then stop the threads."""
@@ -125,9 +146,7 @@ class OffPathJudging:
 
     async def adrain(self) -> None:
         """Await every async job of this loop, and the sync ones off the loop."""
-        loop = asyncio.get_running_loop()
-        while pending := [task for task in self._tasks if task.get_loop() is loop]:
-            await asyncio.wait(pending)
+        await self._await_loop()
         await asyncio.to_thread(self.drain)
 
     # -- failures -----------------------------------------------------------------------------------------------
