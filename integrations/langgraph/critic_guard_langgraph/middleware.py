@@ -22,6 +22,12 @@ never run into the recursion limit. Nor does ``ModelCallLimitMiddleware`` count 
 fallback middlewares belong after the guard in the list, inside it (integrations/langgraph/README.md, "With
 LangChain's other middlewares").
 
+Off the user's path. Where the verdict cannot act (mode ``observe``; ``pilot`` / ``auto`` on an arm the guard does
+not act on) the step does not wait for it: the critic call, the step row and the first-flag fork follow in the
+background (:mod:`.offpath`), from the same context, proposal and checkpoint, unless ``fork_context`` (it must copy
+the world at the flag) or ``judge_on_path=True`` keeps them on the path (docs/pilot-design.md, "Judging off the
+user's path").
+
 What stream consumers see (``stream_mode="messages"`` shows a proposal while the model writes it): a withdrawn proposal
 is named in a custom stream event and a LangChain custom event, and ``stream_proposals="judged"`` keeps proposals
 off the messages stream until accepted (:mod:`critic_guard_langgraph.streaming`).
