@@ -344,6 +344,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         await self.aclose()
 
     @property
+    def background_failures(self) -> int:
+        """Background verdicts, rows or forks (judging off the user's path) that raised or could never run: each
+        logged; a run that lost its first-flag fork this way has no pair, never a biased one."""
+        return self._offpath.failures
+
+    @property
     def _piloting(self) -> bool:
         """Whether runs may fork (modes pilot and auto, fork design): the only case with branch bookkeeping."""
         return self.guard.config.mode in (Mode.PILOT, Mode.AUTO) and self.guard.config.design == "fork"

@@ -23,6 +23,7 @@ from critic_guard.policy import Policy
 from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.offpath import OffPathJudging
 
 DEADLOCK_S = 60  # join bound: only a hang reaches it
 TASKS = [task(i, kind) for i, kind in enumerate(MIXED)]
@@ -113,7 +114,7 @@ def test_runs_finish_while_the_critic_is_blocked(mode: str, saver: Any, make_gua
     assert gate.returned > 0
     assert len(steps_judged(guard)) == len(TASKS)
     assert all(n > 0 and judged for n, judged in steps_judged(guard))
-    assert guard.counters.critic_errors == 0 and middleware._offpath.failures == 0
+    assert guard.counters.critic_errors == 0 and middleware.background_failures == 0
     if mode == "pilot":
         pairs = pair_outcomes(guard)
         assert len(pairs) == len(TASKS)
@@ -138,7 +139,7 @@ async def test_async_runs_finish_while_the_critic_is_blocked(mode: str, asaver: 
 
     assert [a == RIGHT for a in answers] == [k in ("clean", "fragile") for k in MIXED]  # served control: untouched
     assert all(n > 0 and judged for n, judged in await asyncio.to_thread(steps_judged, guard))
-    assert guard.counters.critic_errors == 0 and middleware._offpath.failures == 0
+    assert guard.counters.critic_errors == 0 and middleware.background_failures == 0
     if mode == "pilot":
         pairs = await asyncio.to_thread(pair_outcomes, guard)
         assert len(pairs) == len(TASKS)
@@ -196,3 +197,47 @@ def test_guard_close_alone_finishes_the_background_verdicts(
     assert all(n > 0 and judged for n, judged in steps_judged(guard))
     assert [p[3] for p in pair_outcomes(guard)] == ["complete"] * len(TASKS)
     store.close()
+
+
+def test_the_queue_keeps_each_runs_order_and_counts_failures() -> None:
+    queue = OffPathJudging(workers=2, max_pending=2)
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    def held() -> None:
+        gate.wait()
+        seen.append("a0")
+
+    queue.submit("a", held)  # holds run a's chain: a1 must wait for it although a worker is free
+    queue.submit("a", lambda: seen.append("a1"))
+    gate.set()
+    queue.submit("b", fail)  # the queue was full (max_pending 2): this waits for a place, then runs
+    assert queue.close(DEADLOCK_S)
+    assert (seen, queue.failures) == (["a0", "a1"], 1)
+
+
+async def test_the_async_queue_keeps_each_runs_order_and_counts_failures() -> None:
+    queue = OffPathJudging()
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def first() -> None:
+        await release.wait()
+        seen.append("a0")
+
+    async def second() -> None:
+        seen.append("a1")
+
+    async def fail() -> None:
+        raise RuntimeError("boom")
+
+    await queue.asubmit("a", first)
+    await queue.asubmit("a", second)
+    await queue.asubmit("b", fail)
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(queue.adrain(), DEADLOCK_S)
+    assert (seen, queue.failures) == (["a0", "a1"], 1)
