@@ -81,7 +81,13 @@ class OffPathJudging:
         thread of a service does); those whose loop has stopped can never run, and are counted as failures.
         """
         finished = True
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop in {task.get_loop() for task in tuple(self._tasks)}:
+            if loop is here:  # waiting here would stall the loop the jobs need
+                raise RuntimeError("close() inside the event loop of background verdicts: await aclose() instead")
             if loop.is_running():
                 try:
                     asyncio.run_coroutine_threadsafe(self._await_loop(), loop).result(timeout)
