@@ -75,6 +75,7 @@ model = Scripted(messages=iter([
 ]))
 agent = create_agent(model, tools=[add], middleware=[Probe(), CriticGuardMiddleware(guard)])
 agent.invoke({"messages": [{"role": "user", "content": "1+2?"}]})
+guard.close()  # observe judges off the user's path: the run's span ends after its verdicts, which close() drains
 spans = [
     {
         "name": s.name,

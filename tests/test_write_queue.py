@@ -96,7 +96,6 @@ def test_background_writes_are_batched_in_order_and_a_failed_batch_is_retried_wr
     gate = threading.Event()
 
     def apply(writes: list[Any]) -> None:
-        gate.wait()  # hold the first batch until everything is queued
         names = [w.name for w in writes]
         batches.append(names)
         if "bad" in names:
@@ -108,6 +107,14 @@ def test_background_writes_are_batched_in_order_and_a_failed_batch_is_retried_wr
     queue = WriteQueue(retry_for_s=30.0, on_failure=failures.append)
     writes = [Flaky("a", log), Flaky("b", log), Flaky("bad", log, failures=1), Flaky("c", log)]
     pair = Flaky("pair", log)
+    holding = threading.Event()
+
+    def hold() -> None:  # keeps the writer thread busy until everything below is queued
+        holding.set()
+        gate.wait()
+
+    assert queue.put("hold", hold, run_id="r", task_id=None, tried=False)
+    assert holding.wait(30.0)
     for write in writes[:2]:
         assert queue.put(write.name, write, run_id="r", task_id=None, tried=False, batch=batch)
     assert queue.put("pair", pair, run_id="r", task_id=None, tried=False)  # not batched: ends the first batch
@@ -119,7 +126,7 @@ def test_background_writes_are_batched_in_order_and_a_failed_batch_is_retried_wr
     assert batches == [["a", "b"], ["bad", "c"]]
     assert log == ["a", "b", "pair", "bad", "c"]  # the failed batch's writes alone, in order
     assert [str(f) for f in failures] == ["database is locked"]  # "bad" alone failed once, then was retried
-    assert (queue.background, queue.queued, queue.recovered, queue.lost) == (5, 1, 1, ())
+    assert (queue.background, queue.queued, queue.recovered, queue.lost) == (6, 1, 1, ())  # with the holder
 
 
 def test_settle_waits_for_the_first_attempt_of_background_writes_but_not_for_retries() -> None:
