@@ -296,6 +296,7 @@ class CriticGuard:
         self._alpha_warned = False
         self._coin = random.Random(self.guard_key)  # fraction coins for callers that give no run id
         self._closed = False
+        self._drains: list[Callable[[], object]] = []  # background work of integrations, finished first by close()
         self.telemetry = telemetry or GuardTelemetry(capture_content=self.config.capture_content)
         self._traces = RunTraces(
             self.telemetry, agent_name=self.config.agent_name, guard_key=self.guard_key, mode=self.config.mode
@@ -1165,6 +1166,11 @@ class CriticGuard:
         this guard opened it. Idempotent."""
         if self._closed:
             return
+        for drain in self._drains:
+            try:
+                drain()
+            except Exception:
+                logger.exception("critic-guard: finishing background work at close failed")
         self._closed = True
         self._pool.shutdown()
         self._critic_loop.shutdown()
@@ -1172,6 +1178,11 @@ class CriticGuard:
         self._ledger.remove_reader_barrier(self._writes.settle)
         if self._owns_store:
             self._ledger.close()
+
+    def on_close(self, drain: Callable[[], object]) -> None:
+        """Have :meth:`close` call ``drain`` first: an integration's background work (verdicts judged off the user's
+        path, their shadow branches) finishes while the critic pool and the store are still open."""
+        self._drains.append(drain)
 
     def __enter__(self) -> Self:
         return self

@@ -75,7 +75,7 @@ model = Scripted(messages=iter([
 ]))
 agent = create_agent(model, tools=[add], middleware=[Probe(), CriticGuardMiddleware(guard)])
 agent.invoke({"messages": [{"role": "user", "content": "1+2?"}]})
-guard.close()  # the run's span ends once the guard's writer has recorded the run's end; close() drains it
+guard.close()  # observe judges off the user's path: the run's span ends after its verdicts, which close() drains
 spans = [
     {
         "name": s.name,

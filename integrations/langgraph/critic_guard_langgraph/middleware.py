@@ -22,6 +22,12 @@ never run into the recursion limit. Nor does ``ModelCallLimitMiddleware`` count 
 fallback middlewares belong after the guard in the list, inside it (integrations/langgraph/README.md, "With
 LangChain's other middlewares").
 
+Off the user's path. Where the verdict cannot act (mode ``observe``; ``pilot`` / ``auto`` on an arm the guard does
+not act on) the step does not wait for it: the critic call, the step row and the first-flag fork follow in the
+background (:mod:`.offpath`), from the same context, proposal and checkpoint, unless ``fork_context`` (it must copy
+the world at the flag) or ``judge_on_path=True`` keeps them on the path (docs/pilot-design.md, "Judging off the
+user's path").
+
 What stream consumers see (``stream_mode="messages"`` shows a proposal while the model writes it): a withdrawn proposal
 is named in a custom stream event and a LangChain custom event, and ``stream_proposals="judged"`` keeps proposals
 off the messages stream until accepted (:mod:`critic_guard_langgraph.streaming`).
@@ -105,6 +111,7 @@ from critic_guard_langgraph._runs import (
 )
 from critic_guard_langgraph.fork import ForkError, check_durability
 from critic_guard_langgraph.messages import NeutralHistory, make_note, note_index
+from critic_guard_langgraph.offpath import OffPathJudging
 from critic_guard_langgraph.runner import ForkPoint, Judge, ShadowRunner, call_judge
 from critic_guard_langgraph.running_graph import RunningGraphs
 from critic_guard_langgraph.settings import build_guard, check_outcomes
@@ -186,7 +193,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             guard names it in a custom stream event (``{"critic_guard": "withdrawn", "message_id": ...}``).
             ``"judged"``: where the guard may withdraw proposals (a ROLLBACK policy, an arm it acts on), its model
             calls are tagged ``nostream``, and only the accepted proposal streams, whole, when the model node ends.
-        fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context.
+        fork_context: pilots: ``context -> context``, a shadow branch's own copy of the runtime context. It must
+            copy the world at the flag, before production moves on, so with it every step is judged on the path.
+        judge_on_path: judge every step before it goes on, even where the verdict cannot act (mode ``observe``, an
+            arm the guard does not act on). Default False: there the step goes on at once and the verdict, its row
+            and any fork follow in the background (:mod:`.offpath`, docs/pilot-design.md).
         store: the store URL (``sqlite:///...``, ``postgresql://...``), None to persist nothing, or a ``Store``.
         arm: the arm runs belong to. Default: the arm the guard serves now (``guard.serve_arm()``: treatment in
             mode ``on``, control in ``observe``, ``serve`` in a pilot).
@@ -217,6 +228,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         arm: Arm | None = None,
         telemetry: GuardTelemetry | None = None,
         stream_proposals: StreamProposals = "live",
+        judge_on_path: bool = False,
         **settings: Any,
     ) -> None:
         super().__init__()
@@ -258,6 +270,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             ShadowRunner(None, guard, judge=judge, fork_context=fork_context) if self._piloting else None
         )
         self._graphs = RunningGraphs(self)
+        self.judge_on_path = judge_on_path or fork_context is not None
+        self._offpath = OffPathJudging()
+        self._flag_steps: dict[str, int | None] = {}  # runs judged off the path: their first flag, in process
+        guard.on_close(self._drain)  # guard.close() alone also finishes this middleware's background verdicts
         self._histories = NeutralHistory()
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
@@ -290,15 +306,21 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
         Branches on an event loop that has stopped can never finish: their pairs are excluded with the reason.
         """
-        if self.runner is not None:
-            self.runner.close(timeout)
+        self._drain(timeout)
         if self._owns_guard:
             self.guard.close()
         else:
             self.guard.wait_for_writes(timeout)
 
+    def _drain(self, timeout: float | None = None) -> None:
+        """Finish the background verdicts (they may still fork branches), then the branches."""
+        self._offpath.close(timeout)
+        if self.runner is not None:
+            self.runner.close(timeout)
+
     async def aclose(self) -> None:
         """Async :meth:`close`: await the branches on this loop, then finish the writes off the loop."""
+        await self._offpath.adrain()  # first: a background verdict may still fork a branch
         if self.runner is not None:
             await self.runner.aclose()
         guard_aclose = getattr(self.guard, "aclose", None)
@@ -320,6 +342,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def background_failures(self) -> int:
+        """Background verdicts, rows or forks (judging off the user's path) that raised or could never run: each
+        logged; a run that lost its first-flag fork this way has no pair, never a biased one."""
+        return self._offpath.failures
 
     @property
     def _piloting(self) -> bool:
@@ -375,12 +403,16 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record = state.get(RECORD)
         if record is None or record["run_id"] is None:
             return None
-        ok = None
-        if self._production_pilot(record) and self.judge is not None:
+        ok, production = None, _branch() is None
+        if self._piloting and production and self.judge is not None:
             ok = safely("judge", self.judge, _task(record["task"], runtime), state, default=None)
             if inspect.isawaitable(ok):
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
-        self._end(record["run_id"], ok)
+        run_id = record["run_id"]
+        if run_id in self._flag_steps:  # after the run's background verdicts (its first flag is known only then)
+            self._offpath.submit(run_id, lambda: self._finish(record, ok, production=production))
+        else:
+            self._finish(record, ok, production=production)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
     async def aafter_agent(
@@ -391,19 +423,41 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         record = state.get(RECORD)
         if record is None or record["run_id"] is None:
             return None
-        ok = None
-        if self._production_pilot(record) and self.judge is not None:
+        ok, production = None, _branch() is None
+        if self._piloting and production and self.judge is not None:
             ok = await asafely("judge", call_judge, self.judge, _task(record["task"], runtime), state, default=None)
-        self._end(record["run_id"], ok)
+        run_id = record["run_id"]
+        if run_id in self._flag_steps:  # after the run's background verdicts (its first flag is known only then)
+
+            async def finish() -> None:
+                self._finish(record, ok, production=production)
+
+            await self._offpath.asubmit(run_id, finish)
+        else:
+            self._finish(record, ok, production=production)
         return {RECORD: {**record, "run_id": None, "warning": None}}
 
-    def _end(self, run_id: str, ok: object) -> None:
+    def _finish(self, record: GuardRun, ok: object, *, production: bool) -> None:
+        """The run's end: the concordant pair of a pilot run never flagged, then ``end_run`` (see :meth:`_end`).
+
+        Runs on the path, or, for a run judged off the path, as its last background job (no LangGraph config there:
+        ``production`` says whether the run is a production run rather than a shadow branch).
+        """
+        run_id = record["run_id"]
+        assert run_id is not None
+        if run_id in self._flag_steps:
+            record = cast("GuardRun", {**record, "flag_step": self._flag_steps.pop(run_id)})
+        if production:
+            self._production_pilot(record)
+        self._end(run_id, ok, production=production)
+
+    def _end(self, run_id: str, ok: object, *, production: bool) -> None:
         """End the run with its outcome, if judged (outcome first, so it lands on the run's open span).
 
         Not a shadow branch's run: its runner judges the branch's final state and ends the run with the outcome.
         """
         self._histories.forget(run_id)
-        if _branch() is not None:
+        if not production:
             return
         success = ok if isinstance(ok, bool) else None
         if ok is not None and success is None:
@@ -412,10 +466,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             "end_run", self.guard.end_run, run_id, status="completed", success=success, background=True, default=None
         )
 
-    def _production_pilot(self, record: GuardRun) -> bool:
+    def _production_pilot(self, record: GuardRun) -> None:
         """At the end of a production run of a pilot: open the concordant pair of a run never flagged."""
-        if not self._piloting or _branch() is not None:
-            return False
+        if not self._piloting:
+            return
         run_id = record["run_id"]
         assert run_id is not None
         if record.get("flag_step") is None and self.guard.should_fork(run_id):
@@ -429,7 +483,6 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 background=True,
                 default=None,
             )
-        return True
 
     # -- judging ------------------------------------------------------------------------------------------------
 
@@ -449,7 +502,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             if response is None:
                 with held_from_stream(held):
                     response = handler(step.model_request())
-                review = self._review(step, response)
+                review = self._review(step, response) if self._on_path(step) else self._judge_later(step, response)
             if not step.apply(response, review):
                 return step.result(response)
             announce(step.request.runtime, step.announcements)
@@ -471,7 +524,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             if response is None:
                 with held_from_stream(held):
                     response = await handler(step.model_request())
-                review = await self._areview(step, response)
+                if self._on_path(step):
+                    review = await self._areview(step, response)
+                else:
+                    review = await self._ajudge_later(step, response)
             if not step.apply(response, review):
                 return step.result(response)
             await aannounce(step.request.runtime, step.announcements)
@@ -511,7 +567,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if ctx is None:
             return None
         review = review_or_none(self.guard, ctx, *step.budget())
-        self._first_flag(step, review, response, asynchronous=False)
+        self._first_flag(step, review, response, get_config(), asynchronous=False)
         return review
 
     async def _areview(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
@@ -519,8 +575,79 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if ctx is None:
             return None
         review = await areview_or_none(self.guard, ctx, *step.budget())
-        self._first_flag(step, review, response, asynchronous=True)
+        self._first_flag(step, review, response, get_config(), asynchronous=True)
         return review
+
+    # -- judging off the user's path (see .offpath) ---------------------------------------------------------------
+
+    def _on_path(self, step: _ModelStep[ResponseT]) -> bool:
+        """Whether this step waits for its verdict: where the verdict may act (mode on, the treatment arm of a
+        pilot or of auto), in shadow branches, with a ``fork_context`` (it copies the world at the flag, before
+        production moves on) or ``judge_on_path``. Elsewhere the verdict cannot change what the user gets."""
+        return self.judge_on_path or step.branch is not None or self.guard.acts(Arm(step.record["arm"]))
+
+    def _later(
+        self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]
+    ) -> tuple[str, StepContext, _ModelStep[ResponseT], dict[str, Any]] | None:
+        """What a background verdict needs, taken now: the critic's view, a frozen copy of the step, the config."""
+        ctx = step.context(response, self._histories)
+        if ctx is None:
+            return None
+        config = get_config()
+        if self._piloting:  # a run that could not fork fails here, on the user's path, as it would at its flag
+            self._fork_point(step.request.runtime, config)
+        self._flag_steps.setdefault(ctx.run_id, step.record.get("flag_step"))
+        record = cast("GuardRun", dict(step.record))
+        frozen: _ModelStep[ResponseT] = _ModelStep(step.request, record, step.messages, None)
+        return ctx.run_id, ctx, frozen, cast("dict[str, Any]", config)
+
+    def _judged(
+        self,
+        frozen: _ModelStep[ResponseT],
+        review: StepReview | None,
+        response: ModelResponse[ResponseT],
+        config: dict[str, Any],
+        *,
+        asynchronous: bool,
+    ) -> None:
+        """A background verdict's first-flag work, on the run's in-process record (the graph state moved on)."""
+        run_id = frozen.record["run_id"]
+        assert run_id is not None
+        frozen.record["flag_step"] = self._flag_steps.get(run_id)
+        try:
+            self._first_flag(frozen, review, response, config, asynchronous=asynchronous)
+        finally:
+            self._flag_steps[run_id] = frozen.record["flag_step"]
+
+    def _judge_later(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
+        """Queue the step's verdict (same context, proposal and checkpoint as on the path); the step goes on."""
+        later = self._later(step, response)
+        if later is None:
+            return None
+        run_id, ctx, frozen, config = later
+        budget = frozen.budget()
+
+        def job() -> None:
+            review = review_or_none(self.guard, ctx, *budget)
+            self._judged(frozen, review, response, config, asynchronous=False)
+
+        self._offpath.submit(run_id, job)
+        return None  # no verdict yet: the step goes on as the unguarded agent's would
+
+    async def _ajudge_later(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
+        """Async :meth:`_judge_later`: the verdict is a task on this loop (awaited by ``aclose``)."""
+        later = self._later(step, response)
+        if later is None:
+            return None
+        run_id, ctx, frozen, config = later
+        budget = frozen.budget()
+
+        async def job() -> None:
+            review = await areview_or_none(self.guard, ctx, *budget)
+            self._judged(frozen, review, response, config, asynchronous=True)
+
+        await self._offpath.asubmit(run_id, job)
+        return None
 
     # -- pilots ---------------------------------------------------------------------------------------------------
 
@@ -546,6 +673,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         step: _ModelStep[ResponseT],
         review: StepReview | None,
         proposal: ModelResponse[ResponseT],
+        config: Any,
         *,
         asynchronous: bool,
     ) -> None:
@@ -565,14 +693,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         ab, aa = self.guard.should_fork(prod), self.guard.should_fork_aa(prod)
         if not (ab or aa):
             return
-        config = get_config()
-        check_durability(config)
         runtime = step.request.runtime
-        graph = self._graphs.running(config, runtime.store)  # the agent, with this run's own checkpointer
-        info = runtime.execution_info
-        if info is None or info.thread_id is None:
-            raise ForkError("a pilot forks from checkpoints: run the agent on a thread (configurable.thread_id)")
-        fork = ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit"))
+        fork, graph = self._fork_point(runtime, config)
         served = Arm(record["arm"])
         if ab:
             other = Arm.TREATMENT if served is Arm.CONTROL else Arm.CONTROL
@@ -595,6 +717,16 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 decision=review.decision,
                 aa=True,
             )
+
+    def _fork_point(self, runtime: Runtime[ContextT], config: Any) -> tuple[ForkPoint, Pregel[Any, Any, Any, Any]]:
+        """Where a branch of this step forks (the checkpoint the model node runs from) and the graph to resume; raises
+        :class:`ForkError` when the run cannot be forked (no checkpointer, no thread, ``durability="exit"``)."""
+        check_durability(config)
+        graph = self._graphs.running(config, runtime.store)  # the agent, with this run's own checkpointer
+        info = runtime.execution_info
+        if info is None or info.thread_id is None:
+            raise ForkError("a pilot forks from checkpoints: run the agent on a thread (configurable.thread_id)")
+        return ForkPoint(info.thread_id, info.checkpoint_id, info.task_id, config.get("recursion_limit")), graph
 
     def _fork(
         self,

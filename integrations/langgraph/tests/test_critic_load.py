@@ -47,9 +47,11 @@ async def test_a_burst_of_concurrent_runs_loses_no_verdict_to_a_full_pool(
     make_guard: GuardFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     guard = make_guard(slow_critic, mode="observe", critic_workers=WORKERS, critic_timeout_s=TIMEOUT_S)
-    agent = build_agent(one_step_model(), [CriticGuardMiddleware(guard)])
+    middleware = CriticGuardMiddleware(guard)
+    agent = build_agent(one_step_model(), [middleware])
     with caplog.at_level(logging.WARNING, logger="critic_guard"):
         outs = await asyncio.gather(*(agent.ainvoke(task_input(), thread(f"t{i}")) for i in range(RUNS)))
+        await middleware.aclose()  # observe judges off the user's path: aclose() awaits the background verdicts
 
     assert [out["messages"][-1].text for out in outs] == ["done"] * RUNS
     counters = guard.counters

@@ -85,7 +85,9 @@ def test_off_and_observe_end_in_the_unguarded_state(mode: str, checkpointer: Any
         return oracle_critic(ctx)
 
     guard = make_guard(critic, mode=mode, policy=Policy(min_step=0))
-    guarded = build_agent(model, [CriticGuardMiddleware(guard)], checkpointer).invoke(task_input(), thread())
+    middleware = CriticGuardMiddleware(guard)
+    guarded = build_agent(model, [middleware], checkpointer).invoke(task_input(), thread())
+    middleware.close()  # observe judges off the user's path: close() waits for the background verdicts
 
     assert comparable(guarded["messages"]) == comparable(plain["messages"])
     assert set(guarded) == set(plain) == {"messages"}  # private counters stay out of the output
