@@ -6,9 +6,10 @@ ignored setting.
 Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
 starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``alpha_per_side``,
 ``max_pilot_pairs``, ``on_budget_spent``, ``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) and the fault
-knobs (``store_wait_s``, ``store_retry_s``) do not: they say how evidence is collected and acted on, not what is
-being tested, so replicas with different knobs still share one record (docs/lifecycle.md). Neither do
-``capture_content`` and ``task_fields``: they say what is kept at rest (docs/telemetry.md, "What the store keeps").
+and capacity knobs (``store_wait_s``, ``store_retry_s``, ``background_workers``, ``background_queue``) do not: they
+say how evidence is collected and acted on, not what is being tested, so replicas with different knobs still share
+one record (docs/lifecycle.md). Neither do ``capture_content`` and ``task_fields``: they say what is kept at rest
+(docs/telemetry.md, "What the store keeps").
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ class GuardConfig(BaseModel):
         default=60.0,
         gt=0.0,
         description="seconds a run, outcome or pair write is retried in the background before it counts as lost",
+    )
+    background_workers: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="threads judging sync agents' steps off the user's path (mode observe, an arm the guard does not "
+        'act on; docs/pilot-design.md, "Judging off the user\'s path")',
+    )
+    background_queue: int = Field(
+        default=1024,
+        ge=1,
+        description="steps judged off the user's path that may wait at once; a step that finds the queue full waits "
+        "for a place (back-pressure, never a drop)",
     )
     lifecycle_ttl_s: float = Field(
         default=1.0,

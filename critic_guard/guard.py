@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -296,7 +296,8 @@ class CriticGuard:
         self._alpha_warned = False
         self._coin = random.Random(self.guard_key)  # fraction coins for callers that give no run id
         self._closed = False
-        self._drains: list[Callable[[], object]] = []  # background work of integrations, finished first by close()
+        # background work of integrations (sync drain, async drain), finished first by close() / aclose()
+        self._drains: list[tuple[Callable[[], object], Callable[[], Awaitable[object]] | None]] = []
         self.telemetry = telemetry or GuardTelemetry(capture_content=self.config.capture_content)
         self._traces = RunTraces(
             self.telemetry, agent_name=self.config.agent_name, guard_key=self.guard_key, mode=self.config.mode
@@ -1166,7 +1167,7 @@ class CriticGuard:
         this guard opened it. Idempotent."""
         if self._closed:
             return
-        for drain in self._drains:
+        for drain, _ in tuple(self._drains):
             try:
                 drain()
             except Exception:
@@ -1179,10 +1180,25 @@ class CriticGuard:
         if self._owns_store:
             self._ledger.close()
 
-    def on_close(self, drain: Callable[[], object]) -> None:
-        """Have :meth:`close` call ``drain`` first: an integration's background work (verdicts judged off the user's
-        path, their shadow branches) finishes while the critic pool and the store are still open."""
-        self._drains.append(drain)
+    async def aclose(self) -> None:
+        """Async :meth:`close`: await the integrations' async background work on this loop (``on_close(...,
+        adrain)``), then finish the rest off the loop (nothing here blocks the event loop). Idempotent."""
+        if self._closed:
+            return
+        for _, adrain in tuple(self._drains):
+            if adrain is None:
+                continue
+            try:
+                await adrain()
+            except Exception:
+                logger.exception("critic-guard: finishing background work at close failed")
+        await asyncio.to_thread(self.close)
+
+    def on_close(self, drain: Callable[[], object], adrain: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Have :meth:`close` call ``drain`` first (and :meth:`aclose` await ``adrain`` first): an integration's
+        background work (verdicts judged off the user's path, their shadow branches) finishes while the critic pool
+        and the store are still open."""
+        self._drains.append((drain, adrain))
 
     def __enter__(self) -> Self:
         return self
