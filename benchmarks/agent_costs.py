@@ -107,8 +107,7 @@ def run_fork(scenario: SimScenario, tasks: Sequence[SimTask], workdir: Path) -> 
         agent = sim_agent(scenario, [middleware], InMemorySaver(), counts)
         for task in tasks:
             agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}}, context=task.as_metadata())
-        assert middleware.runner is not None
-        middleware.runner.close()
+        middleware.close()  # waits for the verdicts and branches; the guard (not the middleware's) stays open
         out = []
         for pair in guard.pairs():
             if pair.control_success is None or pair.treatment_success is None or pair.task_id is None:

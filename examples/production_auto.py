@@ -66,7 +66,7 @@ def main(requests: int = 150) -> None:
         agent.invoke(
             {"messages": [HumanMessage(f"Request {i}: add 1, 2, 3 and 4.")]}, {"configurable": {"thread_id": thread}}
         )
-        middleware.runner.wait(30, thread_id=thread)  # a service would not wait; the example does, to be exact
+        middleware.wait(30, thread_id=thread)  # a service would not wait; the example does, to be exact
     record = guard.lifecycle()
     for t in guard.transitions():
         print(

@@ -50,7 +50,7 @@ def test_every_mode_is_accepted(mode: Mode) -> None:
     ("kwargs", "message"),
     [
         ({"polcy": {}}, "unknown GuardConfig field 'polcy'; did you mean 'policy'"),
-        ({"zzz": 1}, "known fields: aa_fraction, agent_name, alpha, alpha_per_side, capture_content"),
+        ({"zzz": 1}, "known fields: aa_fraction, agent_name, alpha, alpha_per_side, background_queue"),
         ({"srve": "treatment"}, "did you mean 'serve'"),
         ({"serve": "both"}, "'control' or 'treatment'"),
         ({"design": "paired"}, "'fork' or 'full'"),
@@ -64,6 +64,8 @@ def test_every_mode_is_accepted(mode: Mode) -> None:
         ({"critic_timeout_s": 0}, "greater than 0"),
         ({"critic_timeout_s": float("inf")}, "finite number"),
         ({"critic_workers": 0}, "greater than or equal to 1"),
+        ({"background_workers": 0}, "greater than or equal to 1"),
+        ({"background_queue": 0}, "greater than or equal to 1"),
         ({"agent_name": ""}, "at least 1 character"),
         ({"agent_name": "a/b"}, "must not contain '/'"),
         ({"store": "mysql://db"}, "unsupported store URL 'mysql://db'"),

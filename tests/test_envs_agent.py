@@ -72,8 +72,7 @@ def run_task(env: Environment, seed: int, guard: CriticGuard, saver: SqliteSaver
     agent, middleware = build_env_agent(ScriptedChatModel(policy=AGENT), env.tools, guard, saver)
     config = {"configurable": {"thread_id": env.task_id}, "recursion_limit": 400}
     agent.invoke({"messages": [HumanMessage(env.instruction)]}, config, context=context)
-    assert middleware.runner is not None
-    middleware.runner.close()
+    middleware.close()  # waits for the shadow branch; the guard (not the middleware's) stays open
     return context, agent
 
 
@@ -226,8 +225,7 @@ def test_a_fork_that_fails_excludes_the_pair_and_spares_production(guard: Critic
     final = agent.invoke(
         {"messages": [HumanMessage(env.instruction)]}, {"configurable": {"thread_id": "t"}}, context=context
     )
-    assert middleware.runner is not None
-    middleware.runner.close()
+    middleware.close()  # waits for the shadow branch; the guard (not the middleware's) stays open
     [pair] = guard.pairs()
     assert pair.flagged and pair.status is PairStatus.INCOMPLETE
     assert pair.reason == "branch failed: RuntimeError"  # content capture off: the error type, not its text

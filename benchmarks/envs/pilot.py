@@ -150,8 +150,7 @@ def _fork_task(task: Task, guard: CriticGuard, saver: SqliteSaver, agent: Oracle
     context = EnvContext(task.open_env(), seed=task.seed, max_steps=task.max_steps)
     try:
         _, middleware = _invoke(task, context, guard, saver, agent)
-        assert middleware.runner is not None
-        middleware.runner.close()  # waits for the task's shadow branch, if it forked one
+        middleware.close()  # waits for the task's shadow branch, if it forked one (the guard stays open)
         return context.total_model_calls, context.steps + sum(branch.steps for branch in context.branches)
     finally:
         context.close()

@@ -67,8 +67,10 @@ the gate (:class:`_WithoutToolGate`), so its agent's tool calls are not wrapped 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -271,9 +273,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         )
         self._graphs = RunningGraphs(self)
         self.judge_on_path = judge_on_path or fork_context is not None
-        self._offpath = OffPathJudging()
+        self._offpath = OffPathJudging(
+            workers=guard.config.background_workers, max_pending=guard.config.background_queue
+        )
         self._flag_steps: dict[str, int | None] = {}  # runs judged off the path: their first flag, in process
-        guard.on_close(self._drain)  # guard.close() alone also finishes this middleware's background verdicts
+        guard.on_close(self._drain, self._adrain)  # guard.close() alone also finishes the background verdicts
         self._histories = NeutralHistory()
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
@@ -318,11 +322,14 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         if self.runner is not None:
             self.runner.close(timeout)
 
-    async def aclose(self) -> None:
-        """Async :meth:`close`: await the branches on this loop, then finish the writes off the loop."""
+    async def _adrain(self) -> None:
         await self._offpath.adrain()  # first: a background verdict may still fork a branch
         if self.runner is not None:
             await self.runner.aclose()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: await the verdicts and branches on this loop, then finish the writes off the loop."""
+        await self._adrain()
         guard_aclose = getattr(self.guard, "aclose", None)
         if self._owns_guard and guard_aclose is not None:
             await guard_aclose()
@@ -330,6 +337,25 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             await asyncio.to_thread(self.guard.close)
         else:
             await asyncio.to_thread(self.guard.wait_for_writes, None)
+
+    def wait(self, timeout: float | None = None, *, thread_id: str | None = None) -> bool:
+        """Wait (sync code) for the work of the runs so far, without closing anything: the verdicts judged off the
+        user's path, then the shadow branches they forked (only those of ``thread_id``'s runs, if given). True if
+        all finished within ``timeout``. Read the store after this to see every step, pair and outcome of those
+        runs (``await drain()`` from async code)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished = self._offpath.wait(timeout, thread_id=thread_id)
+        if self.runner is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            finished = self.runner.wait(left, thread_id=thread_id) and finished
+        return finished
+
+    async def drain(self, thread_id: str | None = None) -> None:
+        """Async :meth:`wait`: await the background verdicts and the branches they forked (only ``thread_id``'s,
+        if given); a pilot awaits each task's conversation this way before it counts the task done."""
+        await self._offpath.adrain(thread_id)
+        if self.runner is not None:
+            await self.runner.drain(thread_id)
 
     def __enter__(self) -> Self:
         return self
@@ -410,7 +436,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
         run_id = record["run_id"]
         if run_id in self._flag_steps:  # after the run's background verdicts (its first flag is known only then)
-            self._offpath.submit(run_id, lambda: self._finish(record, ok, production=production))
+            finish = functools.partial(self._finish, record, ok, production=production)
+            self._offpath.submit(run_id, finish, thread_id=_thread_of(get_config()))
         else:
             self._finish(record, ok, production=production)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -432,7 +459,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             async def finish() -> None:
                 self._finish(record, ok, production=production)
 
-            await self._offpath.asubmit(run_id, finish)
+            await self._offpath.asubmit(run_id, finish, thread_id=_thread_of(get_config()))
         else:
             self._finish(record, ok, production=production)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -447,8 +474,10 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         assert run_id is not None
         if run_id in self._flag_steps:
             record = cast("GuardRun", {**record, "flag_step": self._flag_steps.pop(run_id)})
+        unknown_flag = self._offpath.failed(run_id)  # a background verdict failed before the run's first flag
+        self._offpath.forget(run_id)
         if production:
-            self._production_pilot(record)
+            self._production_pilot(record, unknown_flag=unknown_flag)
         self._end(run_id, ok, production=production)
 
     def _end(self, run_id: str, ok: object, *, production: bool) -> None:
@@ -466,8 +495,13 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             "end_run", self.guard.end_run, run_id, status="completed", success=success, background=True, default=None
         )
 
-    def _production_pilot(self, record: GuardRun) -> None:
-        """At the end of a production run of a pilot: open the concordant pair of a run never flagged."""
+    def _production_pilot(self, record: GuardRun, *, unknown_flag: bool = False) -> None:
+        """At the end of a production run of a pilot: open the concordant pair of a run never flagged.
+
+        ``unknown_flag``: a verdict judged off the user's path failed before the run's first flag, so whether (and
+        where) the run would have forked is unknown: counting it concordant could bias the pilot, so its pair is
+        recorded excluded, with the reason (``status`` shows it).
+        """
         if not self._piloting:
             return
         run_id = record["run_id"]
@@ -483,6 +517,9 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
                 background=True,
                 default=None,
             )
+            if unknown_flag:
+                reason = "a verdict judged off the user's path failed before the run's first flag (see the log)"
+                safely("mark_incomplete", self.guard.mark_incomplete, run_id, reason, background=True, default=None)
 
     # -- judging ------------------------------------------------------------------------------------------------
 
@@ -589,7 +626,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     def _later(
         self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]
     ) -> tuple[str, StepContext, _ModelStep[ResponseT], dict[str, Any]] | None:
-        """What a background verdict needs, taken now: the critic's view, a frozen copy of the step, the config."""
+        """What a background verdict needs, taken now: the critic's view, a frozen copy of the step, the config
+        (which also names the thread, so a pilot can await one conversation's verdicts)."""
         ctx = step.context(response, self._histories)
         if ctx is None:
             return None
@@ -610,9 +648,15 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         *,
         asynchronous: bool,
     ) -> None:
-        """A background verdict's first-flag work, on the run's in-process record (the graph state moved on)."""
+        """A background verdict's first-flag work, on the run's in-process record (the graph state moved on).
+
+        None after an earlier job of the run failed: where its first flag was is unknown, so the run forks no
+        branch at a later step (its pair is recorded excluded at the run's end, :meth:`_production_pilot`).
+        """
         run_id = frozen.record["run_id"]
         assert run_id is not None
+        if self._offpath.failed(run_id):
+            return
         frozen.record["flag_step"] = self._flag_steps.get(run_id)
         try:
             self._first_flag(frozen, review, response, config, asynchronous=asynchronous)
@@ -631,7 +675,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             review = review_or_none(self.guard, ctx, *budget)
             self._judged(frozen, review, response, config, asynchronous=False)
 
-        self._offpath.submit(run_id, job)
+        self._offpath.submit(run_id, job, thread_id=_thread_of(config))
         return None  # no verdict yet: the step goes on as the unguarded agent's would
 
     async def _ajudge_later(self, step: _ModelStep[ResponseT], response: ModelResponse[ResponseT]) -> StepReview | None:
@@ -646,7 +690,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             review = await areview_or_none(self.guard, ctx, *budget)
             self._judged(frozen, review, response, config, asynchronous=True)
 
-        await self._offpath.asubmit(run_id, job)
+        await self._offpath.asubmit(run_id, job, thread_id=_thread_of(config))
         return None
 
     # -- pilots ---------------------------------------------------------------------------------------------------
@@ -924,6 +968,12 @@ class _ModelStep(Generic[R]):
             ModelResponse(result=messages, structured_response=response.structured_response),
             Command(update={RECORD: self.record}),
         )
+
+
+def _thread_of(config: Any) -> str | None:
+    """The thread a run's config names (a pilot awaits one conversation's background verdicts by it)."""
+    thread = (config or {}).get("configurable", {}).get("thread_id")
+    return None if thread is None else str(thread)
 
 
 def _task(recorded: dict[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:

@@ -11,16 +11,20 @@ is the first flagged step whatever the critic's latency, so a run forks at the s
 (the concordant pair of a run never flagged, ``end_run``) comes after its last verdict. Different runs are judged in
 parallel.
 
-Back-pressure, never a silent drop: at most ``max_pending`` jobs wait; a step that finds the queue full waits for a
-free place (sync: the thread waits; async: the task awaits). A job that raises is logged and counted
-(:attr:`OffPathJudging.failures`). ``drain()`` / ``adrain()`` wait for every job; what the process loses when it dies
-before draining: the background verdicts of its runs (their runs stay open in the store, with unjudged steps).
+Back-pressure, never a silent drop: at most ``max_pending`` jobs wait (``GuardConfig.background_queue``); a step
+that finds the queue full waits for a free place (sync: the thread waits; async: the task awaits). A job that raises
+is logged and counted (:attr:`OffPathJudging.failures`), and its run is remembered (:meth:`OffPathJudging.failed`)
+so that the middleware can exclude the pair it would bias. Jobs carry the thread they came from: ``wait(thread_id=)``
+/ ``adrain(thread_id=)`` wait for one conversation's jobs (a pilot task's), ``close()`` for all. What the process
+loses when it dies before draining: the background verdicts of its runs (their runs stay open in the store, with
+unjudged steps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,82 +45,107 @@ class OffPathJudging:
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._last: dict[str, Future[None]] = {}  # sync: the latest job of each run
-        self._pending: set[Future[None]] = set()
+        self._pending: dict[Future[None], str | None] = {}  # sync jobs in flight -> their thread
         self._alast: dict[str, asyncio.Task[None]] = {}  # async: the latest job of each run
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], str | None] = {}  # async jobs in flight -> their thread
         self._aplaces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._failed_runs: set[str] = set()
         self.failures = 0  # jobs that raised (logged): their verdict, row or fork was not made
+
+    def failed(self, run_id: str) -> bool:
+        """Whether a background job of this run raised (its verdict, row or fork was not made)."""
+        with self._lock:
+            return run_id in self._failed_runs
+
+    def forget(self, run_id: str) -> None:
+        """The run has ended and its failure was dealt with: stop remembering it."""
+        with self._lock:
+            self._failed_runs.discard(run_id)
 
     # -- sync ---------------------------------------------------------------------------------------------------
 
-    def submit(self, run_id: str, job: Callable[[], None]) -> None:
+    def submit(self, run_id: str, job: Callable[[], None], *, thread_id: str | None = None) -> None:
         """Queue ``job`` after the run's earlier jobs; wait for a place while ``max_pending`` jobs are queued."""
         self._places.acquire()
         with self._lock:
             before = self._last.get(run_id)
-            future = self._pool.submit(self._run, before, job)
+            future = self._pool.submit(self._run, run_id, before, job)
             self._last[run_id] = future
-            self._pending.add(future)
+            self._pending[future] = thread_id
         future.add_done_callback(lambda done: self._finished(run_id, done))
 
-    def _run(self, before: Future[None] | None, job: Callable[[], None]) -> None:
+    def _run(self, run_id: str, before: Future[None] | None, job: Callable[[], None]) -> None:
         # the pool's queue is FIFO: the run's previous job was taken by a worker before this one, so this wait ends
         if before is not None:
             before.result()
-        self._guarded(job)
+        try:
+            job()
+        except Exception:
+            self._failed(run_id)
 
     def _finished(self, run_id: str, future: Future[None]) -> None:
         with self._lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
             if self._last.get(run_id) is future:
                 del self._last[run_id]
         self._places.release()
 
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait for every queued job from sync code; True if all finished within ``timeout``.
+    def wait(self, timeout: float | None = None, *, thread_id: str | None = None) -> bool:
+        """Wait from sync code for the jobs queued so far (only ``thread_id``'s, if given), including jobs they
+        queue meanwhile; True if all finished within ``timeout``.
 
         Async jobs on an event loop running in another thread are awaited there (as ``guard.close()`` from a worker
         thread of a service does); those whose loop has stopped can never run, and are counted as failures.
         """
-        finished = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        for loop in {task.get_loop() for task in tuple(self._tasks)}:
+        finished = True
+        for loop in {task.get_loop() for task in self._async_jobs(thread_id)}:
             if loop is here:  # waiting here would stall the loop the jobs need
                 raise RuntimeError("close() inside the event loop of background verdicts: await aclose() instead")
             if loop.is_running():
                 try:
-                    asyncio.run_coroutine_threadsafe(self._await_loop(), loop).result(timeout)
+                    asyncio.run_coroutine_threadsafe(self._await_loop(thread_id), loop).result(_left(deadline))
                 except TimeoutError:
                     finished = False
             else:
-                stranded = [task for task in tuple(self._tasks) if task.get_loop() is loop and not task.done()]
+                stranded = [t for t in self._async_jobs(thread_id) if t.get_loop() is loop and not t.done()]
                 with self._lock:
                     self.failures += len(stranded)
                 logger.error("critic-guard: %d background verdicts on a stopped event loop are lost", len(stranded))
-        with self._lock:
-            pending = list(self._pending)
-        _, not_done = wait_all(pending, timeout)
-        return finished and not not_done
+        while True:
+            with self._lock:
+                pending = [f for f, thread in self._pending.items() if thread_id is None or thread == thread_id]
+            if not pending:
+                return finished
+            _, not_done = wait_all(pending, _left(deadline))
+            if not_done:
+                return False
 
-    async def _await_loop(self) -> None:
+    def _async_jobs(self, thread_id: str | None) -> list[asyncio.Task[None]]:
+        return [task for task, thread in tuple(self._tasks.items()) if thread_id is None or thread == thread_id]
+
+    async def _await_loop(self, thread_id: str | None = None) -> None:
         loop = asyncio.get_running_loop()
-        while pending := [task for task in tuple(self._tasks) if task.get_loop() is loop]:
+        while pending := [task for task in self._async_jobs(thread_id) if task.get_loop() is loop]:
             await asyncio.wait(pending)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Drain, then stop the threads."""
-        finished = self.drain(timeout)
+        """Wait for every job, then stop the threads."""
+        finished = self.wait(timeout)
         self._pool.shutdown(wait=finished)
         return finished
 
     # -- async --------------------------------------------------------------------------------------------------
 
-    async def asubmit(self, run_id: str, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def asubmit(
+        self, run_id: str, job: Callable[[], Coroutine[Any, Any, None]], *, thread_id: str | None = None
+    ) -> None:
         """Async :meth:`submit`: the job is a task on this loop; the step awaits a place when the queue is full."""
         loop = asyncio.get_running_loop()
         places = self._aplaces.get(loop)
@@ -124,13 +153,14 @@ class OffPathJudging:
             places = self._aplaces[loop] = asyncio.Semaphore(self._max_pending)
         await places.acquire()
         before = self._alast.get(run_id)
-        task = loop.create_task(self._arun(before, job, places))
+        task = loop.create_task(self._arun(run_id, before, job, places))
         self._alast[run_id] = task
-        self._tasks.add(task)
+        self._tasks[task] = thread_id
         task.add_done_callback(lambda done: self._afinished(run_id, done))
 
     async def _arun(
         self,
+        run_id: str,
         before: asyncio.Task[None] | None,
         job: Callable[[], Coroutine[Any, Any, None]],
         places: asyncio.Semaphore,
@@ -141,29 +171,28 @@ class OffPathJudging:
             try:
                 await job()
             except Exception:
-                self._failed()
+                self._failed(run_id)
         finally:
             places.release()
 
     def _afinished(self, run_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if self._alast.get(run_id) is task:
             del self._alast[run_id]
 
-    async def adrain(self) -> None:
-        """Await every async job of this loop, and the sync ones off the loop."""
-        await self._await_loop()
-        await asyncio.to_thread(self.drain)
+    async def adrain(self, thread_id: str | None = None) -> None:
+        """Await the async jobs of this loop (only ``thread_id``'s, if given), and the sync ones off the loop."""
+        await self._await_loop(thread_id)
+        await asyncio.to_thread(self.wait, None, thread_id=thread_id)
 
     # -- failures -----------------------------------------------------------------------------------------------
 
-    def _guarded(self, job: Callable[[], None]) -> None:
-        try:
-            job()
-        except Exception:
-            self._failed()
-
-    def _failed(self) -> None:
+    def _failed(self, run_id: str) -> None:
         with self._lock:
             self.failures += 1
+            self._failed_runs.add(run_id)
         logger.exception("critic-guard: a background verdict or fork failed; counted (offpath failures)")
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -4,8 +4,8 @@
 :class:`~critic_guard_langgraph.CriticGuardMiddleware` (with the judge), asks the ``agent`` factory for the graph
 (``agent(middleware, checkpointer) -> create_agent(model, tools, middleware=[*middleware, ...],
 checkpointer=checkpointer)``), and runs one task per call of ``run_task``: ``ainvoke`` on a fresh
-thread, then await the shadow branches forked from that thread (only its own: with several tasks running at once,
-awaiting every branch in flight would make the pilot move in convoys).
+thread, then await the verdicts judged off the user's path and the shadow branches of that thread (only its own:
+with several tasks running at once, awaiting every branch in flight would make the pilot move in convoys).
 
 The runs' task metadata comes from the runtime context: the default context is ``task.metadata`` (a dict, which
 ``create_agent`` accepts when the agent declares no ``context_schema``); an agent with its own context schema
@@ -28,7 +28,7 @@ from langgraph.pregel import Pregel
 from critic_guard.guard import CriticGuard
 from critic_guard.pilot import PilotTask
 from critic_guard_langgraph.middleware import CriticGuardMiddleware
-from critic_guard_langgraph.runner import Judge, ShadowRunner
+from critic_guard_langgraph.runner import Judge
 from critic_guard_langgraph.shadow import ToolSafety
 
 __all__ = ["AgentFactory", "LangGraphPilot", "SaverFactory", "default_input"]
@@ -51,13 +51,13 @@ class _Adapter:
     def __init__(
         self,
         graph: Pregel[Any, Any, Any, Any],
-        runner: ShadowRunner,
+        middleware: CriticGuardMiddleware[Any, Any],
         make_input: Callable[[Mapping[str, Any]], Any],
         make_context: Callable[[PilotTask], Any] | None,
         recursion_limit: int,
     ) -> None:
         self.graph = graph
-        self.runner = runner
+        self.middleware = middleware
         self.make_input = make_input
         self.make_context = make_context
         self.recursion_limit = recursion_limit
@@ -69,7 +69,7 @@ class _Adapter:
         try:
             await self.graph.ainvoke(self.make_input(task.data), config, context=context)
         finally:
-            await self.runner.drain(thread_id)
+            await self.middleware.drain(thread_id)  # its verdicts judged off the path, then its branches
 
 
 class LangGraphPilot:
@@ -129,9 +129,7 @@ class LangGraphPilot:
                 guard, judge=self.judge, fork_context=self.fork_context, shadow_tools=self.shadow_tools
             )
             graph = self.agent([middleware], saver)
-            runner = middleware.runner
-            assert runner is not None  # the middleware makes one in modes pilot and auto
             try:
-                yield _Adapter(graph, runner, self.input, self.context, self.recursion_limit)
+                yield _Adapter(graph, middleware, self.input, self.context, self.recursion_limit)
             finally:
-                await runner.aclose()
+                await middleware.aclose()  # the guard is the pilot's: this finishes verdicts and branches only

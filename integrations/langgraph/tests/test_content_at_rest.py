@@ -101,8 +101,8 @@ def run_pilot_task(guard: CriticGuard, seen: Seen, checkpoints: Path) -> None:
         config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:6]}"}}
         out = agent.invoke({"messages": [HumanMessage(f"Find customer {INPUT_MARK}")]}, config, context=CONTEXT)
         assert out["messages"][-1].text == "done"
-        assert middleware.runner is not None and middleware.runner.wait(30)
-        middleware.runner.close()
+        assert middleware.wait(30)
+        middleware.close()
     finally:
         conn.close()
 

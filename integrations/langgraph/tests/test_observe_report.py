@@ -41,7 +41,9 @@ def _observe(tmp_path: Path) -> tuple[str, CriticGuard, list[tuple[str, bool]]]:
     results = []
     for i, bad in enumerate(BAD_STEPS):
         model, _ = calc_model(bad_step=bad)
-        state = build_agent(model, [CriticGuardMiddleware(guard)]).invoke(task_input(), thread(f"t{i}"))
+        middleware = CriticGuardMiddleware(guard)
+        state = build_agent(model, [middleware]).invoke(task_input(), thread(f"t{i}"))
+        assert middleware.wait(30)  # observe judges off the user's path: the verdicts follow the run
         assert guard.store is not None
         run = guard.store.runs()[-1]
         results.append((run.run_id, final_answer(state["messages"]) == RIGHT))

@@ -105,7 +105,7 @@ def test_runs_finish_while_the_critic_is_blocked(mode: str, saver: Any, make_gua
         runs.start()
         runs.join(DEADLOCK_S)
         assert not runs.is_alive()  # every run answered while no verdict could be made
-        assert gate.returned == 0 and gate.entered.is_set()
+        assert gate.returned == 0 and gate.entered.wait(DEADLOCK_S)
     finally:
         gate.release.set()
     middleware.close()
@@ -241,3 +241,87 @@ async def test_the_async_queue_keeps_each_runs_order_and_counts_failures() -> No
     release.set()
     await asyncio.wait_for(queue.adrain(), DEADLOCK_S)
     assert (seen, queue.failures) == (["a0", "a1"], 1)
+
+
+def test_wait_for_one_thread_does_not_wait_for_the_others() -> None:
+    queue = OffPathJudging()
+    held = threading.Event()
+    queue.submit("run-a", held.wait, thread_id="a")
+    queue.submit("run-b", lambda: None, thread_id="b")
+    assert queue.wait(DEADLOCK_S, thread_id="b")  # b's job is done although a's still waits
+    assert not queue.wait(0.01, thread_id="a")
+    held.set()
+    assert queue.close(DEADLOCK_S)
+
+
+async def test_adrain_for_one_thread_does_not_wait_for_the_others() -> None:
+    queue = OffPathJudging()
+    held = asyncio.Event()
+    done: list[str] = []
+
+    async def a() -> None:
+        await held.wait()
+        done.append("a")
+
+    async def b() -> None:
+        done.append("b")
+
+    await queue.asubmit("run-a", a, thread_id="a")
+    await queue.asubmit("run-b", b, thread_id="b")
+    await asyncio.wait_for(queue.adrain("b"), DEADLOCK_S)
+    assert done == ["b"]
+    held.set()
+    await asyncio.wait_for(queue.adrain(), DEADLOCK_S)
+    assert done == ["b", "a"]
+
+
+def fail_first_job(middleware: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the first background job that has a verdict raise (a fault inside the job, before any flag); returns
+    the list that gets that job's run id."""
+    real = middleware._first_flag
+    failed: list[str] = []
+
+    def first_job_fails(step: Any, review: Any, *args: Any, **kwargs: Any) -> None:
+        if review is not None and not failed:
+            failed.append(review.run_id)
+            raise RuntimeError("fault injected into a background verdict")
+        real(step, review, *args, **kwargs)
+
+    monkeypatch.setattr(middleware, "_first_flag", first_job_fails)
+    return failed
+
+
+def assert_excluded_for_unknown_flag(guard: CriticGuard, middleware: Any, answer: str, failed: list[str]) -> None:
+    # where the run would have forked is unknown: it forked no branch at its later flag (step 2), and it is not
+    # counted as concordant either: its pair is recorded excluded, with the reason
+    assert answer != RIGHT  # served control: the user's run was untouched (the slip stands)
+    assert middleware.background_failures == 1
+    [pair] = guard.pairs()
+    assert (pair.pair_id, pair.flagged, pair.status.value) == (failed[0], False, "incomplete")
+    assert pair.reason is not None and "failed before the run's first flag" in pair.reason
+    assert guard.lifecycle().monitor.t == 0  # nothing was fed to the statistics
+
+
+SLIP = next(t for t in TASKS if "kind=slip" in t["input"])
+
+
+def test_a_failed_background_verdict_excludes_the_runs_pair_with_a_reason(
+    saver: Any, make_guard: GuardFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard, middleware = make(make_guard, critic, "pilot")
+    failed = fail_first_job(middleware, monkeypatch)
+    answer = build([middleware], saver).invoke(message(SLIP), config(SLIP))["messages"][-1].text
+    assert middleware.wait(DEADLOCK_S, thread_id=SLIP["task_id"])
+    assert_excluded_for_unknown_flag(guard, middleware, answer, failed)
+    middleware.close()
+
+
+async def test_a_failed_async_background_verdict_excludes_the_runs_pair_with_a_reason(
+    asaver: Any, make_guard: GuardFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard, middleware = make(make_guard, critic, "pilot")
+    failed = fail_first_job(middleware, monkeypatch)
+    answer = (await build([middleware], asaver).ainvoke(message(SLIP), config(SLIP)))["messages"][-1].text
+    await asyncio.wait_for(middleware.drain(SLIP["task_id"]), DEADLOCK_S)
+    await asyncio.to_thread(assert_excluded_for_unknown_flag, guard, middleware, answer, failed)
+    await middleware.aclose()

@@ -57,7 +57,7 @@ def test_flagged_task_forks_once_and_completes_a_pair(saver: Any, make_guard: Gu
     agent = build_agent(model, [middleware], saver)
 
     out = agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
 
     assert out["messages"][-1].text == "44"  # production serves control: no intervention
     [pair] = guard.pairs()
@@ -88,7 +88,7 @@ def test_unflagged_task_costs_one_run_and_counts_as_concordant(saver: Any, make_
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
     assert out["messages"][-1].text == RIGHT
     assert len(calls) == 5
     [pair] = guard.pairs()
@@ -108,7 +108,7 @@ def test_serving_treatment_intervenes_in_production_and_shadows_control(saver: A
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
     assert out["messages"][-1].text == RIGHT
     [pair] = guard.pairs()
     assert pair.treatment_run_id == pair.pair_id
@@ -124,7 +124,7 @@ def test_undeclared_tool_never_runs_in_shadow(saver: Any, make_guard: GuardFacto
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools={"add": READ_ONLY})
     agent = build_agent(model, [middleware], saver)
     agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
     [pair] = guard.pairs()
     assert (pair.status, pair.reason) == (PairStatus.INCOMPLETE, "tool 'multiply': undeclared side effects")
     branch = agent.get_state(thread(branch_thread(guard, pair.pair_id))).values["messages"]
@@ -157,7 +157,7 @@ async def test_async_pilot(asaver: Any, make_guard: GuardFactory) -> None:
     agent = build_agent(model, [middleware], asaver)
     out = await agent.ainvoke(task_input(), thread("prod"))
     assert middleware.runner is not None
-    await middleware.runner.drain()
+    await middleware.drain()
     assert out["messages"][-1].text == "44"
     [pair], lifecycle = await asyncio.to_thread(lambda: (guard.pairs(), guard.lifecycle()))
     assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, False, True)
@@ -187,7 +187,7 @@ def test_aa_fork_measures_rerun_noise_beside_the_ab_pair(saver: Any, make_guard:
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
     assert out["messages"][-1].text == "44"
     ab, aa = sorted(guard.pairs(), key=lambda p: p.kind.value, reverse=True)
     assert (ab.kind, ab.cell) == (PairKind.AB, "n01")
@@ -215,7 +215,7 @@ def test_auto_enabled_serves_treatment_and_still_shadows_control(saver: Any, mak
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
-    assert middleware.runner is not None and middleware.runner.wait(10)
+    assert middleware.wait(10)
     assert out["messages"][-1].text == RIGHT  # enabled: production intervenes
     [pair] = guard.pairs()
     assert pair.treatment_run_id == pair.pair_id and pair.cell == "n01"

@@ -95,7 +95,7 @@ def run_pilot(telemetry: GuardTelemetry, store_url: str) -> CriticGuard:
     agent = build_agent(ScriptedChatModel(policy=_policy), [middleware], InMemorySaver())
     for name, text in (("recover", RECOVER), ("disrupt", DISRUPT)):
         agent.invoke(task_input(text, msg_id=name), thread(name))
-    assert middleware.runner is not None and middleware.runner.wait(30)
+    assert middleware.wait(30)
     assert guard.wait_for_writes(30)  # a run's span ends once the guard's writer has recorded its outcome
     return guard
 

@@ -181,7 +181,7 @@ def _pilot(
     tasks = sim_tasks(n, seed=scenario.seed + 100, steps=scenario.steps)
     for task in tasks:
         agent.invoke(sim_input(task), {"configurable": {"thread_id": task.task_id}})
-    assert middleware.runner is not None and middleware.runner.wait(120)
+    assert middleware.wait(120)
     pairs = guard.pairs()
     assert len(pairs) == n and all(p.status is PairStatus.COMPLETE for p in pairs)
     cells = Counter((bool(p.control_success), bool(p.treatment_success)) for p in pairs)

@@ -82,14 +82,12 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
     model, _ = calc_model(bad_step=2)
     middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS)
     agent = build_agent(model, [middleware], InMemorySaver())
-    runner = middleware.runner
-    assert runner is not None
     outcome: dict[str, Any] = {}
 
     async def arun() -> None:
         outcome["out"] = await agent.ainvoke(task_input(), thread("prod"))
         outcome["counters"] = guard.counters
-        await runner.drain()  # the branch runs on this loop; its writes queue behind the lock too
+        await middleware.drain()  # the verdicts and the branch run on this loop; its writes queue behind the lock too
 
     def user_request() -> None:
         try:
@@ -123,7 +121,7 @@ def test_a_store_locked_at_the_first_flag_costs_one_bounded_wait_and_loses_no_pa
     # waiting (in auto mode a lifecycle read may have waited once); the writer met the lock and queued the rest
     assert during.store_errors <= 1 + (mode == "auto")
 
-    assert runner.wait(30) and guard.wait_for_writes(30)
+    assert middleware.wait(30) and guard.wait_for_writes(30)
     after = guard.counters
     assert after.store_errors >= 1 and after.store_deferred >= 1  # the writer's attempt met the lock, then retried
     [pair] = guard.pairs()
@@ -257,6 +255,7 @@ def test_a_fork_the_runner_can_no_longer_run_is_excluded_not_lost(tmp_path: Path
     middleware.runner.close()  # e.g. a pilot shutting down while production still runs
     out = agent.invoke(task_input(), thread("prod"))
     assert out["messages"][-1].text == "44"  # the user's request is unaffected
+    assert middleware.wait(10)  # the flag was judged off the user's path; its fork met the closed runner
     [pair] = guard.pairs()
     assert pair.status is PairStatus.INCOMPLETE and pair.reason is not None
     assert pair.reason.startswith("branch failed: RuntimeError")

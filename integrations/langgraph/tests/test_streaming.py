@@ -287,20 +287,18 @@ async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool
         guard, judge=lambda task, state: state["messages"][-1].text == "42", shadow_tools=SHADOW_TOOLS
     )
     agent = build_agent(model, [middleware], InMemorySaver())
-    runner = middleware.runner
-    assert runner is not None
     items: list[tuple[str, Any]] = []
     modes = ["messages", "custom"]
     if asynchronous:
         async for item in agent.astream(task_input(), thread(), stream_mode=modes):
             items.append(item)
-            await runner.drain()  # the branch (an asyncio task) runs to its end while the stream is open
+            await middleware.drain()  # the verdict, then the branch (a task) ends while the stream is open
     else:
 
         def stream() -> None:  # in a worker thread, as a service calls the sync API (never on the event loop)
             for item in agent.stream(task_input(), thread(), stream_mode=modes):
                 items.append(item)
-                assert runner.wait(30)  # the branch (on the runner's pool) runs to its end while the stream is open
+                assert middleware.wait(30)  # the verdict, then the branch (a pool thread) ends while the stream is open
 
         await asyncio.to_thread(stream)
     [pair] = await asyncio.to_thread(guard.pairs)
