@@ -19,7 +19,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from critic_guard.policy import Policy, reject_unknown_fields
-from critic_guard.store.base import parse_store_url
 from critic_guard.types import Arm, Mode
 
 __all__ = ["DEFAULT_STORE_URL", "GuardConfig"]
@@ -139,5 +138,8 @@ class GuardConfig(BaseModel):
     @classmethod
     def _valid_store_url(cls, url: str | None) -> str | None:
         if url is not None:
+            # imported here: the store package imports the lifecycle, which reads the config
+            from critic_guard.store.urls import parse_store_url
+
             parse_store_url(url)
         return url

@@ -1,16 +1,19 @@
 """The store interface: what the guard persists (runs, steps, outcomes, pairs, the lifecycle) and how it is read back.
 
-One interface, one module per backend (SQLite now, PostgreSQL later), and one shared test suite
-(``tests/store_suite.py``) that every backend must pass, as LangGraph does for its checkpoint savers.
+One interface, one module per backend (SQLite, PostgreSQL) over SQL written once (:mod:`critic_guard.store.sql_store`),
+and one shared test suite (``tests/store_suite.py``) that every backend must pass, as LangGraph does for its
+checkpoint savers. Backends must be safe to call from several threads at once: the guard is called from LangGraph
+worker threads and from asyncio code.
 
-Records are frozen dataclasses with plain values (times are UNIX seconds as floats) so that a backend only has to
-map columns. Backends must be safe to call from several threads at once: the guard is called from LangGraph worker
-threads and from asyncio code.
+The interface is split by what callers use, so that a caller states what it needs and a test double implements only
+that: :class:`RunLog` (the guard's runs, steps and outcomes), :class:`PairLedger` (its pairs and lifecycle record),
+:class:`PilotBook` (the pilot engine's bookkeeping) and :class:`StoreReader` (what the report, ``critic-guard
+status`` and traces read). :class:`Store` is all of them: what a backend implements and what a guard is given.
 
 Pairs and the lifecycle (docs/pilot-design.md, docs/lifecycle.md) are shared by every replica of a guard, so the
-operations that change them are atomic: :meth:`Store.complete_pair` locks the guard's row, reads the pair and both
-outcomes, and writes the completed pair, the new :class:`~critic_guard.lifecycle.GuardRecord` and the transition (if
-any) in one transaction. The lifecycle rule itself is a pure function passed in by the caller.
+operations that change them are atomic: :meth:`PairLedger.complete_pair` locks the guard's row, reads the pair and
+both outcomes, and writes the completed pair, the new :class:`~critic_guard.lifecycle.GuardRecord` and the
+transition (if any) in one transaction. The lifecycle rule itself is a pure function passed in by the caller.
 """
 
 from __future__ import annotations
@@ -19,287 +22,51 @@ import inspect
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Protocol, Self
 
 from critic_guard.lifecycle import GuardRecord, Transition
-from critic_guard.types import Action, Arm
+from critic_guard.store import records
+from critic_guard.store.records import *  # noqa: F403 (the records, importable from here as before)
+from critic_guard.store.records import (
+    ApplyPair,
+    ChangeState,
+    OutcomeRecord,
+    PairRecord,
+    PairStatus,
+    PairUpdate,
+    PilotTaskRecord,
+    PilotTaskStatus,
+    RunEnd,
+    RunRecord,
+    RunSummary,
+    StepRecord,
+)
+from critic_guard.store.urls import parse_store_url
 
 __all__ = [
-    "ApplyPair",
-    "ChangeState",
-    "OutcomeConflictError",
-    "OutcomeRecord",
-    "PairConflictError",
-    "PairDesign",
-    "PairKind",
-    "PairRecord",
-    "PairStateError",
-    "PairStatus",
-    "PairUpdate",
-    "PilotTaskRecord",
-    "PilotTaskStatus",
-    "RunEnd",
-    "RunRecord",
-    "RunSummary",
-    "StepRecord",
+    "Bounded",
+    "PairLedger",
+    "PairReader",
+    "PilotBook",
+    "RunLog",
+    "RunReader",
     "Store",
-    "StoreBusyError",
-    "UnknownPairError",
-    "UnknownRunError",
+    "StoreReader",
     "open_store",
     "parse_store_url",
 ]
-
-
-class UnknownRunError(KeyError):
-    """No run with this id is in the store."""
-
-    def __str__(self) -> str:  # KeyError's default repr-quotes the message
-        return str(self.args[0]) if self.args else "unknown run"
-
-
-class StoreBusyError(RuntimeError):
-    """A store call gave up within its wait bound (:meth:`Store.wait_at_most`): the store is busy or unreachable."""
-
-
-class OutcomeConflictError(ValueError):
-    """An outcome was already recorded for this run with the other value."""
-
-
-class UnknownPairError(KeyError):
-    """No pair with this id is in the store."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown pair"
-
-
-class PairConflictError(ValueError):
-    """A pair id was opened again with different runs, kind, design or guard key."""
-
-
-class PairStateError(ValueError):
-    """An operation that the pair's status does not allow (e.g. marking a complete pair incomplete)."""
-
-
-class PairKind(StrEnum):
-    """``ab``: control vs treatment (fed to the monitor); ``aa``: two runs of the served arm (rerun noise)."""
-
-    AB = "ab"
-    AA = "aa"
-
-
-class PairDesign(StrEnum):
-    """``fork``: both arms continue from the first flag; ``full``: two full runs per task (paper-faithful)."""
-
-    FORK = "fork"
-    FULL = "full"
-
-
-class PairStatus(StrEnum):
-    OPEN = "open"  # waiting for outcomes
-    COMPLETE = "complete"  # both outcomes in, counted
-    INCOMPLETE = "incomplete"  # a branch could not finish (e.g. an undeclared side-effecting tool): excluded
-
-
-@dataclass(frozen=True, slots=True)
-class PairRecord:
-    """One pair (docs/pilot-design.md): keyed by the production run id, one run per arm.
-
-    For a task the critic never flagged (fork design) both run ids are the production run: one outcome counts for
-    both arms. For an A/A pair ``control_run_id`` is the served run and ``treatment_run_id`` its second shadow.
-    """
-
-    pair_id: str
-    guard_key: str
-    control_run_id: str
-    treatment_run_id: str
-    flagged: bool
-    created_at: float
-    kind: PairKind = PairKind.AB
-    design: PairDesign = PairDesign.FORK
-    task_id: str | None = None
-    fork_step: int | None = None
-    fork_checkpoint_id: str | None = None
-    status: PairStatus = PairStatus.OPEN
-    reason: str | None = None
-    control_success: bool | None = None
-    treatment_success: bool | None = None
-    completed_at: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("pair_id", "guard_key", "control_run_id", "treatment_run_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"PairRecord.{name} must be a non-empty string, got {value!r}")
-        object.__setattr__(self, "kind", PairKind(self.kind))
-        object.__setattr__(self, "design", PairDesign(self.design))
-        object.__setattr__(self, "status", PairStatus(self.status))
-        if self.kind is PairKind.AA and self.control_run_id == self.treatment_run_id:
-            raise ValueError(f"an A/A pair needs two different runs, got {self.control_run_id!r} twice")
-
-    @property
-    def single_run(self) -> bool:
-        """True for an unflagged task in the fork design: one run stands for both arms."""
-        return self.control_run_id == self.treatment_run_id
-
-    @property
-    def cell(self) -> str | None:
-        """``n00`` / ``n01`` / ``n10`` / ``n11`` once complete (control digit first), else None."""
-        if self.control_success is None or self.treatment_success is None:
-            return None
-        return f"n{int(self.control_success)}{int(self.treatment_success)}"
-
-
-@dataclass(frozen=True, slots=True)
-class PairUpdate:
-    """What completing one pair did: the pair as completed, the guard record after it, the transition it caused."""
-
-    pair: PairRecord
-    guard: GuardRecord
-    transition: Transition | None
-
-    @property
-    def counted(self) -> bool:
-        """Whether the pair reached the monitor (A/B pairs do, A/A pairs do not)."""
-        return self.pair.kind is PairKind.AB
-
-
-class PilotTaskStatus(StrEnum):
-    """Where a pilot task stands (:mod:`critic_guard.pilot`): the bookkeeping that makes a pilot resumable."""
-
-    RUNNING = "running"  # an attempt started; after a crash the attempt is resolved on the next start
-    DONE = "done"  # its production run ended; the pair (if any) is the production run's
-    FAILED = "failed"  # the attempt raised; its open pairs were marked incomplete; a rerun tries again
-
-
-@dataclass(frozen=True, slots=True)
-class PilotTaskRecord:
-    """One task of one pilot: which attempt is current, which production run served it, how often it restarted.
-
-    ``attempt_id`` is written into the task metadata of every run of the attempt (``pilot_attempt``), so that after
-    a crash the runs (and their open pairs) of an unfinished attempt can be found. ``abandoned`` counts the pairs
-    of earlier attempts marked incomplete because the pilot restarted.
-    """
-
-    pilot_key: str
-    task_id: str
-    status: PilotTaskStatus
-    attempt_id: str
-    attempts: int
-    abandoned: int
-    updated_at: float
-    run_id: str | None = None
-    error: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "status", PilotTaskStatus(self.status))
-
-
-ApplyPair: TypeAlias = Callable[[GuardRecord, bool, bool], tuple[GuardRecord, Transition | None]]
-"""The lifecycle rule for one A/B pair: ``(record, control_success, treatment_success) -> (record, transition)``."""
-
-ChangeState: TypeAlias = Callable[[GuardRecord], tuple[GuardRecord, Transition]]
-"""A state change decided from the current record, e.g. a human override (``lifecycle.override``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of the agent on a task. ``parent_run_id``/``fork_step`` are set for a branch forked from a run."""
-
-    run_id: str
-    guard_key: str
-    agent_name: str
-    arm: Arm
-    started_at: float
-    task_id: str | None = None
-    task: Mapping[str, Any] | None = None
-    parent_run_id: str | None = None
-    fork_step: int | None = None
-    status: str = "running"
-    ended_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnd:
-    """The end of a run, as :meth:`Store.write_runs` takes it (beside :class:`RunRecord` for a start)."""
-
-    run_id: str
-    status: str
-    ended_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """One reviewed step: the verdict (None fields on critic error), the decision, and how long the critic took.
-
-    ``attempt`` counts reviews of the same step index within a run (a ROLLBACK re-asks the model at the same step).
-    """
-
-    run_id: str
-    step: int
-    attempt: int
-    p_fail: float | None
-    label: str | None
-    rationale: str | None
-    flagged: bool
-    action: Action
-    reason: str
-    critic_error: str | None
-    latency_s: float
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeRecord:
-    """Whether the run succeeded, as judged after it ended."""
-
-    run_id: str
-    success: bool
-    recorded_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """What a guard key's production runs recorded, counted in the store (shadow branches, which start at a flag,
-    are not counted). Why: a guard in mode ``observe`` (or ``on``) writes runs and verdicts but no pairs and no
-    lifecycle record, and ``critic-guard status`` must still show it (docs/report.md, "Observe mode").
-
-    ``judged_steps`` are reviews with a verdict, ``critic_errors`` reviews without one; ``flagged_runs`` runs
-    with at least one flagged review; ``interventions`` reviews that acted; ``outcomes`` runs with a recorded
-    outcome, ``failures`` those that failed.
-    """
-
-    guard_key: str
-    runs: int
-    judged_steps: int
-    flagged_steps: int
-    flagged_runs: int
-    critic_errors: int
-    interventions: int
-    outcomes: int
-    failures: int
-
-    @property
-    def flag_rate(self) -> float | None:
-        """Flagged reviews per judged review (None before any verdict)."""
-        return self.flagged_steps / self.judged_steps if self.judged_steps else None
-
+__all__ += records.__all__
 
 _waits = threading.local()
 
 
-class Store(ABC):
-    """Persistence for the guard. Every method is thread-safe; writes are durable when they return.
-
-    Waiting is bounded per call on the user's path: inside :meth:`wait_at_most` the built-in stores give up (raise)
-    after the bound instead of their default timeouts (SQLite's 5 s busy timeout, the PostgreSQL pool's 5 s), see
-    docs/faults.md.
-    """
+class Bounded(Protocol):
+    """A store whose calls can be bounded per thread (docs/faults.md): inside :meth:`wait_at_most` the built-in
+    stores give up (raise) after the bound instead of their default timeouts (SQLite's 5 s busy timeout, the
+    PostgreSQL pool's 5 s)."""
 
     @contextmanager
     def wait_at_most(self, seconds: float) -> Iterator[None]:
@@ -323,27 +90,30 @@ class Store(ABC):
         limit: float | None = getattr(_waits, "limit", None)
         return limit
 
-    def add_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
-        """Call ``settle(timeout)`` before each read of this store (weakly held: a bound method of an object that
-        may go away). A guard registers its background write queue here, so that a reader in this process sees the
-        runs, outcomes and pairs the guard handed to it before the read (docs/faults.md), as it sees queued steps."""
-        barriers = self.__dict__.setdefault("_reader_barriers", [])
-        barriers.append(weakref.WeakMethod(settle) if inspect.ismethod(settle) else (lambda: settle))
 
-    def remove_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
-        """Stop calling ``settle`` (see :meth:`add_reader_barrier`)."""
-        barriers = self.__dict__.get("_reader_barriers", [])
-        barriers[:] = [ref for ref in barriers if ref() not in (None, settle)]
+class RunReader(Protocol):
+    """Runs, their steps and outcomes, read back: the report's traces and calibration read these."""
 
-    def _settle_readers(self) -> None:
-        """Before a read: let every registered barrier settle, waiting at most this thread's bound (or 5 s)."""
-        barriers = self.__dict__.get("_reader_barriers")
-        if barriers:
-            limit = self.wait_limit()
-            for ref in tuple(barriers):
-                settle = ref()
-                if settle is not None:
-                    settle(5.0 if limit is None else limit)
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id, or :class:`UnknownRunError`."""
+
+    @abstractmethod
+    def steps_of(self, run_id: str) -> list[StepRecord]:
+        """The run's steps in order of (step, attempt); empty for a run without steps. Includes every step this
+        store accepted so far (queued steps are written first)."""
+
+    @abstractmethod
+    def get_outcome(self, run_id: str) -> OutcomeRecord | None:
+        """The run's outcome, or None if none was recorded (unknown runs raise :class:`UnknownRunError`)."""
+
+    @abstractmethod
+    def runs(self, guard_key: str | None = None, *, limit: int | None = None) -> list[RunRecord]:
+        """Runs in order of start (oldest first), optionally only those of one guard key, at most ``limit``."""
+
+
+class RunLog(RunReader, Protocol):
+    """Runs, steps and outcomes as the guard records them (and reads them back)."""
 
     def write_runs(self, writes: Sequence[RunRecord | RunEnd]) -> None:
         """Apply run starts (:meth:`add_run`) and ends (:meth:`end_run`) in order; the built-in stores do it in one
@@ -385,31 +155,9 @@ class Store(ABC):
         Raises :class:`UnknownRunError` for an unknown run, :class:`OutcomeConflictError` for the other value.
         """
 
-    @abstractmethod
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id, or :class:`UnknownRunError`."""
 
-    @abstractmethod
-    def steps_of(self, run_id: str) -> list[StepRecord]:
-        """The run's steps in order of (step, attempt); empty for a run without steps. Includes every step this
-        store accepted so far (queued steps are written first)."""
-
-    @abstractmethod
-    def get_outcome(self, run_id: str) -> OutcomeRecord | None:
-        """The run's outcome, or None if none was recorded (unknown runs raise :class:`UnknownRunError`)."""
-
-    @abstractmethod
-    def runs(self, guard_key: str | None = None, *, limit: int | None = None) -> list[RunRecord]:
-        """Runs in order of start (oldest first), optionally only those of one guard key, at most ``limit``."""
-
-    # -- pairs and the lifecycle -------------------------------------------------------------------------------
-
-    @abstractmethod
-    def open_pair(self, pair: PairRecord) -> PairRecord:
-        """Insert an open pair, or return the stored one if ``pair_id`` exists (idempotent).
-
-        Raises :class:`PairConflictError` if the stored pair names other runs, kind, design or guard key.
-        """
+class PairReader(Protocol):
+    """Pairs and lifecycle records, read: the report, ``critic-guard status`` and the pilot view read these."""
 
     @abstractmethod
     def get_pair(self, pair_id: str) -> PairRecord:
@@ -422,6 +170,33 @@ class Store(ABC):
     @abstractmethod
     def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
         """The guard's pairs, oldest first, optionally only those with one status."""
+
+    @abstractmethod
+    def get_guard(self, guard_key: str) -> GuardRecord | None:
+        """The guard's lifecycle record with its last transition, or None if nothing was recorded yet."""
+
+    @abstractmethod
+    def transitions(self, guard_key: str) -> list[Transition]:
+        """The guard's transitions, oldest first."""
+
+    @abstractmethod
+    def guard_keys(self) -> list[str]:
+        """Every guard key with a lifecycle record or a pair, sorted."""
+
+    @abstractmethod
+    def run_summaries(self) -> list[RunSummary]:
+        """One :class:`RunSummary` per guard key with a production run, sorted by key (queued steps count)."""
+
+
+class PairLedger(PairReader, Protocol):
+    """Pairs and the lifecycle record as the guard changes them, each change atomic across replicas."""
+
+    @abstractmethod
+    def open_pair(self, pair: PairRecord) -> PairRecord:
+        """Insert an open pair, or return the stored one if ``pair_id`` exists (idempotent).
+
+        Raises :class:`PairConflictError` if the stored pair names other runs, kind, design or guard key.
+        """
 
     @abstractmethod
     def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
@@ -442,28 +217,14 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def get_guard(self, guard_key: str) -> GuardRecord | None:
-        """The guard's lifecycle record with its last transition, or None if nothing was recorded yet."""
-
-    @abstractmethod
     def set_guard_state(
         self, guard_key: str, change: ChangeState, initial: GuardRecord
     ) -> tuple[GuardRecord, Transition]:
         """Apply ``change`` to the locked guard record and store the result and its transition atomically."""
 
-    @abstractmethod
-    def transitions(self, guard_key: str) -> list[Transition]:
-        """The guard's transitions, oldest first."""
 
-    @abstractmethod
-    def guard_keys(self) -> list[str]:
-        """Every guard key with a lifecycle record or a pair, sorted."""
-
-    @abstractmethod
-    def run_summaries(self) -> list[RunSummary]:
-        """One :class:`RunSummary` per guard key with a production run, sorted by key (queued steps count)."""
-
-    # -- pilot bookkeeping (critic_guard.pilot) -----------------------------------------------------------------
+class PilotBook(Bounded, PairReader, Protocol):
+    """The pilot engine's bookkeeping (:mod:`critic_guard.pilot`): which task ran, which attempt, which runs."""
 
     @abstractmethod
     def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
@@ -496,6 +257,37 @@ class Store(ABC):
         """End the running attempt ``attempt_id`` as done or failed; False (no change) if it is not the current
         running attempt."""
 
+
+class StoreReader(RunReader, PairReader, Protocol):
+    """Everything a reader of a store reads (the report, ``critic-guard status``, traces), and nothing it writes."""
+
+
+class Store(RunLog, PairLedger, PilotBook, ABC):
+    """Persistence for the guard: every protocol above. Every method is thread-safe; writes are durable when they
+    return. A backend subclasses it (the built-in ones through :class:`~critic_guard.store.sql_store.SQLStore`)."""
+
+    def add_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
+        """Call ``settle(timeout)`` before each read of this store (weakly held: a bound method of an object that
+        may go away). A guard registers its background write queue here, so that a reader in this process sees the
+        runs, outcomes and pairs the guard handed to it before the read (docs/faults.md), as it sees queued steps."""
+        barriers = self.__dict__.setdefault("_reader_barriers", [])
+        barriers.append(weakref.WeakMethod(settle) if inspect.ismethod(settle) else (lambda: settle))
+
+    def remove_reader_barrier(self, settle: Callable[[float | None], object]) -> None:
+        """Stop calling ``settle`` (see :meth:`add_reader_barrier`)."""
+        barriers = self.__dict__.get("_reader_barriers", [])
+        barriers[:] = [ref for ref in barriers if ref() not in (None, settle)]
+
+    def _settle_readers(self) -> None:
+        """Before a read: let every registered barrier settle, waiting at most this thread's bound (or 5 s)."""
+        barriers = self.__dict__.get("_reader_barriers")
+        if barriers:
+            limit = self.wait_limit()
+            for ref in tuple(barriers):
+                settle = ref()
+                if settle is not None:
+                    settle(5.0 if limit is None else limit)
+
     @abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
@@ -507,31 +299,6 @@ class Store(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
-
-
-def parse_store_url(url: str) -> tuple[str, str]:
-    """Split a store URL into (backend, target) without opening anything; raise ``ValueError`` if malformed.
-
-    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` and ``sqlite:///:memory:`` give a file path (as in
-    SQLAlchemy); ``postgresql://...`` is passed to the PostgreSQL backend unchanged.
-    """
-    scheme, sep, rest = url.partition("://")
-    backend = _SCHEMES.get(scheme.lower()) if sep else None
-    if backend is None:
-        raise ValueError(
-            f"unsupported store URL {url!r}: expected 'sqlite:///path.db', 'sqlite:///:memory:' or "
-            "'postgresql://user@host/db' (or None to persist nothing)"
-        )
-    if backend == "sqlite":
-        if not rest.startswith("/") or len(rest) < 2:
-            raise ValueError(
-                f"SQLite store URL needs three slashes and a path, e.g. 'sqlite:///critic_guard.db'; got {url!r}"
-            )
-        return backend, rest[1:]
-    return backend, url
 
 
 def open_store(url: str | None) -> Store | None:

@@ -15,11 +15,8 @@ committed, which is why the pair and its outcomes are read only after the guard 
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from functools import cache
+from dataclasses import replace
 from typing import Any, Protocol
 
 from critic_guard.lifecycle import (
@@ -30,8 +27,8 @@ from critic_guard.lifecycle import (
     apply_incomplete,
     new_counts,
 )
-from critic_guard.store import pilot_tasks
-from critic_guard.store.base import (
+from critic_guard.store.dialect import Dialect, spell
+from critic_guard.store.records import (
     ApplyPair,
     ChangeState,
     PairConflictError,
@@ -40,18 +37,10 @@ from critic_guard.store.base import (
     PairStateError,
     PairStatus,
     PairUpdate,
-    PilotTaskRecord,
-    PilotTaskStatus,
-    RunRecord,
-    RunSummary,
-    StepRecord,
-    Store,
     UnknownPairError,
 )
-from critic_guard.store.rows import RUN_COLUMNS, run_from_row
-from critic_guard.store.step_writer import StepWriter
 
-__all__ = ["PAIR_IDENTITY", "POSTGRES", "SQLITE", "Cursor", "Dialect", "Ledger", "LedgerStore"]
+__all__ = ["PAIR_IDENTITY", "Cursor", "Ledger"]
 
 PAIR_COLUMNS = (
     "pair_id, guard_key, kind, design, task_id, control_run_id, treatment_run_id, flagged, fork_step, "
@@ -78,24 +67,7 @@ class Cursor(Protocol):
 
 
 Execute = Callable[[str, Sequence[Any]], Cursor]
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """How a backend spells parameters and row locks."""
-
-    name: str
-    placeholder: str
-    lock: str
-
-
-SQLITE = Dialect("sqlite", "?", "")  # BEGIN IMMEDIATE already holds the database write lock
-POSTGRES = Dialect("postgres", "%s", " FOR UPDATE")
-
-
-@cache
-def _spell(sql: str, placeholder: str) -> str:
-    return sql if placeholder == "?" else sql.replace("?", placeholder)
+ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], object]
 
 
 def _json_in(value: Any) -> Any:
@@ -188,50 +160,34 @@ _GUARD_SELECT = (
 )
 
 
-_RUN_SUMMARIES = """
-SELECT r.guard_key, COUNT(*), SUM(COALESCE(s.judged, 0)), SUM(COALESCE(s.flagged, 0)),
-       SUM(CASE WHEN s.flagged > 0 THEN 1 ELSE 0 END), SUM(COALESCE(s.errors, 0)), SUM(COALESCE(s.acted, 0)),
-       COUNT(o.run_id), SUM(CASE WHEN o.run_id IS NULL OR o.success THEN 0 ELSE 1 END)
-FROM runs r
-LEFT JOIN (
-    SELECT run_id,
-           SUM(CASE WHEN p_fail IS NOT NULL THEN 1 ELSE 0 END) AS judged,
-           SUM(CASE WHEN p_fail IS NOT NULL AND flagged THEN 1 ELSE 0 END) AS flagged,
-           SUM(CASE WHEN p_fail IS NULL THEN 1 ELSE 0 END) AS errors,
-           SUM(CASE WHEN action <> 'none' THEN 1 ELSE 0 END) AS acted
-    FROM steps GROUP BY run_id
-) s ON s.run_id = r.run_id
-LEFT JOIN outcomes o ON o.run_id = r.run_id
-WHERE r.parent_run_id IS NULL
-GROUP BY r.guard_key
-ORDER BY r.guard_key
-"""
-"""Per guard key, in one pass (SQLite and PostgreSQL alike: ``flagged`` and ``success`` are 0/1 or booleans)."""
-
-
 class Ledger:
-    """The pair and lifecycle statements over one connection; the caller owns the transaction around it."""
+    """The pair and lifecycle statements over one connection; the caller owns the transaction around it.
 
-    __slots__ = ("_dialect", "_execute")
+    The other store modules' statements (runs, steps and outcomes in :mod:`critic_guard.store.run_log`, the pilot
+    bookkeeping in :mod:`critic_guard.store.pilot_tasks`) run through :meth:`execute` on the same ledger, so that
+    they share its transaction and its dialect."""
 
-    def __init__(self, execute: Execute, dialect: Dialect) -> None:
+    __slots__ = ("_dialect", "_execute", "_executemany")
+
+    def __init__(self, execute: Execute, executemany: ExecuteMany, dialect: Dialect) -> None:
         self._execute = execute
+        self._executemany = executemany
         self._dialect = dialect
 
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        return self._execute(_spell(sql, self._dialect.placeholder), params)
+        return self._execute(spell(sql, self._dialect.placeholder), params)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        """Run one statement (``?`` placeholders) in this ledger's transaction: for the statements of other store
-        modules (the pilot bookkeeping, :mod:`critic_guard.store.pilot_tasks`) that must share it."""
+        """Run one statement (``?`` placeholders) in this ledger's transaction."""
         return self._run(sql, params)
 
-    def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
-        rows = self._run(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE task_id = ? AND guard_key = ? ORDER BY started_at, run_id",
-            (task_id, guard_key),
-        ).fetchall()
-        return [run_from_row(r, task_is_text=self._dialect is SQLITE) for r in rows]
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement (``?`` placeholders) once per row, in this ledger's transaction."""
+        self._executemany(spell(sql, self._dialect.placeholder), rows)
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
@@ -275,10 +231,6 @@ class Ledger:
     def guard_keys(self) -> list[str]:
         rows = self._run("SELECT guard_key FROM guards UNION SELECT guard_key FROM pairs ORDER BY 1").fetchall()
         return [r[0] for r in rows]
-
-    def run_summaries(self) -> list[RunSummary]:
-        rows = self._run(_RUN_SUMMARIES).fetchall()
-        return [RunSummary(r[0], *(int(v or 0) for v in r[1:])) for r in rows]
 
     def outcomes(self, run_ids: Iterable[str]) -> dict[str, bool]:
         wanted = sorted(set(run_ids))
@@ -417,118 +369,3 @@ class Ledger:
         self._save_guard(record, new)
         self._add_transition(transition)
         return replace(new, last_transition=transition), transition
-
-
-class LedgerStore(Store):
-    """The pair and lifecycle half of :class:`Store`, written once: each call runs a :class:`Ledger` inside the
-    backend's own read or write transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``), so a backend
-    only supplies :meth:`_reading` and :meth:`_writing`."""
-
-    _steps: StepWriter  # set by the backend's constructor: StepWriter(self._insert_steps, unavailable=...)
-
-    @abstractmethod
-    def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
-        """Write a batch of steps in one transaction (called by the step writer)."""
-
-    @abstractmethod
-    def _select_steps(self, run_id: str) -> list[StepRecord]:
-        """The run's steps as stored, in order of (step, attempt, insertion)."""
-
-    def add_step(self, step: StepRecord) -> None:
-        self._steps.add(step)
-
-    def flush(self) -> None:
-        self._steps.flush(self.wait_limit())
-
-    @property
-    def lost_steps(self) -> int:
-        return self._steps.lost
-
-    def steps_of(self, run_id: str) -> list[StepRecord]:
-        self._steps.flush(self.wait_limit())  # read your own writes (bounded inside wait_at_most)
-        return self._select_steps(run_id)
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Ledger]:
-        """A ledger over a read-only view."""
-
-    @abstractmethod
-    def _writing(self) -> AbstractContextManager[Ledger]:
-        """A ledger inside one write transaction, committed on exit and rolled back on error."""
-
-    def open_pair(self, pair: PairRecord) -> PairRecord:
-        with self._writing() as ledger:
-            return ledger.open_pair(pair)
-
-    def get_pair(self, pair_id: str) -> PairRecord:
-        with self._reading() as ledger:
-            return ledger.get_pair(pair_id)
-
-    def pairs_of_run(self, run_id: str) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs_of_run(run_id)
-
-    def pairs(self, guard_key: str, status: PairStatus | str | None = None) -> list[PairRecord]:
-        with self._reading() as ledger:
-            return ledger.pairs(guard_key, status)
-
-    def complete_pair(self, pair_id: str, apply: ApplyPair, initial: GuardRecord, *, at: float) -> PairUpdate | None:
-        with self._writing() as ledger:
-            return ledger.complete_pair(pair_id, apply, initial, at=at)
-
-    def mark_incomplete(self, pair_id: str, reason: str, *, initial: GuardRecord, at: float) -> bool:
-        with self._writing() as ledger:
-            return ledger.mark_incomplete(pair_id, reason, initial, at=at)
-
-    def get_guard(self, guard_key: str) -> GuardRecord | None:
-        with self._reading() as ledger:
-            return ledger.get_guard(guard_key)
-
-    def set_guard_state(
-        self, guard_key: str, change: ChangeState, initial: GuardRecord
-    ) -> tuple[GuardRecord, Transition]:
-        with self._writing() as ledger:
-            return ledger.set_guard_state(guard_key, change, initial)
-
-    def transitions(self, guard_key: str) -> list[Transition]:
-        with self._reading() as ledger:
-            return ledger.transitions(guard_key)
-
-    def guard_keys(self) -> list[str]:
-        with self._reading() as ledger:
-            return ledger.guard_keys()
-
-    def run_summaries(self) -> list[RunSummary]:
-        self._steps.flush(self.wait_limit())  # count the reviews still queued (bounded inside wait_at_most)
-        with self._reading() as ledger:
-            return ledger.run_summaries()
-
-    def runs_of_task(self, guard_key: str, task_id: str) -> list[RunRecord]:
-        with self._reading() as ledger:
-            return ledger.runs_of_task(guard_key, task_id)
-
-    def pilot_tasks(self, pilot_key: str) -> list[PilotTaskRecord]:
-        with self._reading() as ledger:
-            return pilot_tasks.records(ledger, pilot_key)
-
-    def start_pilot_task(
-        self, pilot_key: str, task_id: str, *, attempt_id: str, abandoned: int = 0, at: float
-    ) -> PilotTaskRecord:
-        with self._writing() as ledger:
-            return pilot_tasks.start(ledger, pilot_key, task_id, attempt_id, abandoned, at)
-
-    def finish_pilot_task(
-        self,
-        pilot_key: str,
-        task_id: str,
-        *,
-        attempt_id: str,
-        status: PilotTaskStatus | str,
-        run_id: str | None,
-        error: str | None = None,
-        at: float,
-    ) -> bool:
-        with self._writing() as ledger:
-            return pilot_tasks.finish(
-                ledger, pilot_key, task_id, attempt_id, PilotTaskStatus(status), run_id, error, at
-            )

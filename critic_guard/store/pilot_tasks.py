@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from critic_guard.store.base import PilotTaskRecord, PilotTaskStatus
+from critic_guard.store.records import PilotTaskRecord, PilotTaskStatus
 
 if TYPE_CHECKING:
     from critic_guard.store.ledger import Ledger
@@ -30,17 +30,8 @@ PILOT_TASK_COLUMNS = "pilot_key, task_id, status, attempt_id, attempts, abandone
 
 
 def _record(r: Sequence[Any]) -> PilotTaskRecord:
-    return PilotTaskRecord(
-        pilot_key=r[0],
-        task_id=r[1],
-        status=r[2],
-        attempt_id=r[3],
-        attempts=r[4],
-        abandoned=r[5],
-        updated_at=r[6],
-        run_id=r[7],
-        error=r[8],
-    )
+    """A row of ``PILOT_TASK_COLUMNS`` (in the order of the record's fields)."""
+    return PilotTaskRecord(*r)
 
 
 def records(ledger: Ledger, pilot_key: str) -> list[PilotTaskRecord]:

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
-from critic_guard.store.base import StepRecord, StoreBusyError
+from critic_guard.store.records import StepRecord, StoreBusyError
 
 __all__ = ["DEFAULT_INTERVAL_S", "StepWriter"]
 
