@@ -37,7 +37,7 @@ from critic_guard.critics import Critic, is_native_async, runs_on_caller_loop
 from critic_guard.types import StepContext, Verdict
 
 if TYPE_CHECKING:
-    from critic_guard.store.base import Store
+    from critic_guard.store.base import RunReader
 
 __all__ = [
     "CalibratedCritic",
@@ -352,7 +352,7 @@ def critic_quality(scores: ArrayLike, failed: ArrayLike, *, bins: int = 10) -> C
     return CriticQuality(p.size, n_failed, float(auroc), float(ece), brier, tuple(table))
 
 
-def labeled_verdicts(store: Store, guard_key: str) -> tuple[FloatArray, NDArray[np.bool_]]:
+def labeled_verdicts(store: RunReader, guard_key: str) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``(p_fail, failed)`` for every recorded verdict of the guard's runs that have an outcome.
 
     Steps that ended in a critic error (no verdict) and runs without an outcome are skipped.

@@ -53,6 +53,7 @@ from critic_guard.store.base import (
     PairKind,
     PairRecord,
     PairStatus,
+    PilotBook,
     PilotTaskRecord,
     PilotTaskStatus,
     RunRecord,
@@ -290,7 +291,7 @@ class StoreUnavailableError(RuntimeError):
 class _Pilot:
     """One call of :func:`run_pilot` (the state shared by its concurrent tasks)."""
 
-    def __init__(self, guard: CriticGuard, store: Store, key: str) -> None:
+    def __init__(self, guard: CriticGuard, store: PilotBook, key: str) -> None:
         self.guard, self.store, self.key = guard, store, key
         self.ran = 0
 

@@ -26,6 +26,7 @@ from critic_guard.store import (
     OutcomeConflictError,
     OutcomeRecord,
     PairConflictError,
+    PairDesign,
     PairKind,
     PairRecord,
     PairStateError,
@@ -80,6 +81,15 @@ __all__ = [
 KEY = "agent/critic/abcd1234"
 StoreFactory = Callable[[], Store]
 AUTO = GuardConfig(mode="auto", store=None)
+
+
+def _in_threads(work: Callable[[int], None], n: int) -> None:
+    """Run ``work(0)``, ..., ``work(n - 1)`` in ``n`` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def make_run(run_id: str, guard_key: str = KEY, started_at: float = 1000.0, **kw: Any) -> RunRecord:
@@ -231,11 +241,7 @@ def test_concurrent_writes_from_threads(store: Store) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work, n_threads)
     assert errors == []
     assert len(store.runs()) == n_threads
     for t in range(n_threads):
@@ -278,10 +284,10 @@ def test_open_pair_round_trip_and_idempotent(store: Store) -> None:
     assert store.get_pair("p1") == pair
     again = store.open_pair(replace(pair, created_at=999.0, fork_step=4))
     assert again == pair  # the first record stays
-    full = make_pair("p2", "c2", "t2", flagged=False, design="full")
+    full = make_pair("p2", "c2", "t2", flagged=False, design=PairDesign.FULL)
     assert store.open_pair(full) == full
     got = store.get_pair("p2")
-    assert (got.kind, got.design, got.status, got.flagged) == (PairKind.AB, "full", PairStatus.OPEN, False)
+    assert (got.kind, got.design, got.status, got.flagged) == (PairKind.AB, PairDesign.FULL, PairStatus.OPEN, False)
     assert isinstance(got.status, PairStatus)
 
 
@@ -534,11 +540,7 @@ def test_concurrent_completions_count_each_pair_once(store: Store) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work, n_threads)
     assert errors == []
     assert sorted(u.pair.pair_id for u in won) == sorted(f"p{i}" for i in range(n_pairs))
     guard = store.get_guard(KEY)
@@ -588,11 +590,7 @@ def test_replicas_complete_interleaved_pairs_exactly_once(store_factory: StoreFa
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=replica, args=(k,)) for k in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _in_threads(replica, 2)
         assert errors == []
         done = sorted(u.pair.pair_id for u in updates[0] + updates[1])
         assert done == sorted(f"c{i}" for i in range(n))  # every pair completed exactly once

@@ -9,8 +9,10 @@ one place. The shared suite (``tests/store_suite.py``) runs against both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from types import MappingProxyType
 
 __all__ = ["POSTGRES", "SQLITE", "Dialect", "spell"]
 
@@ -20,10 +22,9 @@ class Dialect:
     """What differs between the backends' SQL.
 
     ``lock`` is the suffix that locks a selected row for the transaction (SQLite needs none: ``BEGIN IMMEDIATE``
-    holds the database write lock). ``insertion_order`` is the column that orders rows as inserted (SQLite's
-    ``rowid``, PostgreSQL's ``seq`` serial), ``no_limit`` the ``LIMIT`` value that means all rows. The type names
-    are those of the schema (:mod:`critic_guard.store.schema`); ``run_seq`` is the column PostgreSQL adds to
-    ``runs`` for ``insertion_order``.
+    holds the database write lock). ``insertion_order`` is the column that orders rows as inserted: SQLite's implicit
+    ``rowid``, or a serial column of that name that the schema adds to ``runs``. ``no_limit`` is the ``LIMIT`` value
+    that means all rows. ``types`` names the column types of the schema (:mod:`critic_guard.store.schema`).
     """
 
     name: str
@@ -31,40 +32,24 @@ class Dialect:
     lock: str
     insertion_order: str
     no_limit: int | None
-    real: str
-    boolean: str
-    json: str
-    bigint: str
-    serial_key: str
-    run_seq: str
+    types: Mapping[str, str]
 
 
-SQLITE = Dialect(
-    name="sqlite",
-    placeholder="?",
-    lock="",
-    insertion_order="rowid",
-    no_limit=-1,
-    real="REAL",
-    boolean="INTEGER",
-    json="TEXT",
-    bigint="INTEGER",
-    serial_key="INTEGER PRIMARY KEY",
-    run_seq="",
-)
-POSTGRES = Dialect(
-    name="postgres",
-    placeholder="%s",
-    lock=" FOR UPDATE",
-    insertion_order="seq",
-    no_limit=None,
-    real="DOUBLE PRECISION",
-    boolean="BOOLEAN",
-    json="JSONB",
-    bigint="BIGINT",
-    serial_key="BIGSERIAL PRIMARY KEY",
-    run_seq="seq BIGSERIAL NOT NULL,",
-)
+_TYPES = {  # the schema's column types, side by side: (SQLite, PostgreSQL)
+    "real": ("REAL", "DOUBLE PRECISION"),
+    "boolean": ("INTEGER", "BOOLEAN"),
+    "json": ("TEXT", "JSONB"),
+    "bigint": ("INTEGER", "BIGINT"),
+    "serial_key": ("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY"),  # auto-numbered
+}
+
+
+def _types(column: int) -> Mapping[str, str]:
+    return MappingProxyType({name: spelled[column] for name, spelled in _TYPES.items()})
+
+
+SQLITE = Dialect("sqlite", "?", lock="", insertion_order="rowid", no_limit=-1, types=_types(0))
+POSTGRES = Dialect("postgres", "%s", lock=" FOR UPDATE", insertion_order="seq", no_limit=None, types=_types(1))
 
 
 @cache

@@ -140,16 +140,12 @@ _VERSIONS: Migrations = (
 def migrations(dialect: Dialect) -> Migrations:
     """The schema versions in order, spelled for ``dialect`` (PostgreSQL's index on its ``seq`` column is left out
     of SQLite's, which has no such column)."""
-    seq = dialect.insertion_order if dialect.run_seq else ""
+    seq = "" if dialect.insertion_order == "rowid" else dialect.insertion_order  # SQLite's rowid is implicit
     names = {
-        "run_seq": dialect.run_seq,
+        **dialect.types,
+        "run_seq": f"{seq} BIGSERIAL NOT NULL," if seq else "",
         "by_seq": f", {seq}" if seq else "",
         "runs_by_start": f"CREATE INDEX runs_by_start ON runs (started_at, {seq})" if seq else "",
-        "real": dialect.real,
-        "boolean": dialect.boolean,
-        "json": dialect.json,
-        "bigint": dialect.bigint,
-        "serial_key": dialect.serial_key,
     }
     return tuple(
         (version, tuple(filter(None, (s.format_map(names) for s in statements)))) for version, statements in _VERSIONS
