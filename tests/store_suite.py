@@ -23,19 +23,21 @@ from critic_guard.guard import CriticGuard
 from critic_guard.lifecycle import GuardRecord, GuardState, LifecycleError, Transition, apply_pair, override
 from critic_guard.stats import MonitorState, PairedCounts
 from critic_guard.store import (
-    OutcomeConflictError,
     OutcomeRecord,
-    PairConflictError,
     PairDesign,
     PairKind,
     PairRecord,
-    PairStateError,
     PairStatus,
     PairUpdate,
     PilotTaskStatus,
     RunRecord,
     StepRecord,
     Store,
+)
+from critic_guard.store.base import (  # the errors the interface's methods document
+    OutcomeConflictError,
+    PairConflictError,
+    PairStateError,
     UnknownPairError,
     UnknownRunError,
 )
