@@ -2,10 +2,10 @@
 
 Why shared: the atomic operations (complete a pair, mark one incomplete, override the state) are the part of the
 store where a subtle difference between backends would let two replicas count a pair twice. So both backends run
-the same statements and the same steps; a :class:`Dialect` only says how to write a placeholder and how to lock a
-row. A backend opens the transaction (SQLite ``BEGIN IMMEDIATE``, which takes the database write lock; PostgreSQL a
-transaction whose ``SELECT ... FOR UPDATE`` locks the guard row) and hands its connection's ``execute`` to a
-:class:`Ledger`.
+the same statements and the same steps; a :class:`~critic_guard.store.dialect.Dialect` only says how to write a
+placeholder and how to lock a row. A backend opens the transaction (SQLite ``BEGIN IMMEDIATE``, which takes the
+database write lock; PostgreSQL a transaction whose ``SELECT ... FOR UPDATE`` locks the guard row) and hands its
+connection to a :class:`Ledger` (``SQLStore._session`` in :mod:`critic_guard.store.sql_store`).
 
 Lock order is always the guard row first, then the pair row, so two transactions never wait on each other in a
 cycle. Under PostgreSQL's READ COMMITTED every statement after the lock sees what the previous lock holder

@@ -111,8 +111,7 @@ class PostgresStore(SQLStore):
         is set for that transaction only, so the pooled connection keeps its defaults. Row locks (``FOR UPDATE``,
         the dialect's) make the shared SQL's transactions atomic across replicas."""
         limit = self.wait_limit()
-        pooled = self._pool.connection() if limit is None else self._pool.connection(timeout=limit)
-        with pooled as conn:
+        with self._pool.connection(timeout=limit) as conn:  # None: the pool's own timeout_s
 
             def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
                 with conn.cursor() as cursor:

@@ -118,7 +118,7 @@ class SQLiteStore(SQLStore):
                 raise
 
     def _insert_steps(self, steps: Sequence[StepRecord]) -> None:
-        if self._closed:  # the step writer's last flush may come after close (its exit hook)
+        if self._closed:  # a late batch (after close) is refused with a clear error
             raise RuntimeError("the store is closed")
         super()._insert_steps(steps)
 
