@@ -326,7 +326,7 @@ def test_pool_exhaustion_fails_open_immediately_and_recovers(release: threading.
     hang.clear()
     release.set()  # the hung calls return and free their workers
     deadline = time.monotonic() + 5
-    while guard._pool.hung and time.monotonic() < deadline:
+    while guard._parts.steps.pool.hung and time.monotonic() < deadline:
         time.sleep(0.01)
     assert guard.review(ctx(3)).action is Action.ROLLBACK
 

@@ -530,8 +530,8 @@ def test_the_hot_path_reads_the_lifecycle_from_its_cache(tmp_path: Path, monkeyp
 
 
 def test_without_a_store_old_runs_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("critic_guard.guard._MAX_TRACKED_RUNS", 5)
-    monkeypatch.setattr("critic_guard.guard._FORGET_EVERY", 4)
+    monkeypatch.setattr("critic_guard.run_recorder._MAX_TRACKED_RUNS", 5)
+    monkeypatch.setattr("critic_guard.run_recorder._FORGET_EVERY", 4)
     guard = CriticGuard(ConstantCritic(0.9), mode="pilot", store=None)
     guard.start_run(run_id="open-c")
     guard.start_run(run_id="open-t", arm=Arm.TREATMENT)
@@ -540,8 +540,8 @@ def test_without_a_store_old_runs_are_forgotten(monkeypatch: pytest.MonkeyPatch)
         guard.start_run(run_id=f"r{i}")
         guard.open_pair(f"r{i}", control_run_id=f"r{i}", treatment_run_id=f"r{i}", flagged=False)
         guard.end_run(f"r{i}", success=True)
-    assert guard._memory is not None
-    kept = [r.run_id for r in guard._memory.runs()]
+    assert guard.store is None  # runs live in the guard's private in-memory store
+    kept = [r.run_id for r in guard._stores.records.runs()]
     # checked before the 4th, 8th and 12th start; the 12th keeps the newest 5 (r4..r8) and the open pair's runs
     assert kept == ["open-c", "open-t", "r4", "r5", "r6", "r7", "r8", "r9"]
     assert [p.pair_id for p in guard.pairs()] == ["open-c", *(f"r{i}" for i in range(4, 10))]

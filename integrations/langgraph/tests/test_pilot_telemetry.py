@@ -182,8 +182,9 @@ def test_pilot_traces_show_the_recovery_and_the_disruption(pilot: tuple[CriticGu
 def test_pilot_metrics_count_verdicts_interventions_and_pairs(pilot: tuple[CriticGuard, Telemetry]) -> None:
     guard, telemetry = pilot
     points = telemetry.metric_points()
-    steps = guard.store.steps_of  # type: ignore[union-attr]
-    judged = [s for r in guard._ledger.runs(guard.guard_key) for s in steps(r.run_id) if s.p_fail is not None]
+    store = guard.store
+    assert store is not None
+    judged = [s for r in store.runs(guard.guard_key) for s in store.steps_of(r.run_id) if s.p_fail is not None]
     [histogram] = [p for p in points[A.METRIC_VERDICT_SCORE] if p.attributes[A.RUN_ROLE] == A.ROLE_PRODUCTION]
     shadow_hist = [p for p in points[A.METRIC_VERDICT_SCORE] if p.attributes[A.RUN_ROLE] == A.ROLE_SHADOW]
     assert histogram.count + sum(p.count for p in shadow_hist) == len(judged)
