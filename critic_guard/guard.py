@@ -3,25 +3,13 @@
 It ties a critic, a policy and a store together: ``review`` asks the critic about the proposed step (with a
 timeout), lets the policy decide, records the verdict and decision, and returns a :class:`StepReview` that the
 integration acts on. It never breaks the agent: a failing, slow or malformed critic gives "no intervention" plus a
-recorded ``critic_error`` (fail open), and a failing store write is logged and counted, not raised.
+recorded ``critic_error`` (fail open), and a failing store write is logged and counted, not raised. What must
+survive checkpoints and forks (this run's interventions so far) lives in the agent's state and is passed in.
 
-The state that must survive checkpoints and forks (how many interventions this run had, and when the last one was)
-lives in the agent's state, so the integration passes it to ``review``; the guard keeps only an attempt counter per
-recent run (bounded, in memory) to number retries of the same step.
-
-This class is a facade: each job is a small part with one job (docs/pilot-design.md, docs/lifecycle.md,
-docs/faults.md), and the methods here say what the guard does and hand over.
-
-* :mod:`critic_guard.arms`: which arm acts in which mode, which arm production serves, when to fork a shadow;
-* :mod:`critic_guard.lifecycle_view`: the lifecycle record (pilot -> enabled / disabled), cached for the hot path;
-* :mod:`critic_guard.pair_book`: pairs of runs, opened, completed (feeding the monitor) or excluded;
-* :mod:`critic_guard.run_recorder`: runs, their ends and outcomes;
-* :mod:`critic_guard.step_reviewer`: the critic call, the decision and the step row;
-* :mod:`critic_guard.store_choice` and :mod:`critic_guard.store_writes`: which store, and writes that are never lost
-  (made within ``store_wait_s`` or retried in order off the user's path; what still fails is counted in
-  ``counters.store_lost`` and listed by :meth:`CriticGuard.lost_writes`);
-* :mod:`critic_guard.guard_events`: what the parts did, heard by the counters (:mod:`critic_guard.guard_counters`),
-  the spans (:mod:`critic_guard.guard_traces`) and the user's listeners.
+A facade over parts with one job each (wired in :mod:`critic_guard.guard_parts`): mode/arm rules (``arms``), the
+cached lifecycle record (``lifecycle_view``, docs/lifecycle.md), pairs (``pair_book``, docs/pilot-design.md), runs
+(``run_recorder``), steps (``step_reviewer``), the store and writes never lost (``store_choice``, ``store_writes``,
+docs/faults.md). They report to ``guard_events``, which the counters, the spans and the user's listeners hear.
 """
 
 from __future__ import annotations
@@ -35,33 +23,30 @@ from critic_guard.arms import DISABLED_REASON
 from critic_guard.at_rest import error_text
 from critic_guard.closing import Closing, Drains
 from critic_guard.config import GuardConfig
+from critic_guard.critic_pool import describe_error
 from critic_guard.critics import Critic, as_critic
 from critic_guard.guard_counters import GuardCounters
 from critic_guard.guard_events import EventKind, GuardEvent, Listener, StepReview
 from critic_guard.guard_parts import GuardParts
 from critic_guard.lifecycle import ACTOR_HUMAN, GuardRecord, GuardState, Transition
-from critic_guard.policy import Decision, Policy, Reason
+from critic_guard.policy import Policy
 from critic_guard.store.base import PairDesign, PairKind, PairRecord, PairStatus, PairUpdate, Store
 from critic_guard.store_choice import FROM_CONFIG, FromConfig, GuardStores
 from critic_guard.telemetry.tracing import GuardTelemetry
-from critic_guard.types import Action, Arm, Mode, StepContext
+from critic_guard.types import Arm, Mode, StepContext
 from critic_guard.write_queue import LostWrite
 
 __all__ = ["DISABLED_REASON", "CriticGuard", "EventKind", "GuardCounters", "GuardEvent", "Listener", "StepReview"]
 
 logger = logging.getLogger("critic_guard")
 
-_MODE_OFF = Decision(False, Action.NONE, None, Reason.MODE_OFF)
-
 
 class CriticGuard(Closing):
     """Judge each step of an agent run with a critic and decide whether to intervene.
 
     ``CriticGuard(critic, config, store=..., **overrides)``: ``overrides`` are :class:`GuardConfig` fields, e.g.
-    ``CriticGuard(fn, mode="on", policy=Policy(tau=0.5))``. ``store`` (:mod:`critic_guard.store_choice`): not given,
-    ``config.store`` (default ``sqlite:///critic_guard.db``); a URL, that store instead; None, persist nothing (runs,
-    pairs and the lifecycle then live in a private in-memory database, which keeps the newest 10,000 runs and the
-    lifecycle record); a :class:`Store`, used as it is and not closed by :meth:`close` (its owner closes it).
+    ``CriticGuard(fn, mode="on", policy=Policy(tau=0.5))``. ``store``: not given, ``config.store``; a URL, that
+    store; None, nothing persisted; a :class:`Store`, used and left open (:mod:`critic_guard.store_choice`).
 
     ``telemetry`` (default: a :class:`~critic_guard.telemetry.GuardTelemetry` on the global OpenTelemetry
     providers, a no-op until the application or ``configure_telemetry`` installs one) receives one trace per run,
@@ -85,14 +70,12 @@ class CriticGuard(Closing):
         self.critic: Critic = as_critic(critic)
         self.policy: Policy = self.config.policy
         self.guard_key = f"{self.config.agent_name}/{self.critic.name}/{self.policy.fingerprint()}"
-        self._stores = GuardStores.open(store, self.config)
-        self.store: Store | None = self._stores.persistent  # None: nothing is persisted
+        stores = GuardStores.open(store, self.config)
+        self.store: Store | None = stores.persistent  # None: nothing is persisted
         self.telemetry = telemetry or GuardTelemetry(capture_content=self.config.capture_content)
         self._closed = False
         self._drains = Drains()  # the integrations' background work, finished first by close() / aclose()
-        self._parts = GuardParts.assemble(
-            self.critic, self.policy, self.config, self.guard_key, self._stores, self.telemetry
-        )
+        self._parts = GuardParts.assemble(self.critic, self.policy, self.config, self.guard_key, stores, self.telemetry)
         if self.config.mode is Mode.AUTO:
             self._parts.lifecycle.refresh()  # warm the cache (and the statistics import) before the first step
 
@@ -247,11 +230,9 @@ class CriticGuard(Closing):
         a ``traceparent`` string) parents a production run's span when the caller's instrumentation does not make
         its span current (OpenInference).
 
-        ``background=True`` (what the integrations pass on the user's path, sync and async alike): the write is
-        handed to the guard's writer thread and this returns at once, without touching the store (no blocking call
-        on an event loop). The writer applies it in order with the guard's other writes (so the run exists before
-        its pair is opened or counted), batched with neighbouring run starts and ends, and retries it like any
-        failed write (docs/faults.md).
+        ``background=True`` (what the integrations pass on the user's path): the write goes to the guard's writer
+        thread and this returns at once, without touching the store (docs/faults.md); it is applied in order with
+        the guard's other writes, batched with neighbouring run starts and ends, and retried like any failed write.
         """
         return self._parts.runs.start(
             run_id=run_id,
@@ -321,19 +302,35 @@ class CriticGuard(Closing):
         ``counters.forks_skipped`` with the reason and listed in :meth:`lost_writes` for the production run's task
         (its pair is missing, so a pilot runs that task again). Never raises.
         """
-        return self._parts.runs.begin_branch(
-            pair_id=pair_id,
-            branch_run_id=branch_run_id,
-            arm=arm,
-            control_run_id=control_run_id,
-            treatment_run_id=treatment_run_id,
-            parent_run_id=parent_run_id,
-            fork_step=fork_step,
-            task=task,
-            kind=kind,
-            fork_checkpoint_id=fork_checkpoint_id,
-            background=background,
-        )
+        writes = self._parts.writes
+        reason = None if writes.accepting(2) else "store unavailable: the write queue is full"
+        if reason is None:
+            try:
+                self.start_run(
+                    run_id=branch_run_id,
+                    task=task,
+                    arm=arm,
+                    parent_run_id=parent_run_id,
+                    fork_step=fork_step,
+                    background=background,
+                )
+                self.open_pair(
+                    pair_id,
+                    control_run_id=control_run_id,
+                    treatment_run_id=treatment_run_id,
+                    flagged=True,
+                    fork_step=fork_step,
+                    kind=kind,
+                    fork_checkpoint_id=fork_checkpoint_id,
+                    background=background,
+                )
+            except Exception as exc:
+                reason = f"fork not recorded: {describe_error(exc)}"
+        if reason is None:
+            return True
+        self._parts.tally.fork_skipped(reason)
+        writes.note_lost("fork", parent_run_id, reason)
+        return False
 
     def wait_for_writes(self, timeout: float | None = None, *, task_id: str | None = None) -> bool:
         """Wait until every queued run, outcome and pair write (only ``task_id``'s, if given) is written or lost;
@@ -350,8 +347,6 @@ class CriticGuard(Closing):
         self, ctx: StepContext, *, interventions: int = 0, last_intervention_step: int | None = None
     ) -> StepReview:
         """Judge the proposed step in ``ctx`` and decide. Never raises because of the critic."""
-        if self.config.mode is Mode.OFF:
-            return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
         return self._parts.steps.review(ctx, interventions, last_intervention_step)
 
     async def areview(
@@ -363,8 +358,6 @@ class CriticGuard(Closing):
         critic that ignores cancellation or blocks its loop cannot hold the step past ``critic_timeout_s``
         (:mod:`critic_guard.critic_loop`). The step row is only queued here (the store writes it in the background).
         """
-        if self.config.mode is Mode.OFF:
-            return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
         return await self._parts.steps.areview(ctx, interventions, last_intervention_step)
 
     def record_fork_step(self, review: StepReview) -> None:
@@ -377,8 +370,7 @@ class CriticGuard(Closing):
     @property
     def counters(self) -> GuardCounters:
         """What this guard did since it was created (:class:`GuardCounters`)."""
-        lost_steps = 0 if self.store is None else self.store.lost_steps
-        return self._parts.tally.snapshot(lost_steps=lost_steps, writes=self._parts.writes.queue)
+        return self._parts.counters()
 
     def close(self) -> None:
         """Stop the worker pool, finish the queued writes (each within ``store_retry_s``), and close the store if
@@ -387,10 +379,7 @@ class CriticGuard(Closing):
             return
         self._drains.run()
         self._closed = True
-        self._parts.steps.shutdown()
-        self._parts.writes.close()
-        if self._stores.owned:
-            self._stores.records.close()
+        self._parts.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`: await the integrations' async background work on this loop (``on_close(...,

@@ -3,7 +3,8 @@
 Assembled once per guard, in dependency order: the counters (:class:`Tally`) first, since every part reports faults to
 them; then the events, which the counters, the spans and the user's listeners hear in that order; the write path
 over the guard's store; the lifecycle view over it; the arm rules over the lifecycle; pairs; runs (whose outcomes
-complete pairs); steps. Nothing here acts: it only wires.
+complete pairs); steps. Closing stops them in the reverse order of need: critic workers, then writes, then the
+store.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from critic_guard.arms import ArmRules
 from critic_guard.config import GuardConfig
 from critic_guard.critics import Critic
-from critic_guard.guard_counters import Tally
+from critic_guard.guard_counters import GuardCounters, Tally
 from critic_guard.guard_events import GuardEvents, ListenerFanout
 from critic_guard.guard_traces import GuardTraces
 from critic_guard.lifecycle_view import LifecycleView
@@ -31,6 +32,7 @@ __all__ = ["GuardParts"]
 
 @dataclass(frozen=True, slots=True)
 class GuardParts:
+    stores: GuardStores
     tally: Tally
     listeners: ListenerFanout
     writes: StoreWrites
@@ -75,7 +77,6 @@ class GuardParts:
             events=events,
             runs=recent,
             memory=stores.memory,
-            tally=tally,
             content=telemetry.content,
         )
         steps = StepReviewer(
@@ -91,4 +92,17 @@ class GuardParts:
             tally=tally,
             content=telemetry.content,
         )
-        return cls(tally, listeners, writes, lifecycle, arms, pairs, runs, steps)
+        return cls(stores, tally, listeners, writes, lifecycle, arms, pairs, runs, steps)
+
+    def counters(self) -> GuardCounters:
+        """The counts now (:class:`GuardCounters`), with the store's lost step rows and the write queue's counts."""
+        persistent = self.stores.persistent
+        lost_steps = 0 if persistent is None else persistent.lost_steps
+        return self.tally.snapshot(lost_steps=lost_steps, writes=self.writes.queue)
+
+    def close(self) -> None:
+        """Stop the critic workers, finish the queued writes, and close the store if the guard opened it."""
+        self.steps.shutdown()
+        self.writes.close()
+        if self.stores.owned:
+            self.stores.records.close()

@@ -23,11 +23,9 @@ from typing import Any
 
 from critic_guard.at_rest import task_record
 from critic_guard.config import GuardConfig
-from critic_guard.critic_pool import describe_error
-from critic_guard.guard_counters import Tally
 from critic_guard.guard_events import GuardObserver
 from critic_guard.pair_book import PairBook
-from critic_guard.store.base import PairKind, PairUpdate, RunEnd, RunRecord, UnknownRunError
+from critic_guard.store.base import PairUpdate, RunEnd, RunRecord, UnknownRunError
 from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.store_writes import StoreWrites
 from critic_guard.telemetry.content import ContentPolicy
@@ -121,7 +119,6 @@ class RunRecorder:
         events: GuardObserver,
         runs: RecentRuns,
         memory: SQLiteStore | None,
-        tally: Tally,
         content: ContentPolicy,
     ) -> None:
         self.config = config
@@ -132,7 +129,6 @@ class RunRecorder:
         self._pairs = pairs
         self._runs = runs
         self._memory = memory
-        self._tally = tally
         self._content = content
 
     def start(
@@ -176,55 +172,6 @@ class RunRecorder:
     def task_record(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """See :meth:`critic_guard.guard.CriticGuard.task_record`."""
         return task_record(task, fields=self.config.task_fields, content=self._content)
-
-    def begin_branch(
-        self,
-        *,
-        pair_id: str,
-        branch_run_id: str,
-        arm: Arm,
-        control_run_id: str,
-        treatment_run_id: str,
-        parent_run_id: str,
-        fork_step: int,
-        task: Mapping[str, Any] | None,
-        kind: PairKind | str,
-        fork_checkpoint_id: str | None,
-        background: bool,
-    ) -> bool:
-        """See :meth:`critic_guard.guard.CriticGuard.begin_fork`."""
-        reason = None if self._writes.accepting(2) else "store unavailable: the write queue is full"
-        if reason is None:
-            try:
-                self.start(
-                    run_id=branch_run_id,
-                    task=task,
-                    arm=arm,
-                    parent_run_id=parent_run_id,
-                    fork_step=fork_step,
-                    conversation_id=None,
-                    trace_parent=None,
-                    background=background,
-                )
-                self._pairs.open(
-                    pair_id,
-                    control_run_id=control_run_id,
-                    treatment_run_id=treatment_run_id,
-                    flagged=True,
-                    fork_step=fork_step,
-                    task_id=None,
-                    kind=kind,
-                    design=None,
-                    fork_checkpoint_id=fork_checkpoint_id,
-                    background=background,
-                )
-            except Exception as exc:
-                reason = f"fork not recorded: {describe_error(exc)}"
-        if reason is None:
-            return True
-        self._tally.fork_skipped(reason)
-        self._writes.note_lost("fork", parent_run_id, reason)
-        return False
 
     def _forget_old_runs(self, memory: SQLiteStore) -> None:
         """On the user's path: bounded and fail-open like every store call."""

@@ -31,13 +31,19 @@ from critic_guard.store.base import StepRecord, Store
 from critic_guard.store_writes import StoreWrites
 from critic_guard.telemetry.content import ContentPolicy
 from critic_guard.telemetry.tracing import StepTrace
-from critic_guard.types import Action, StepContext, Verdict
+from critic_guard.types import Action, Mode, StepContext, Verdict
 
 __all__ = ["StepReviewer"]
 
 logger = logging.getLogger("critic_guard")
 
 _CRITIC_ERROR = Decision(False, Action.NONE, None, Reason.CRITIC_ERROR)
+_MODE_OFF = Decision(False, Action.NONE, None, Reason.MODE_OFF)
+
+
+def _mode_off(ctx: StepContext) -> StepReview:
+    """A step in mode OFF: no critic call, nothing recorded."""
+    return StepReview(ctx.run_id, ctx.step, None, _MODE_OFF, None, 0.0)
 
 
 def _current(span: StepTrace | None) -> AbstractContextManager[object]:
@@ -121,6 +127,8 @@ class StepReviewer:
         self._warn_lock = threading.Lock()
 
     def review(self, ctx: StepContext, interventions: int, last_intervention_step: int | None) -> StepReview:
+        if self.config.mode is Mode.OFF:
+            return _mode_off(ctx)
         with _Judgement(self, ctx, interventions, last_intervention_step) as judgement:
             judgement.verdict = judge_with_timeout(
                 self.critic,
@@ -133,6 +141,8 @@ class StepReviewer:
         return judgement.review
 
     async def areview(self, ctx: StepContext, interventions: int, last_intervention_step: int | None) -> StepReview:
+        if self.config.mode is Mode.OFF:
+            return _mode_off(ctx)
         with _Judgement(self, ctx, interventions, last_intervention_step) as judgement:
             judgement.verdict = await ajudge_with_timeout(
                 self.critic,

@@ -541,7 +541,7 @@ def test_without_a_store_old_runs_are_forgotten(monkeypatch: pytest.MonkeyPatch)
         guard.open_pair(f"r{i}", control_run_id=f"r{i}", treatment_run_id=f"r{i}", flagged=False)
         guard.end_run(f"r{i}", success=True)
     assert guard.store is None  # runs live in the guard's private in-memory store
-    kept = [r.run_id for r in guard._stores.records.runs()]
+    kept = [r.run_id for r in guard._parts.stores.records.runs()]
     # checked before the 4th, 8th and 12th start; the 12th keeps the newest 5 (r4..r8) and the open pair's runs
     assert kept == ["open-c", "open-t", "r4", "r5", "r6", "r7", "r8", "r9"]
     assert [p.pair_id for p in guard.pairs()] == ["open-c", *(f"r{i}" for i in range(4, 10))]
