@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -57,92 +58,90 @@ class GuardCounters:
         return sum(self.interventions.values())
 
 
+_COUNTED = (
+    "verdicts",
+    "flags",
+    "critic_errors",
+    "store_errors",
+    "listener_errors",
+    "telemetry_errors",
+    "late_verdicts",
+    "shadow_stops",
+    "critic_queued",
+)
+"""The :class:`GuardCounters` fields that are plain counts kept by the tally."""
+
+
 class Tally(GuardObserver):
     """The live counts behind :class:`GuardCounters` (thread-safe). ``critic_name`` names the critic in logs."""
 
     def __init__(self, critic_name: str) -> None:
         self.critic_name = critic_name
         self._lock = threading.Lock()
-        self._verdicts = self._flags = self._critic_errors = self._store_errors = self._listener_errors = 0
-        self._telemetry_errors = self._late_verdicts = self._shadow_stops = self._critic_queued = 0
+        self._counts: Counter[str] = Counter()
         self._interventions = dict.fromkeys((Action.ROLLBACK, Action.APPEND), 0)
-        self._forks_skipped: dict[str, int] = {}
+        self._forks_skipped: Counter[str] = Counter()
+
+    def _bump(self, name: str) -> int:
+        """Add one to the count ``name``; return the new count (1: the first, to log once)."""
+        with self._lock:
+            self._counts[name] += 1
+            return self._counts[name]
 
     def step_judged(self, review: StepReview) -> None:
         decision = review.decision
+        if review.verdict is None:
+            if self._bump("critic_errors") == 1:
+                logger.warning(
+                    "critic %r failed, failing open (logged once): %s", self.critic_name, review.critic_error
+                )
+            return
         with self._lock:
-            if review.verdict is None:
-                self._critic_errors += 1
-                first = self._critic_errors == 1
-            else:
-                first = False
-                self._verdicts += 1
-                self._flags += decision.flagged
-                if decision.action is not Action.NONE:
-                    self._interventions[decision.action] += 1
-        if first:
-            logger.warning("critic %r failed, failing open (logged once): %s", self.critic_name, review.critic_error)
+            self._counts["verdicts"] += 1
+            self._counts["flags"] += decision.flagged
+            if decision.action is not Action.NONE:
+                self._interventions[decision.action] += 1
 
     def late(self, verdict: Verdict) -> None:
         """A verdict that came after its step went on: counted, never acted on (the step recorded a timeout)."""
-        with self._lock:
-            self._late_verdicts += 1
+        self._bump("late_verdicts")
         logger.debug(
             "critic %r answered after its deadline (p_fail=%.3f); not acted on", self.critic_name, verdict.p_fail
         )
 
     def queued(self) -> int:
         """A critic call waited for a worker; returns how many did so far."""
-        with self._lock:
-            self._critic_queued += 1
-            return self._critic_queued
+        return self._bump("critic_queued")
 
     def store_failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._store_errors += 1
-            first = self._store_errors == 1
-        if first:  # one line: an outage is an operating condition, not a bug (the traceback is at debug level)
+        if self._bump("store_errors") == 1:  # one line: an outage is an operating condition, not a bug
             logger.warning("critic-guard: store call failed, the agent goes on (logged once): %s", describe_error(exc))
-        logger.debug("critic-guard store call failed", exc_info=exc)
+        logger.debug("critic-guard store call failed", exc_info=exc)  # the traceback
 
     def listener_failed(self) -> int:
         """A listener raised; returns how many listener failures there were so far."""
-        with self._lock:
-            self._listener_errors += 1
-            return self._listener_errors
+        return self._bump("listener_errors")
 
     def telemetry_failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._telemetry_errors += 1
-            first = self._telemetry_errors == 1
-        if first:
+        if self._bump("telemetry_errors") == 1:
             logger.warning("critic-guard telemetry failed; the agent continues (logged once)", exc_info=exc)
 
     def shadow_stopped(self) -> None:
-        with self._lock:
-            self._shadow_stops += 1
+        self._bump("shadow_stops")
 
     def fork_skipped(self, reason: str) -> None:
         with self._lock:
-            self._forks_skipped[reason] = self._forks_skipped.get(reason, 0) + 1
+            self._forks_skipped[reason] += 1
 
     def snapshot(self, *, lost_steps: int, writes: WriteQueue) -> GuardCounters:
         """The counts now, with the store's ``lost_steps`` and the write queue's own counts."""
         with self._lock:
             return GuardCounters(
-                verdicts=self._verdicts,
-                flags=self._flags,
+                **{name: self._counts[name] for name in _COUNTED},
                 interventions=MappingProxyType(dict(self._interventions)),
-                critic_errors=self._critic_errors,
-                store_errors=self._store_errors,
-                listener_errors=self._listener_errors,
-                telemetry_errors=self._telemetry_errors,
-                late_verdicts=self._late_verdicts,
                 lost_steps=lost_steps,
-                shadow_stops=self._shadow_stops,
                 store_deferred=writes.queued,
                 store_recovered=writes.recovered,
                 store_lost=len(writes.lost),
                 forks_skipped=MappingProxyType(dict(self._forks_skipped)),
-                critic_queued=self._critic_queued,
             )

@@ -49,7 +49,7 @@ class RecentRuns:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: OrderedDict[str, _RunState] = OrderedDict()
+        self._by_id: OrderedDict[str, _RunState] = OrderedDict()
         self.started = 0
 
     def start(self, run_id: str, task_id: str | None) -> int:
@@ -70,17 +70,17 @@ class RecentRuns:
     def task_of(self, run_id: str) -> str | None:
         """The task of a recent run (or of the production run a pair id names), from memory: for lost writes."""
         with self._lock:
-            state = self._runs.get(run_id) or self._runs.get(run_id.split("~", 1)[0])
+            state = self._by_id.get(run_id) or self._by_id.get(run_id.split("~", 1)[0])
             return None if state is None else state.task_id
 
     def _track(self, run_id: str) -> _RunState:
-        state = self._runs.get(run_id)
+        state = self._by_id.get(run_id)
         if state is None:
-            state = self._runs[run_id] = _RunState()
-            if len(self._runs) > _MAX_TRACKED_RUNS:
-                self._runs.popitem(last=False)
+            state = self._by_id[run_id] = _RunState()
+            if len(self._by_id) > _MAX_TRACKED_RUNS:
+                self._by_id.popitem(last=False)
         else:
-            self._runs.move_to_end(run_id)
+            self._by_id.move_to_end(run_id)
         return state
 
 
@@ -100,7 +100,7 @@ class _TracedOutcome:
             self.recorder.events.run_ended(self.run_id, self.status)  # idempotent on retries
 
 
-def check_success(success: object) -> None:
+def _check_success(success: object) -> None:
     if not isinstance(success, bool):
         raise TypeError(f"success must be a bool, got {type(success).__name__}")
 
@@ -117,7 +117,7 @@ class RunRecorder:
         writes: StoreWrites,
         pairs: PairBook,
         events: GuardObserver,
-        runs: RecentRuns,
+        recent: RecentRuns,
         memory: SQLiteStore | None,
         content: ContentPolicy,
     ) -> None:
@@ -127,7 +127,7 @@ class RunRecorder:
         self._writes = writes
         self._records = writes.records
         self._pairs = pairs
-        self._runs = runs
+        self._recent = recent
         self._memory = memory
         self._content = content
 
@@ -148,7 +148,7 @@ class RunRecorder:
         task_map = dict(task) if task else None
         raw_task_id = None if task_map is None else task_map.get("task_id", task_map.get("id"))
         task_id = None if raw_task_id is None else str(raw_task_id)
-        started = self._runs.start(run_id, task_id)
+        started = self._recent.start(run_id, task_id)
         if self._memory is not None and started % _FORGET_EVERY == 0:
             self._forget_old_runs(self._memory)
         record = RunRecord(
@@ -187,7 +187,7 @@ class RunRecorder:
             if success is None:
                 self.events.run_ended(run_id, status)
             else:
-                check_success(success)
+                _check_success(success)
                 self._writes.background("record_outcome", run_id, _TracedOutcome(self, run_id, success, status))
             return []
         write = functools.partial(self._records.end_run, run_id, status=status, ended_at=time.time())
@@ -201,7 +201,7 @@ class RunRecorder:
 
     def record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
         """See :meth:`critic_guard.guard.CriticGuard.record_outcome`."""
-        check_success(success)
+        _check_success(success)
         updates: list[PairUpdate] = self._writes.critical(
             "record_outcome", run_id, functools.partial(self.write_outcome, run_id, success), []
         )

@@ -67,33 +67,33 @@ class _Judgement:
     def __enter__(self) -> _Judgement:
         self._attempt, self._span = self._reviewer.begin_step(self._ctx.run_id, self._ctx.step)
         self._current = _current(self._span)
-        self._current.__enter__()
+        try:
+            self._current.__enter__()
+        except Exception as exc:  # the span cannot be made current: judge without nesting (a telemetry failure)
+            self._reviewer.telemetry_failed(exc)
+            self._current = nullcontext()
         self._started = time.perf_counter()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         try:
             self._current.__exit__(kind, exc, tb)
-        except Exception as raised:  # leaving the span's context failed: as if the call had
+        except Exception as raised:  # leaving the span's context failed: a failed call, as before
             exc = raised
         if exc is not None and not isinstance(exc, Exception):
             return False  # cancelled or interrupted: not the critic's failure
         latency = time.perf_counter() - self._started
-        self.review = self._reviewer.conclude(
-            self._ctx,
-            self._attempt,
-            self._span,
-            self.verdict,
-            exc,
-            latency,
-            self._interventions,
-            self._last_intervention_step,
-        )
+        ctx, reviewer = self._ctx, self._reviewer
+        decision = reviewer.decide(ctx, self.verdict, self._interventions, self._last_intervention_step)
+        error = None if exc is None else describe_error(exc)
+        self.review = StepReview(ctx.run_id, ctx.step, self.verdict, decision, error, latency)
+        reviewer.record(self.review, self._attempt, self._span, exc)
+        reviewer.events.step_judged(self.review)
         return True
 
 
 class StepReviewer:
-    """Judges the steps of one guard's runs (``records``: where step rows go, None to keep none)."""
+    """Judges the steps of one guard's runs (``step_store``: where step rows go, None to keep none)."""
 
     def __init__(
         self,
@@ -102,9 +102,9 @@ class StepReviewer:
         config: GuardConfig,
         *,
         arms: ArmRules,
-        runs: RecentRuns,
+        recent: RecentRuns,
         writes: StoreWrites,
-        records: Store | None,
+        step_store: Store | None,
         traces: GuardTraces,
         events: GuardObserver,
         tally: Tally,
@@ -114,11 +114,11 @@ class StepReviewer:
         self.policy = policy
         self.config = config
         self._arms = arms
-        self._runs = runs
+        self._recent = recent
         self._writes = writes
-        self._records = records
+        self._step_store = step_store
         self._traces = traces
-        self._events = events
+        self.events = events
         self._tally = tally
         self._content = content
         self.pool = CriticPool(config.critic_workers, name=f"critic-guard-{config.agent_name}")
@@ -157,34 +157,19 @@ class StepReviewer:
 
     def begin_step(self, run_id: str, step: int) -> tuple[int, StepTrace | None]:
         """Number the attempt at this step and open its span."""
-        attempt = self._runs.next_attempt(run_id, step)
+        attempt = self._recent.next_attempt(run_id, step)
         return attempt, self._traces.start_step(run_id, step, attempt)
 
-    def conclude(
-        self,
-        ctx: StepContext,
-        attempt: int,
-        span: StepTrace | None,
-        verdict: Verdict | None,
-        exc: BaseException | None,
-        latency: float,
-        interventions: int,
-        last_intervention_step: int | None,
-    ) -> StepReview:
-        """The decision on the verdict (or the critic error), as the run's arm takes it; recorded and told."""
+    def decide(
+        self, ctx: StepContext, verdict: Verdict | None, interventions: int, last_intervention_step: int | None
+    ) -> Decision:
+        """The policy's decision on the verdict (none after a critic error), as the run's arm takes it."""
         if verdict is None:
-            decision = _CRITIC_ERROR
-        else:
-            decided = self.policy.decide(
-                verdict, step=ctx.step, interventions=interventions, last_intervention_step=last_intervention_step
-            )
-            decision = self._arms.decide_for(decided, ctx.arm)
-        review = StepReview(
-            ctx.run_id, ctx.step, verdict, decision, None if exc is None else describe_error(exc), latency
+            return _CRITIC_ERROR
+        decision = self.policy.decide(
+            verdict, step=ctx.step, interventions=interventions, last_intervention_step=last_intervention_step
         )
-        self.record(review, attempt, span, exc)
-        self._events.step_judged(review)
-        return review
+        return self._arms.decide_for(decision, ctx.arm)
 
     def record_fork_step(self, review: StepReview) -> None:
         """See :meth:`critic_guard.guard.CriticGuard.record_fork_step`."""
@@ -197,7 +182,7 @@ class StepReviewer:
         The row's rationale and error text follow the content switch, as the span's do (:mod:`critic_guard.at_rest`).
         """
         verdict, decision = review.verdict, review.decision
-        if self._records is not None:
+        if self._step_store is not None:
             record = StepRecord(
                 run_id=review.run_id,
                 step=review.step,
@@ -212,8 +197,11 @@ class StepReviewer:
                 latency_s=review.latency_s,
                 created_at=time.time(),
             )
-            self._writes.soft(self._records.add_step, record)
-        self._events.step_recorded(review, span, exc)
+            self._writes.soft(self._step_store.add_step, record)
+        self.events.step_recorded(review, span, exc)
+
+    def telemetry_failed(self, exc: Exception) -> None:
+        self._tally.telemetry_failed(exc)
 
     def _queued(self) -> None:
         """A critic call waited for a worker: counted (``counters.critic_queued``), warned once. It is not lost:
