@@ -1,10 +1,10 @@
 """``GuardParts``: the parts behind one :class:`~critic_guard.guard.CriticGuard`, and who hears whom.
 
-Assembled once per guard, in dependency order: the counters (:class:`Tally`) first, since every part reports faults to
-them; then the events, which the counters, the spans and the user's listeners hear in that order; the write path
+Why one place: a newcomer sees every part and what each is given here, and the guard itself only delegates.
+Assembled once per guard, in dependency order: the counters (:class:`Tally`) first, since every part reports faults
+to them; then the events, which the counters, the spans and the user's listeners hear in that order; the write path
 over the guard's store; the lifecycle view over it; the arm rules over the lifecycle; pairs; runs (whose outcomes
-complete pairs); steps. Closing stops them in the reverse order of need: critic workers, then writes, then the
-store.
+complete pairs); steps. Closing stops the critic workers, then finishes the writes, then closes the store.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ __all__ = ["GuardParts"]
 
 @dataclass(frozen=True, slots=True)
 class GuardParts:
+    """The parts of one guard (see the module docstring for who depends on whom)."""
+
     stores: GuardStores
     tally: Tally
     listeners: ListenerFanout
