@@ -455,11 +455,12 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             ok = await asafely("judge", call_judge, self.judge, _task(record["task"], runtime), state, default=None)
         run_id = record["run_id"]
         if run_id in self._flag_steps:  # after the run's background verdicts (its first flag is known only then)
+            end = functools.partial(self._finish, record, ok, production=production)
 
             async def finish() -> None:
-                self._finish(record, ok, production=production)
+                end()
 
-            await self._offpath.asubmit(run_id, finish, thread_id=_thread_of(get_config()))
+            await self._offpath.asubmit(run_id, finish, fallback=end, thread_id=_thread_of(get_config()))
         else:
             self._finish(record, ok, production=production)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -690,7 +691,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             review = await areview_or_none(self.guard, ctx, *budget)
             self._judged(frozen, review, response, config, asynchronous=True)
 
-        await self._offpath.asubmit(run_id, job, thread_id=_thread_of(config))
+        def in_a_thread() -> None:  # if this loop ends first (see OffPathJudging.asubmit): a branch then runs sync
+            review = review_or_none(self.guard, ctx, *budget)
+            self._judged(frozen, review, response, config, asynchronous=False)
+
+        await self._offpath.asubmit(run_id, job, fallback=in_a_thread, thread_id=_thread_of(config))
         return None
 
     # -- pilots ---------------------------------------------------------------------------------------------------

@@ -69,12 +69,15 @@ class OffPathJudging:
     def submit(self, run_id: str, job: Callable[[], None], *, thread_id: str | None = None) -> None:
         """Queue ``job`` after the run's earlier jobs; wait for a place while ``max_pending`` jobs are queued."""
         self._places.acquire()
+        self._enqueue(run_id, job, thread_id, holds_place=True)
+
+    def _enqueue(self, run_id: str, job: Callable[[], None], thread_id: str | None, *, holds_place: bool) -> None:
         with self._lock:
             before = self._last.get(run_id)
             future = self._pool.submit(self._run, run_id, before, job)
             self._last[run_id] = future
             self._pending[future] = thread_id
-        future.add_done_callback(lambda done: self._finished(run_id, done))
+        future.add_done_callback(lambda done: self._finished(run_id, done, holds_place))
 
     def _run(self, run_id: str, before: Future[None] | None, job: Callable[[], None]) -> None:
         # the pool's queue is FIFO: the run's previous job was taken by a worker before this one, so this wait ends
@@ -85,12 +88,13 @@ class OffPathJudging:
         except Exception:
             self._failed(run_id)
 
-    def _finished(self, run_id: str, future: Future[None]) -> None:
+    def _finished(self, run_id: str, future: Future[None], holds_place: bool) -> None:
         with self._lock:
             self._pending.pop(future, None)
             if self._last.get(run_id) is future:
                 del self._last[run_id]
-        self._places.release()
+        if holds_place:
+            self._places.release()
 
     def wait(self, timeout: float | None = None, *, thread_id: str | None = None) -> bool:
         """Wait from sync code for the jobs queued so far (only ``thread_id``'s, if given), including jobs they
@@ -144,16 +148,26 @@ class OffPathJudging:
     # -- async --------------------------------------------------------------------------------------------------
 
     async def asubmit(
-        self, run_id: str, job: Callable[[], Coroutine[Any, Any, None]], *, thread_id: str | None = None
+        self,
+        run_id: str,
+        job: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        fallback: Callable[[], None],
+        thread_id: str | None = None,
     ) -> None:
-        """Async :meth:`submit`: the job is a task on this loop; the step awaits a place when the queue is full."""
+        """Async :meth:`submit`: the job is a task on this loop; the step awaits a place when the queue is full.
+
+        ``fallback``: the same job for a thread, run instead of ``job`` if this loop ends before the job starts
+        (``asyncio.run(agent.ainvoke(...))`` returns while verdicts are queued: its end cancels them), after the
+        run's earlier jobs, so a verdict is not lost with its loop.
+        """
         loop = asyncio.get_running_loop()
         places = self._aplaces.get(loop)
         if places is None:
             places = self._aplaces[loop] = asyncio.Semaphore(self._max_pending)
         await places.acquire()
         before = self._alast.get(run_id)
-        task = loop.create_task(self._arun(run_id, before, job, places))
+        task = loop.create_task(self._arun(run_id, before, job, fallback, thread_id, places))
         self._alast[run_id] = task
         self._tasks[task] = thread_id
         task.add_done_callback(lambda done: self._afinished(run_id, done))
@@ -163,17 +177,48 @@ class OffPathJudging:
         run_id: str,
         before: asyncio.Task[None] | None,
         job: Callable[[], Coroutine[Any, Any, None]],
+        fallback: Callable[[], None],
+        thread_id: str | None,
         places: asyncio.Semaphore,
     ) -> None:
+        started = False
         try:
             if before is not None:
                 await asyncio.wait([before])
+            started = True
             try:
                 await job()
             except Exception:
                 self._failed(run_id)
+        except asyncio.CancelledError:
+            self._cancelled(run_id, before, fallback, thread_id, started=started)
+            raise
         finally:
             places.release()
+
+    def _cancelled(
+        self,
+        run_id: str,
+        before: asyncio.Task[None] | None,
+        fallback: Callable[[], None],
+        thread_id: str | None,
+        *,
+        started: bool,
+    ) -> None:
+        """The job's event loop is ending (its tasks are cancelled). A job that had not started runs in a thread
+        instead, once the run's earlier job is done (each earlier job hands itself over first, so the run's order
+        is kept); one cut off mid-way is counted as a failure, and its run forks no further branch."""
+        if started:
+            self._failed(run_id, cut_off=True)
+            return
+
+        def take_over(_: object = None) -> None:
+            self._enqueue(run_id, fallback, thread_id, holds_place=False)
+
+        if before is None or before.done():
+            take_over()
+        else:
+            before.add_done_callback(take_over)
 
     def _afinished(self, run_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -187,11 +232,14 @@ class OffPathJudging:
 
     # -- failures -----------------------------------------------------------------------------------------------
 
-    def _failed(self, run_id: str) -> None:
+    def _failed(self, run_id: str, *, cut_off: bool = False) -> None:
         with self._lock:
             self.failures += 1
             self._failed_runs.add(run_id)
-        logger.exception("critic-guard: a background verdict or fork failed; counted (offpath failures)")
+        if cut_off:
+            logger.error("critic-guard: a background verdict was cut off by the end of its event loop; counted")
+        else:
+            logger.exception("critic-guard: a background verdict or fork failed; counted (offpath failures)")
 
 
 def _left(deadline: float | None) -> float | None:

@@ -234,9 +234,9 @@ async def test_the_async_queue_keeps_each_runs_order_and_counts_failures() -> No
     async def fail() -> None:
         raise RuntimeError("boom")
 
-    await queue.asubmit("a", first)
-    await queue.asubmit("a", second)
-    await queue.asubmit("b", fail)
+    await queue.asubmit("a", first, fallback=lambda: None)
+    await queue.asubmit("a", second, fallback=lambda: None)
+    await queue.asubmit("b", fail, fallback=lambda: None)
     await asyncio.sleep(0)
     release.set()
     await asyncio.wait_for(queue.adrain(), DEADLOCK_S)
@@ -266,13 +266,43 @@ async def test_adrain_for_one_thread_does_not_wait_for_the_others() -> None:
     async def b() -> None:
         done.append("b")
 
-    await queue.asubmit("run-a", a, thread_id="a")
-    await queue.asubmit("run-b", b, thread_id="b")
+    await queue.asubmit("run-a", a, fallback=lambda: None, thread_id="a")
+    await queue.asubmit("run-b", b, fallback=lambda: None, thread_id="b")
     await asyncio.wait_for(queue.adrain("b"), DEADLOCK_S)
     assert done == ["b"]
     held.set()
     await asyncio.wait_for(queue.adrain(), DEADLOCK_S)
     assert done == ["b", "a"]
+
+
+@pytest.mark.parametrize("first_started", [False, True])
+def test_jobs_queued_when_their_loop_ends_run_in_threads_in_order(first_started: bool) -> None:
+    # asyncio.run(agent.ainvoke(...)) returns while its run's verdicts are still queued: its end cancels them. The
+    # jobs that had not started run in threads instead, in the run's order; one cut off mid-way is counted.
+    queue = OffPathJudging()
+    seen: list[str] = []
+
+    def job(name: str) -> Any:
+        async def run() -> None:
+            if name == "j0" and first_started:
+                await asyncio.Event().wait()  # never set: cut off by the loop's end
+            seen.append(name)
+
+        return run
+
+    async def request() -> None:
+        for name in ("j0", "j1", "j2"):
+            await queue.asubmit("a", job(name), fallback=lambda name=name: seen.append(f"thread {name}"))
+            if first_started:
+                await asyncio.sleep(0)  # j0 starts (and waits), j1 and j2 wait for it
+
+    asyncio.run(request())
+    assert queue.close(DEADLOCK_S)
+    if first_started:
+        assert (seen, queue.failures, queue.failed("a")) == (["thread j1", "thread j2"], 1, True)
+    else:  # each job once, in order; those the loop's end caught before they started ran in a thread
+        assert [name.removeprefix("thread ") for name in seen] == ["j0", "j1", "j2"] and "thread j2" in seen
+        assert queue.failures == 0
 
 
 def fail_first_job(middleware: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -176,6 +176,7 @@ def test_a_failing_production_judge_never_breaks_the_run(saver: Any, make_guard:
     agent = build_agent(model, [middleware], saver)
     out = agent.invoke(task_input(), thread("prod"))
     assert out["messages"][-1].text == RIGHT
+    assert middleware.wait(10)  # the run's end follows its verdicts, judged off the user's path
     [pair] = guard.pairs()
     assert (pair.status, pair.flagged, pair.control_success) == (PairStatus.OPEN, False, None)  # outcome missing
     assert [u.pair.status for u in guard.record_outcome(pair.pair_id, True)] == [PairStatus.COMPLETE]

@@ -293,12 +293,14 @@ async def test_a_pilot_streams_nothing_of_its_shadow_branches(asynchronous: bool
         async for item in agent.astream(task_input(), thread(), stream_mode=modes):
             items.append(item)
             await middleware.drain()  # the verdict, then the branch (a task) ends while the stream is open
+        await middleware.drain()  # the production run's end (after its last verdict)
     else:
 
         def stream() -> None:  # in a worker thread, as a service calls the sync API (never on the event loop)
             for item in agent.stream(task_input(), thread(), stream_mode=modes):
                 items.append(item)
                 assert middleware.wait(30)  # the verdict, then the branch (a pool thread) ends while the stream is open
+            assert middleware.wait(30)  # the production run's end (after its last verdict)
 
         await asyncio.to_thread(stream)
     [pair] = await asyncio.to_thread(guard.pairs)
