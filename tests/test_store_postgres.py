@@ -78,7 +78,7 @@ def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None
     store = open_store(schema_url)
     try:
         assert isinstance(store, PostgresStore)
-        assert store.schema_version == MIGRATIONS[-1][0] == 3
+        assert store.schema_version == MIGRATIONS[-1][0] == 4
         assert _tables(schema_url) == {
             "schema_version",
             "runs",
@@ -88,6 +88,7 @@ def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None
             "guards",
             "transitions",
             "pilot_tasks",
+            "pair_monitor",
         }
     finally:
         assert store is not None
@@ -116,7 +117,7 @@ def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
     assert errors == [] and len(opened) == 4
     with psycopg.connect(schema_url) as conn:
         versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert versions == [(1,), (2,), (3,)]
+    assert versions == [(1,), (2,), (3,), (4,)]
 
 
 def test_data_survives_reopening(schema_url: str) -> None:

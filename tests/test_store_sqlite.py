@@ -36,7 +36,7 @@ def store_factory(tmp_path: Path) -> StoreFactory:
 def test_wal_and_synchronous_normal(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     with SQLiteStore(path) as store:
-        assert store.schema_version == MIGRATIONS[-1][0] == 3
+        assert store.schema_version == MIGRATIONS[-1][0] == 4
         store.add_run(make_run("r1"))
         assert (tmp_path / "g.db-wal").exists()
         with store._lock:
@@ -56,10 +56,11 @@ def test_data_survives_reopening_and_migration_is_idempotent(tmp_path: Path) -> 
         assert store.get_run("r1") == make_run("r1")
         assert [s.p_fail for s in store.steps_of("r1")] == [0.75]
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn) == 3
-    assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,)]
+    assert migrate(conn) == 4
+    assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"schema_version", "runs", "steps", "outcomes", "pairs", "guards", "transitions", "pilot_tasks"}
+    assert tables == {"schema_version", "runs", "steps", "outcomes", "pairs", "guards", "transitions", "pilot_tasks",
+                      "pair_monitor"}  # fmt: skip
     conn.close()
 
 
@@ -119,7 +120,7 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn.execute("INSERT INTO schema_version (version) VALUES (1)")
     conn.close()
     with SQLiteStore(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         store.add_run(make_run("r1"))
         assert store.get_run("r1") == make_run("r1")
         assert store.pairs_of_run("r1") == [] and store.guard_keys() == []

@@ -27,6 +27,7 @@ from critic_guard.lifecycle import (
     apply_incomplete,
     new_counts,
 )
+from critic_guard.store import pair_track
 from critic_guard.store.dialect import Dialect, spell
 from critic_guard.store.records import (
     ApplyPair,
@@ -329,6 +330,7 @@ class Ledger:
             new, transition = apply_aa_pair(record, control, treatment, now=at)
         else:
             new, transition = apply(record, control, treatment)
+            pair_track.write_snapshot(self, pair_id, new)  # the monitor after this pair, in this transaction
         self._save_guard(record, new)
         if transition is not None:
             self._add_transition(transition)

@@ -134,6 +134,26 @@ _VERSIONS: Migrations = (
             "CREATE INDEX runs_by_task ON runs (task_id)",
         ),
     ),
+    (
+        4,
+        (  # the monitor after each A/B pair, written with it (critic_guard.store.pair_track)
+            """CREATE TABLE pair_monitor (
+                pair_id TEXT PRIMARY KEY,
+                guard_key TEXT NOT NULL,
+                seq {bigint} NOT NULL,
+                t {bigint} NOT NULL,
+                band_low {real} NOT NULL,
+                band_high {real} NOT NULL,
+                harm_log_wealth {real} NOT NULL,
+                benefit_log_wealth {real} NOT NULL,
+                harm_proven_at {bigint},
+                benefit_proven_at {bigint},
+                inconclusive_at {bigint},
+                state TEXT NOT NULL
+            )""",
+            "CREATE INDEX pair_monitor_by_guard ON pair_monitor (guard_key, seq)",
+        ),
+    ),
 )
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
 
 from critic_guard.lifecycle import GuardRecord, Transition
-from critic_guard.store import pilot_tasks, run_log
+from critic_guard.store import pair_track, pilot_tasks, run_log
 from critic_guard.store.base import Store
 from critic_guard.store.ledger import Ledger
 from critic_guard.store.records import (
@@ -39,6 +40,10 @@ from critic_guard.store.records import (
     StepRecord,
 )
 from critic_guard.store.step_writer import StepWriter
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["SQLStore"]
 
@@ -171,6 +176,24 @@ class SQLStore(Store):
     def guard_keys(self) -> list[str]:
         with self._reading() as ledger:
             return ledger.guard_keys()
+
+    # -- the report's reads, set-based (critic_guard.store.pair_track) ---------------------------------------------
+
+    def track_columns(self, guard_key: str) -> pair_track.TrackColumns:
+        """The guard key's completed A/B pairs with the monitor the lifecycle stored after each."""
+        self._steps.flush(self.wait_limit())  # the fork points are step rows: read the queued ones too
+        with self._reading() as ledger:
+            return pair_track.track_columns(ledger, guard_key)
+
+    def pair_tallies(self, guard_key: str) -> pair_track.PairTallies:
+        with self._reading() as ledger:
+            return pair_track.pair_tallies(ledger, guard_key)
+
+    def labeled_verdict_arrays(self, guard_key: str) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """``(p_fail, failed)`` as :func:`critic_guard.calibration.labeled_verdicts` gives them, in one statement."""
+        self._steps.flush(self.wait_limit())
+        with self._reading() as ledger:
+            return pair_track.labeled_verdict_arrays(ledger, guard_key)
 
     # -- pilot bookkeeping -----------------------------------------------------------------------------------------
 
