@@ -3,9 +3,10 @@
 
 Why a separate step: the numbers (:mod:`critic_guard.report.numbers`) and the page
 (:mod:`critic_guard.report.html`) should not know where the pairs came from, and a test can build a
-``ReportData`` from a real store once and check every later step against it. Reading uses only the public store
-API (``pairs``, ``steps_of``, ``transitions``, ``get_guard``; critic quality through
-:func:`critic_guard.calibration.labeled_verdicts`), so it works the same on SQLite and PostgreSQL.
+``ReportData`` from a real store once and check every later step against it. Reading is a few set-based statements
+for the whole guard key (:meth:`~critic_guard.store.ledger.LedgerStore.track_rows`: the pairs with their fork point
+and the monitor the lifecycle stored after each; the labeled verdicts; ``pairs``, ``transitions``, ``get_guard``),
+never one query per pair, and works the same on SQLite and PostgreSQL.
 
 A pairs file holds outcomes only: the sections that need the store (lifecycle, steps, critic scores, A/A noise,
 incomplete branches) are then marked as not available rather than left out.
@@ -17,16 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from critic_guard.calibration import labeled_verdicts
+import numpy as np
+from numpy.typing import NDArray
+
 from critic_guard.lifecycle import GuardState, Transition
 from critic_guard.pairs_io import read_pair_list
+from critic_guard.report.columns import PairColumns, PairPoint, as_columns
+from critic_guard.report.track import StoredTrack, counted_at, stored_track
 from critic_guard.stats.counts import PairedCounts
-from critic_guard.store.base import PairKind, PairRecord, PairStatus, StepRecord, Store
+from critic_guard.store.base import Store
+from critic_guard.store.pair_track import TrackSource
 
 __all__ = [
+    "PairColumns",
     "PairPoint",
     "ReportData",
     "StoreExtras",
+    "StoredTrack",
     "UnknownGuardKeyError",
     "choose_guard_key",
     "from_pairs_file",
@@ -39,26 +47,13 @@ class UnknownGuardKeyError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class PairPoint:
-    """One completed A/B pair in completion order, with where and how confidently the critic first flagged it.
-
-    ``flagged`` is None when the source does not say (a pairs file); ``fork_step`` and ``p_fail`` are None for a
-    task never flagged, or when the store holds no step records for it.
-    """
-
-    control: bool
-    treatment: bool
-    flagged: bool | None = None
-    fork_step: int | None = None
-    p_fail: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class StoreExtras:
     """What only a store knows: the lifecycle, A/A noise, excluded branches and the critic's labeled scores.
 
     ``monitor_split`` is whether the guard's alpha bounds both e-processes together (docs/statistics.md);
-    ``inconclusive_at`` the pair at which its pilot budget ran out without a proof, if it did.
+    ``inconclusive_at`` the pair (counted over the monitor's restarts) at which its pilot budget ran out without a
+    proof, if it did; ``track`` the monitor after each pair as the lifecycle stored it (:mod:`.track`).
+    ``scores``/``failed`` may be numpy arrays (a million verdicts are not held as Python floats).
     """
 
     state: GuardState | None
@@ -67,11 +62,12 @@ class StoreExtras:
     aa_pairs: int
     aa_discordant: int
     incomplete_reasons: tuple[str, ...]
-    scores: tuple[float, ...]
-    failed: tuple[bool, ...]
+    scores: Sequence[float] | NDArray[np.float64]
+    failed: Sequence[bool] | NDArray[np.bool_]
     open_pairs: int = 0  # pairs still waiting for an outcome: in flight, or left by a lost write (docs/faults.md)
     monitor_split: bool = True
     inconclusive_at: int | None = None
+    track: StoredTrack | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +76,22 @@ class ReportData:
 
     source: str
     guard_key: str | None
-    pairs: tuple[PairPoint, ...]
+    pairs: PairColumns  # given as any sequence of PairPoint, kept as columns (critic_guard.report.columns)
     store: StoreExtras | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pairs", as_columns(self.pairs))
 
     @property
     def counts(self) -> PairedCounts:
         """The cells of the A/B pairs (the same counting as ``critic-guard analyze`` on a pairs file)."""
-        return PairedCounts.from_pairs((p.control, p.treatment) for p in self.pairs)
+        return PairedCounts(*(int(n) for n in np.bincount(self.pairs.cells, minlength=4)))
 
 
 def from_pairs_file(path: str | Path) -> ReportData:
     """Pairs in file order; raises :class:`~critic_guard.pairs_io.PairsFileError` as ``analyze`` does."""
-    pairs = tuple(PairPoint(control, treatment) for control, treatment in read_pair_list(path))
-    return ReportData(source=f"pairs file {Path(path).name}", guard_key=None, pairs=pairs)
+    pairs = [PairPoint(control, treatment) for control, treatment in read_pair_list(path)]
+    return ReportData(source=f"pairs file {Path(path).name}", guard_key=None, pairs=PairColumns.of(pairs))
 
 
 def choose_guard_key(store: Store, key: str | None, keys: Sequence[str] | None = None) -> str:
@@ -113,47 +112,44 @@ def choose_guard_key(store: Store, key: str | None, keys: Sequence[str] | None =
     return keys[0]
 
 
-def _first_flag(steps: Sequence[StepRecord]) -> StepRecord | None:
-    return next((s for s in steps if s.flagged), None)
-
-
-def _point(store: Store, pair: PairRecord) -> PairPoint:
-    """The pair's outcomes plus the production run's first flagged step (the fork point) and its score."""
-    assert pair.control_success is not None and pair.treatment_success is not None  # complete pairs only
-    fork_step, p_fail = pair.fork_step, None
-    if pair.flagged:
-        production = pair.pair_id if pair.pair_id in (pair.control_run_id, pair.treatment_run_id) else None
-        flag = _first_flag(store.steps_of(production or pair.control_run_id))
-        if flag is not None:
-            fork_step = flag.step if fork_step is None else fork_step
-            p_fail = flag.p_fail
-    else:
-        fork_step = None
-    return PairPoint(pair.control_success, pair.treatment_success, pair.flagged, fork_step, p_fail)
+def _track_source(store: Store) -> TrackSource:
+    if not isinstance(store, TrackSource):
+        raise TypeError(f"{type(store).__name__} cannot read a guard's pairs set-based (no track_columns)")
+    return store
 
 
 def from_store(store: Store, guard_key: str, *, source: str) -> ReportData:
-    """Read one guard key: completed A/B pairs in completion order, A/A pairs, incomplete pairs, the lifecycle."""
-    pairs = store.pairs(guard_key)
-    complete = sorted(
-        (p for p in pairs if p.status is PairStatus.COMPLETE),
-        key=lambda p: (p.completed_at or 0.0, p.created_at, p.pair_id),
-    )
-    ab = tuple(_point(store, p) for p in complete if p.kind is PairKind.AB)
-    aa = [p for p in complete if p.kind is PairKind.AA]
+    """Read one guard key: completed A/B pairs in the lifecycle's order with the monitor after each, A/A pairs,
+    incomplete pairs, the lifecycle."""
+    reader = _track_source(store)
+    columns = reader.track_columns(guard_key)
+    tallies = reader.pair_tallies(guard_key)
     record = store.get_guard(guard_key)
-    scores, failed = labeled_verdicts(store, guard_key)
+    alpha = 0.05 if record is None else record.monitor.alpha
+    split = True if record is None else record.monitor.split
+    scores, failed = reader.labeled_verdict_arrays(guard_key)
+    monitor = None if record is None else record.monitor
     extras = StoreExtras(
         state=None if record is None else record.state,
-        monitor_alpha=None if record is None else record.monitor.alpha,
+        monitor_alpha=None if monitor is None else monitor.alpha,
         transitions=tuple(store.transitions(guard_key)),
-        aa_pairs=len(aa),
-        aa_discordant=sum(p.control_success != p.treatment_success for p in aa),
-        incomplete_reasons=tuple(p.reason or "no reason recorded" for p in pairs if p.status is PairStatus.INCOMPLETE),
-        scores=tuple(float(s) for s in scores),
-        failed=tuple(bool(f) for f in failed),
-        open_pairs=sum(p.status is PairStatus.OPEN for p in pairs),
-        monitor_split=True if record is None else record.monitor.split,
-        inconclusive_at=None if record is None else record.monitor.inconclusive_at,
+        aa_pairs=tallies.aa_pairs,
+        aa_discordant=tallies.aa_discordant,
+        incomplete_reasons=tallies.incomplete_reasons,
+        scores=scores,
+        failed=failed,
+        open_pairs=tallies.open_pairs,
+        monitor_split=split,
+        inconclusive_at=None
+        if record is None or monitor is None
+        else counted_at(record.pairs_counted, monitor.t, monitor.inconclusive_at),
+        track=stored_track(columns, alpha=alpha, split=split) if len(columns.cells) else None,
     )
-    return ReportData(source=source, guard_key=guard_key, pairs=ab, store=extras)
+    pairs = PairColumns(
+        columns.cells >= 2,
+        columns.cells % 2 == 1,
+        columns.flagged,
+        columns.fork_step,
+        columns.p_fail,
+    )
+    return ReportData(source=source, guard_key=guard_key, pairs=pairs, store=extras)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -83,16 +85,28 @@ def estimates(numbers: ReportNumbers, transitions: Sequence[Transition]) -> byte
     return _png(fig)
 
 
+_MAX_DRAWN = 20_000
+"""Pairs drawn at most: a figure 7 inches wide shows no more, and a million points cost seconds to draw."""
+
+
+def _drawn_points(n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Every pair up to :data:`_MAX_DRAWN`; beyond, evenly spaced ones, always with the last (the band "now")."""
+    if n <= _MAX_DRAWN:
+        return np.arange(n)
+    return np.unique(np.r_[np.linspace(0, n - 1, _MAX_DRAWN).astype(np.int64), n - 1])
+
+
 def net_over_time(numbers: ReportNumbers, transitions: Sequence[Transition]) -> bytes | None:
     """Net after each pair with the monitor's confidence sequence, and the lifecycle transitions where they happened."""
     track = numbers.monitor
-    if not track.net:
+    if not len(track.net):
         return None
-    t = range(1, len(track.net) + 1)
+    shown = _drawn_points(len(track.net))
+    t = shown + 1
     fig, ax = plt.subplots(figsize=(7.0, 3.2))
-    ax.fill_between(t, track.low, track.high, color=_BAND, alpha=0.6,
+    ax.fill_between(t, track.low[shown], track.high[shown], color=_BAND, alpha=0.6,
                     label=f"{track.level:.0%} confidence sequence (the monitor's)")  # fmt: skip
-    ax.plot(t, track.net, color=_NET, label="net so far")
+    ax.plot(t, track.net[shown], color=_NET, label="net so far")
     ax.axhline(0.0, color="black", linewidth=0.8)
     placed = sorted(
         ((at, t) for t in transitions if isinstance(at := t.evidence.get("pairs"), int) and at > 0),

@@ -1,9 +1,9 @@
 """The numbers of a pilot report, computed once from :class:`~critic_guard.report.data.ReportData`.
 
 Every statistic of the pilot as a whole comes from :func:`critic_guard.stats.analyze` (the same object
-``critic-guard analyze --json`` prints), the band over time from :func:`critic_guard.stats.run_monitor` (the
-arithmetic of the guard's own monitor: the confidence sequence its e-processes invert to, so the band leaves 0
-exactly where the monitor proves an effect) and the critic's quality from
+``critic-guard analyze --json`` prints), the band over time and the proofs from the monitor states the lifecycle
+stored with each pair (:mod:`critic_guard.report.track`: what it did, resets included; for a pairs file,
+:func:`critic_guard.stats.run_monitor`, the same arithmetic) and the critic's quality from
 :func:`critic_guard.calibration.critic_quality`: nothing here recomputes them another way. What is added are the
 breakdowns (r and d by step of first flag and by critic score band, as :class:`PairedCounts` so that r and d keep
 their one definition), the ROC curve's points, the ``min_step`` the pairs support, and the recommendation.
@@ -11,15 +11,17 @@ their one definition), the ROC curve's points, the ``min_step`` the pairs suppor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from critic_guard.calibration import CriticQuality, critic_quality
-from critic_guard.report.data import PairPoint, ReportData
+from critic_guard.report.columns import NO_STEP, PairColumns
+from critic_guard.report.data import ReportData, StoredTrack
 from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor, side_alpha
 
 __all__ = ["Group", "MinStep", "MonitorTrack", "Recommendation", "ReportNumbers", "Roc", "compute", "roc_curve"]
@@ -69,9 +71,9 @@ class MonitorTrack:
     alpha: float
     split: bool
     level: float
-    net: tuple[float, ...]
-    low: tuple[float, ...]
-    high: tuple[float, ...]
+    net: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
     harm_proven_at: int | None
     benefit_proven_at: int | None
 
@@ -94,8 +96,8 @@ class MinStep:
 class Roc:
     """Points of the ROC curve of the critic's scores for predicting failure."""
 
-    false_positive_rate: tuple[float, ...]
-    true_positive_rate: tuple[float, ...]
+    false_positive_rate: NDArray[np.float64]
+    true_positive_rate: NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,25 +124,29 @@ class ReportNumbers:
             "ece": None if self.quality is None else self.quality.ece,
             "monitor_alpha": self.monitor.alpha,
             "monitor_level": self.monitor.level,
-            "monitor_final": [self.monitor.low[-1], self.monitor.high[-1]] if self.monitor.net else None,
+            "monitor_final": [float(self.monitor.low[-1]), float(self.monitor.high[-1])]
+            if len(self.monitor.net)
+            else None,
         }
 
 
-def _groups(
-    points: Iterable[PairPoint], key: Callable[[PairPoint], Hashable | None], label: Callable[[Any], str]
-) -> tuple[Group, ...]:
-    cells: dict[Any, list[tuple[bool, bool]]] = {}
-    for point in points:
-        k = key(point)
-        if k is not None:
-            cells.setdefault(k, []).append((point.control, point.treatment))
-    return tuple(Group(label(k), PairedCounts.from_pairs(cells[k])) for k in sorted(cells))
+def _counts(cells: NDArray[np.int64]) -> PairedCounts:
+    return PairedCounts(*(int(n) for n in np.bincount(cells, minlength=4)))
 
 
-def _band(p_fail: float | None) -> int | None:
-    if p_fail is None:
-        return None
-    return min(int(p_fail / BAND_WIDTH + 1e-9), round(1 / BAND_WIDTH) - 1)
+def _groups(pairs: PairColumns, keys: NDArray[np.int64], label: Callable[[int], str]) -> tuple[Group, ...]:
+    """One group per distinct key of the flagged pairs (key -1: not in any group), in key order."""
+    chosen = (keys >= 0) & (pairs.flagged if pairs.flagged is not None else np.zeros(len(pairs), dtype=bool))
+    cells, kept = pairs.cells[chosen], keys[chosen]
+    return tuple(Group(label(int(k)), _counts(cells[kept == k])) for k in np.unique(kept))
+
+
+def _bands(p_fail: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Each score's band index (-1: no score); the last band is closed, [0.9, 1.0]."""
+    index = np.full(p_fail.shape, -1, dtype=np.int64)
+    scored = ~np.isnan(p_fail)
+    index[scored] = np.minimum((p_fail[scored] / BAND_WIDTH + 1e-9).astype(np.int64), round(1 / BAND_WIDTH) - 1)
+    return index
 
 
 def _band_label(index: int) -> str:
@@ -149,35 +155,44 @@ def _band_label(index: int) -> str:
     return f"[{low:.1f}, {high:.1f}{close}"
 
 
-def _min_step(points: tuple[PairPoint, ...], n: int) -> MinStep | None:
-    steps = sorted({p.fork_step for p in points if p.flagged and p.fork_step is not None})
+def _min_step(pairs: PairColumns, n: int) -> MinStep | None:
+    if pairs.flagged is None:
+        return None
+    with_step = pairs.flagged & (pairs.fork_step != NO_STEP)
+    fork_step = pairs.fork_step[with_step]
+    gain = pairs.treatment[with_step].astype(np.int64) - pairs.control[with_step].astype(np.int64)
+    steps = [int(s) for s in np.unique(fork_step)]
     if not steps:
         return None
 
     def net_from(step: int) -> float:
-        kept = [p for p in points if p.flagged and p.fork_step is not None and p.fork_step >= step]
-        return sum(int(p.treatment) - int(p.control) for p in kept) / n
+        return int(gain[fork_step >= step].sum()) / n
 
     best = max(steps, key=lambda s: (net_from(s), -s))
     return MinStep(best, steps[0], net_from(best), net_from(steps[0]))
 
 
-def _monitor(points: tuple[PairPoint, ...], alpha: float, split: bool) -> MonitorTrack:
-    x = np.array([[(int(p.control) - int(p.treatment) + 1) / 2.0 for p in points]])
-    paths = run_monitor(x, alpha=alpha, split=split)
-    assert paths.net_low is not None and paths.net_high is not None
-    t = np.arange(1, len(points) + 1)
-    net = np.cumsum([int(p.treatment) - int(p.control) for p in points]) / t
-    harm, benefit = int(paths.harm_times()[0]), int(paths.benefit_times()[0])
+def _monitor(pairs: PairColumns, alpha: float, split: bool, stored: StoredTrack | None) -> MonitorTrack:
+    """The band and proofs the lifecycle stored (a store), else a monitor run over the pairs (a pairs file)."""
+    gain = pairs.treatment.astype(np.int64) - pairs.control.astype(np.int64)
+    net = np.cumsum(gain) / np.arange(1, len(pairs) + 1)
+    if stored is not None:
+        low, high = stored.low, stored.high
+        harm, benefit = stored.harm_proven_at, stored.benefit_proven_at
+    else:
+        paths = run_monitor(((1 - gain) / 2.0)[None, :], alpha=alpha, split=split)
+        assert paths.net_low is not None and paths.net_high is not None
+        low, high = paths.net_low[0], paths.net_high[0]
+        harm, benefit = int(paths.harm_times()[0]) or None, int(paths.benefit_times()[0]) or None
     return MonitorTrack(
         alpha=alpha,
         split=split,
         level=1.0 - 2.0 * side_alpha(alpha, split),
-        net=tuple(float(v) for v in net),
-        low=tuple(float(v) for v in paths.net_low[0]),
-        high=tuple(float(v) for v in paths.net_high[0]),
-        harm_proven_at=harm or None,
-        benefit_proven_at=benefit or None,
+        net=net,
+        low=low,
+        high=high,
+        harm_proven_at=harm,
+        benefit_proven_at=benefit,
     )
 
 
@@ -189,7 +204,7 @@ def roc_curve(scores: np.ndarray[Any, Any], failed: np.ndarray[Any, Any]) -> Roc
     tp, fp = np.cumsum(y)[last_of_tie], np.cumsum(1.0 - y)[last_of_tie]
     tpr = np.r_[0.0, tp / y.sum()]
     fpr = np.r_[0.0, fp / (y.size - y.sum())]
-    return Roc(tuple(float(v) for v in fpr), tuple(float(v) for v in tpr))
+    return Roc(fpr, tpr)
 
 
 def _quality(data: ReportData) -> tuple[CriticQuality | None, Roc | None, str | None]:
@@ -208,6 +223,7 @@ def compute(data: ReportData, *, level: float = 0.95, seed: int = 0) -> ReportNu
     """All numbers of the report. ``level`` and ``seed`` mean what they mean for ``critic-guard analyze``; the
     monitor band uses the guard's own alpha (and split) when the store has one, else ``1 - level`` split between
     the two e-processes (the default), so its level is ``level``."""
+    pairs = data.pairs
     analysis = analyze(data.counts, level=level, seed=seed)
     alpha = data.store.monitor_alpha if data.store is not None and data.store.monitor_alpha is not None else None
     split = True if data.store is None or alpha is None else data.store.monitor_split
@@ -215,10 +231,15 @@ def compute(data: ReportData, *, level: float = 0.95, seed: int = 0) -> ReportNu
     return ReportNumbers(
         analysis=analysis,
         recommendation=recommend(analysis),
-        monitor=_monitor(data.pairs, alpha if alpha is not None else round(1.0 - analysis.level, 12), split),
-        by_step=_groups(data.pairs, lambda p: p.fork_step if p.flagged else None, lambda s: f"step {s}"),
-        min_step=_min_step(data.pairs, data.counts.n),
-        by_band=_groups(data.pairs, lambda p: _band(p.p_fail) if p.flagged else None, _band_label),
+        monitor=_monitor(
+            pairs,
+            alpha if alpha is not None else round(1.0 - analysis.level, 12),
+            split,
+            None if data.store is None else data.store.track,
+        ),
+        by_step=_groups(pairs, pairs.fork_step, lambda s: f"step {s}"),
+        min_step=_min_step(pairs, len(pairs)),
+        by_band=_groups(pairs, _bands(pairs.p_fail), _band_label),
         quality=quality,
         roc=roc,
         quality_note=note,

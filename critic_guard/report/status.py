@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from critic_guard.lifecycle import GuardState, evidence_of
+from critic_guard.report.track import counted_at
 from critic_guard.safe_text import text
 from critic_guard.store.base import PairStatus, RunSummary, Store
 
@@ -90,17 +91,23 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _pair(evidence: dict[str, Any], name: str) -> int | None:
+    """The monitor's count in ``evidence[name]`` as a pair number over all of its restarts, as the report and the
+    transitions number pairs (critic_guard.report.track)."""
+    return counted_at(evidence["pairs"], evidence["t"], evidence[name])
+
+
 def _proofs(evidence: dict[str, Any]) -> str:
     """Which e-process has proven its case, and when, or that the pilot budget ran out without a proof: in mode
     ``pilot`` the state stays ``pilot`` even then (only ``auto`` acts on a proof), and an inconclusive budget may
     keep it in ``pilot`` too (docs/lifecycle.md), so the table says it where the state cannot."""
     proofs = [
-        f"{side} proven at pair {evidence[f'{side}_proven_at']}"
+        f"{side} proven at pair {_pair(evidence, f'{side}_proven_at')}"
         for side in ("harm", "benefit")
         if evidence.get(f"{side}_proven_at") is not None
     ]
     if evidence.get("inconclusive_at") is not None:  # a spent pilot budget: no proof, and not a harm verdict
-        proofs.append(f"inconclusive: pilot budget spent at pair {evidence['inconclusive_at']}, no proof")
+        proofs.append(f"inconclusive: pilot budget spent at pair {_pair(evidence, 'inconclusive_at')}, no proof")
     return "; " + "; ".join(proofs) if proofs else ""
 
 
