@@ -202,7 +202,7 @@ def measure(store_path: Path, path: str) -> dict[str, Any]:
     """Gather the data (``path`` "new" or "old") and build the page; CPU and wall seconds of each, peak RSS.
 
     The modules are imported before the clocks start (scipy and matplotlib take a second or two whatever N is)."""
-    import critic_guard.stats  # noqa: F401  (scipy, which the lifecycle record's monitor loads)
+    import critic_guard.stats.monitor  # noqa: F401  (scipy.stats, which reading the guard's monitor loads)
     from critic_guard.report.build import build_report
 
     gather = from_store if path == "new" else old_from_store

@@ -133,8 +133,8 @@ def from_store(store: Store, guard_key: str, *, source: str) -> ReportData:
         state=None if record is None else record.state,
         monitor_alpha=None if monitor is None else monitor.alpha,
         transitions=tuple(store.transitions(guard_key)),
-        aa_pairs=tallies.aa_pairs,
-        aa_discordant=tallies.aa_discordant,
+        aa_pairs=0 if record is None else record.aa_pairs,  # the lifecycle's count, as status shows it
+        aa_discordant=0 if record is None else record.aa_discordant,
         incomplete_reasons=tallies.incomplete_reasons,
         scores=scores,
         failed=failed,

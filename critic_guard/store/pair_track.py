@@ -171,28 +171,23 @@ def track_columns(ledger: Ledger, guard_key: str) -> TrackColumns:
 
 @dataclass(frozen=True, slots=True)
 class PairTallies:
-    """The guard key's pairs that are not on the track: A/A noise pairs, open ones, incomplete ones (with why)."""
+    """The guard key's pairs that are neither counted by the lifecycle nor on the track: still open, or excluded
+    as incomplete (with why). A/A pairs are counted on the guard row (``GuardRecord.aa_pairs``)."""
 
-    aa_pairs: int
-    aa_discordant: int
     open_pairs: int
     incomplete_reasons: tuple[str, ...]
 
 
 def pair_tallies(ledger: Ledger, guard_key: str) -> PairTallies:
-    """Counted in one aggregate; the incomplete pairs' reasons in creation order (the report lists them)."""
-    row = ledger.execute(
-        "SELECT SUM(CASE WHEN kind = 'aa' AND status = 'complete' THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN kind = 'aa' AND status = 'complete' AND control_success <> treatment_success "
-        "THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) FROM pairs WHERE guard_key = ?",
-        (guard_key,),
-    ).fetchone()
+    """Two statements over the ``(guard_key, status)`` index: they never touch the complete pairs."""
+    still_open = ledger.execute(
+        "SELECT COUNT(*) FROM pairs WHERE guard_key = ? AND status = 'open'", (guard_key,)
+    ).fetchone()[0]
     reasons = ledger.execute(
         "SELECT reason FROM pairs WHERE guard_key = ? AND status = 'incomplete' ORDER BY created_at, pair_id",
         (guard_key,),
     ).fetchall()
-    aa, discordant, still_open = (int(v or 0) for v in row)
-    return PairTallies(aa, discordant, still_open, tuple(r[0] or "no reason recorded" for r in reasons))
+    return PairTallies(int(still_open), tuple(r[0] or "no reason recorded" for r in reasons))
 
 
 def labeled_verdict_arrays(ledger: Ledger, guard_key: str) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
