@@ -213,3 +213,11 @@ def test_sqlite_and_postgres_give_the_same_report_numbers(tmp_path: Path, postgr
     assert lite.store.track is not None and pg.store.track is not None
     assert lite.store.track.resets == pg.store.track.resets == (6,)
     assert list(lite.store.scores) == list(pg.store.scores) and list(lite.store.failed) == list(pg.store.failed)
+
+
+def test_forgetting_old_runs_forgets_their_snapshots() -> None:
+    with SQLiteStore(":memory:") as store:  # the guard's private store forgets old runs as it goes
+        play(store, [HARM, TIE, TIE])
+        assert store.forget_old_runs(2) == 4
+        with store._reading() as ledger:
+            assert ledger.execute("SELECT pair_id, seq FROM pair_monitor").fetchall() == [("p002", 3)]

@@ -146,6 +146,7 @@ class SQLiteStore(SQLStore):
                     "DELETE FROM pairs WHERE status != 'open' AND control_run_id NOT IN (SELECT run_id FROM runs) "
                     "AND treatment_run_id NOT IN (SELECT run_id FROM runs)"
                 )
+                self._conn.execute("DELETE FROM pair_monitor WHERE pair_id NOT IN (SELECT pair_id FROM pairs)")
         return int(deleted)
 
     def close(self) -> None:
