@@ -12,6 +12,7 @@ import hashlib
 import random
 import threading
 from collections.abc import Callable
+from typing import Final
 
 from critic_guard.config import GuardConfig
 from critic_guard.lifecycle import GuardRecord, GuardState, paused_after_budget
@@ -20,8 +21,9 @@ from critic_guard.types import Action, Arm, Mode
 
 __all__ = ["DISABLED_REASON", "ArmRules", "fraction_hit"]
 
-DISABLED_REASON = "guard_disabled"
-"""Decision reason for a flag on the treatment arm while the AUTO lifecycle has disabled intervention."""
+DISABLED_REASON: Final = Reason.GUARD_DISABLED
+"""Decision reason for a flag on the treatment arm while the AUTO lifecycle has disabled intervention (the
+:class:`~critic_guard.policy.Reason` member, under the name ``critic_guard.guard`` has exported)."""
 
 
 def fraction_hit(key: str, fraction: float) -> bool:
@@ -67,7 +69,7 @@ class ArmRules:
         if mode is Mode.OBSERVE:
             return Reason.OBSERVE
         if mode is Mode.AUTO and arm == Arm.TREATMENT:
-            return DISABLED_REASON
+            return Reason.GUARD_DISABLED
         return Reason.CONTROL_ARM
 
     def serve_arm(self) -> Arm:

@@ -49,6 +49,8 @@ class Reason(StrEnum):
     COOLDOWN = "cooldown"
     OBSERVE = "observe"  # flagged, but the guard is in observe mode
     CONTROL_ARM = "control_arm"  # flagged, but this arm may not act (pilot / auto modes)
+    GUARD_DISABLED = "guard_disabled"  # flagged on the treatment arm, but the AUTO lifecycle disabled intervention
+    FORK = "fork"  # a shadow branch's fork step: the decision planned for its arm (critic_guard.fork_plan)
     MODE_OFF = "mode_off"
     CRITIC_ERROR = "critic_error"
 
