@@ -101,9 +101,7 @@ def plan_forks(
         branch = uuid.uuid4().hex
         control, treatment = (prod, branch) if other is Arm.TREATMENT else (branch, prod)
         decision = _treatment_at_fork(guard, review, budget) if other is Arm.TREATMENT else _CONTROL_AT_FORK
-        plans.append(
-            BranchPlan(prod, branch, other, control, treatment, prod, review.step, PairKind.AB, decision)
-        )
+        plans.append(BranchPlan(prod, branch, other, control, treatment, prod, review.step, PairKind.AB, decision))
     if aa:  # the served arm again, doing at the fork step what production does
         branch = uuid.uuid4().hex
         plans.append(
@@ -119,7 +117,9 @@ def _treatment_at_fork(guard: CriticGuard, review: StepReview, budget: tuple[int
     if review.verdict is None:
         return _CONTROL_AT_FORK
     interventions, last = budget
-    return guard.policy.decide(review.verdict, step=review.step, interventions=interventions, last_intervention_step=last)
+    return guard.policy.decide(
+        review.verdict, step=review.step, interventions=interventions, last_intervention_step=last
+    )
 
 
 def fork_step_review(

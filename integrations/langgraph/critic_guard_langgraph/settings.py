@@ -19,7 +19,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.types import Mode
 
-__all__ = ["OUTCOMES", "POLICY_FIELDS", "build_guard", "check_outcomes"]
+__all__ = ["OUTCOMES", "POLICY_FIELDS", "build_guard", "check_outcomes", "middleware_guard"]
 
 POLICY_FIELDS = frozenset(Policy.model_fields)
 GUARD_FIELDS = frozenset(GuardConfig.model_fields)
@@ -29,6 +29,48 @@ MIDDLEWARE_ARGUMENTS = frozenset(
 """The middleware's own keyword arguments (named in the did-you-mean hint for a misspelt setting)."""
 OUTCOMES = ("judge", "external")
 """Where a pilot's outcomes come from: the middleware's ``judge``, or the caller through ``guard.record_outcome``."""
+
+
+def middleware_guard(
+    critic: Any,
+    guard: CriticGuard | None,
+    settings: Mapping[str, Any],
+    *,
+    telemetry: Any,
+    judge: object,
+    outcomes: str | None,
+) -> tuple[CriticGuard, bool]:
+    """The middleware's guard, and whether the middleware built it (and so closes it).
+
+    A ready :class:`CriticGuard` (as ``critic`` or ``guard=``) with nothing that configures a guard beside it, or one
+    built from ``critic`` and ``settings`` (:func:`build_guard`). Refuses a pilot nothing would judge
+    (:func:`check_outcomes`), closing a guard it built first.
+    """
+    if isinstance(critic, CriticGuard):
+        if guard is not None:
+            raise TypeError("pass the CriticGuard once: as the first argument or as guard=, not both")
+        critic, guard = None, critic
+    if guard is not None:
+        extra = {**settings, "critic": critic, "telemetry": telemetry}
+        named = sorted(key for key, value in extra.items() if value is not None or key in settings)
+        if named:
+            raise TypeError(
+                f"{', '.join(named)}: these configure the guard, and a ready CriticGuard was given; set them on "
+                "the CriticGuard, or drop guard= and let the middleware build it"
+            )
+        owns = False
+    else:
+        if critic is None:
+            raise TypeError("CriticGuardMiddleware needs a critic: CriticGuardMiddleware(my_critic, mode=...)")
+        guard = build_guard(critic, settings, telemetry=telemetry)
+        owns = True
+    try:
+        check_outcomes(guard, judge, outcomes)
+    except ValueError:
+        if owns:
+            guard.close()
+        raise
+    return guard, owns
 
 
 def build_guard(critic: Any, settings: Mapping[str, Any], *, telemetry: Any = None) -> CriticGuard:

@@ -308,7 +308,8 @@ def test_jobs_queued_when_their_loop_ends_run_in_threads_in_order(first_started:
 def fail_first_job(middleware: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make the first background job that has a verdict raise (a fault inside the job, before any flag); returns
     the list that gets that job's run id."""
-    real = middleware._first_flag
+    forks = middleware._forks  # the pilot's forks at first flags (critic_guard_langgraph.forking)
+    real = forks.first_flag
     failed: list[str] = []
 
     def first_job_fails(step: Any, review: Any, *args: Any, **kwargs: Any) -> None:
@@ -317,7 +318,7 @@ def fail_first_job(middleware: Any, monkeypatch: pytest.MonkeyPatch) -> list[str
             raise RuntimeError("fault injected into a background verdict")
         real(step, review, *args, **kwargs)
 
-    monkeypatch.setattr(middleware, "_first_flag", first_job_fails)
+    monkeypatch.setattr(forks, "first_flag", first_job_fails)
     return failed
 
 
