@@ -8,8 +8,12 @@
   shadow_tools=...)`` in ``create_agent(..., middleware=[...], checkpointer=...)`` forks at the first flag and
   lets a branch run only the tools declared safe for it (:class:`ToolSafety`, ``READ_ONLY``, ``FORKED``);
   :func:`is_shadow_branch` tells other middlewares and tools to skip their own side effects;
-  :class:`ShadowRunner`, :func:`clone_checkpoint`; :class:`LangGraphPilot` runs a pilot suite (``critic-guard pilot``).
+  :class:`LangGraphPilot` runs a pilot suite (``critic-guard pilot``).
 * :mod:`critic_guard_langgraph.testing`: ``ScriptedChatModel``, a deterministic chat model for tests and demos.
+
+The names above are what users call; the parts they are built from stay importable from their modules
+(``critic_guard_langgraph.runner.ShadowRunner``, ``.shadow.ShadowToolGate``, ``.fork.clone_checkpoint``,
+``.messages.insert_note``, ``.critic.render_trajectory``, ...).
 
 ``LangGraphPilot`` is loaded on first use (module ``__getattr__``): the pilot runner brings the statistics (numpy,
 scipy), which a guarded production agent never needs, so ``import critic_guard_langgraph`` stays within 0.3 s of
@@ -21,21 +25,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from critic_guard_langgraph.critic import DEFAULT_PROMPT, ChatModelCritic, CriticOutput, render_trajectory
-from critic_guard_langgraph.fork import ForkError, aclone_checkpoint, clone_checkpoint
+from critic_guard_langgraph.critic import ChatModelCritic, CriticOutput
+from critic_guard_langgraph.fork import ForkError
 from critic_guard_langgraph.graph import GuardedGraph, guard_graph
-from critic_guard_langgraph.messages import from_neutral, insert_note, is_guard_note, to_neutral
-from critic_guard_langgraph.middleware import CriticGuardMiddleware, CriticGuardState
-from critic_guard_langgraph.runner import ForkPoint, ShadowRunner
-from critic_guard_langgraph.shadow import (
-    FORKED,
-    READ_ONLY,
-    ShadowBranch,
-    ShadowIncomplete,
-    ShadowToolGate,
-    ToolSafety,
-    is_shadow_branch,
-)
+from critic_guard_langgraph.messages import from_neutral, is_guard_note, to_neutral
+from critic_guard_langgraph.middleware import CriticGuardMiddleware
+from critic_guard_langgraph.shadow import FORKED, READ_ONLY, ToolSafety, is_shadow_branch
 
 if TYPE_CHECKING:
     from critic_guard_langgraph.pilot import LangGraphPilot
@@ -51,29 +46,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_PROMPT",
     "FORKED",
     "READ_ONLY",
     "ChatModelCritic",
     "CriticGuardMiddleware",
-    "CriticGuardState",
     "CriticOutput",
     "ForkError",
-    "ForkPoint",
     "GuardedGraph",
     "LangGraphPilot",
-    "ShadowBranch",
-    "ShadowIncomplete",
-    "ShadowRunner",
-    "ShadowToolGate",
     "ToolSafety",
-    "aclone_checkpoint",
-    "clone_checkpoint",
     "from_neutral",
     "guard_graph",
-    "insert_note",
     "is_guard_note",
     "is_shadow_branch",
-    "render_trajectory",
     "to_neutral",
 ]

@@ -20,7 +20,7 @@ was told to stop does no further work.
 
 :class:`~critic_guard_langgraph.CriticGuardMiddleware` enforces the declarations itself (its ``shadow_tools=``
 argument); :class:`ShadowToolGate` is the same gate as a separate middleware, for graphs whose branches a
-:class:`~critic_guard_langgraph.ShadowRunner` runs without the guard's middleware. A branch is recognised by its
+:class:`~critic_guard_langgraph.runner.ShadowRunner` runs without the guard's middleware. A branch is recognised by its
 config: ``config["configurable"]["critic_guard"]`` holds the :class:`ShadowBranch` (its run id, arm, fork step,
 pair id and the fork's decision); :func:`is_shadow_branch` tells other middlewares and tools.
 """
@@ -269,7 +269,7 @@ class ShadowToolGate(AgentMiddleware[AgentState[ResponseT], ContextT, ResponseT]
 
     Not needed with :class:`~critic_guard_langgraph.CriticGuardMiddleware`, which gates tools itself (give it
     ``shadow_tools=``; declarations given only here are not seen by it). For branches run by a
-    :class:`~critic_guard_langgraph.ShadowRunner` on an agent without the guard's middleware:
+    :class:`~critic_guard_langgraph.runner.ShadowRunner` on an agent without the guard's middleware:
 
     Example:
         ```python

@@ -13,7 +13,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from critic_guard.critics import MalformedVerdictError, as_critic
 from critic_guard.policy import Policy
 from critic_guard.types import StepContext, Verdict
-from critic_guard_langgraph import DEFAULT_PROMPT, ChatModelCritic, CriticGuardMiddleware, render_trajectory
+from critic_guard_langgraph import ChatModelCritic, CriticGuardMiddleware
+from critic_guard_langgraph.critic import DEFAULT_PROMPT, render_trajectory
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 CTX = StepContext(
