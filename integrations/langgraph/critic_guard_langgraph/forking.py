@@ -51,13 +51,19 @@ class PilotForks:
     it, :mod:`.running_graph`); ``runner`` runs the branches (None when the guard never forks)."""
 
     def __init__(
-        self, owner: object, guard: CriticGuard, runner: ShadowRunner | None, shadow_tools: ShadowTools, *, forked: bool
+        self,
+        owner: object,
+        guard: CriticGuard,
+        runner: ShadowRunner | None,
+        shadow_tools: ShadowTools,
+        *,
+        context_forked: bool,
     ) -> None:
         self.guard = guard
         self.runner = runner
         self.graphs = RunningGraphs(owner)
         self._shadow_tools = shadow_tools
-        self._context_forked = forked  # a fork_context copies each branch's world
+        self._context_forked = context_forked  # a fork_context copies each branch's world
         self._tools_seen: set[str] = set()  # tools already checked for the log-once warning about branch stops
         self._tools_lock = threading.Lock()
 

@@ -166,7 +166,7 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         self.runner: ShadowRunner | None = (
             ShadowRunner(None, guard, judge=judge, fork_context=fork_context) if forks(guard) else None
         )
-        self._forks = PilotForks(self, guard, self.runner, self.shadow_tools, forked=fork_context is not None)
+        self._forks = PilotForks(self, guard, self.runner, self.shadow_tools, context_forked=fork_context is not None)
         self.judge_on_path = judge_on_path or fork_context is not None
         self._judging = StepJudging(guard, self._forks, on_path=self.judge_on_path)
         self._ends = RunEnds(guard, judge, self._forks, self._judging)
