@@ -12,7 +12,7 @@ from rich.console import Console
 
 from critic_guard.guard import CriticGuard
 from critic_guard.report.data import from_store
-from critic_guard.report.html import _incomplete
+from critic_guard.report.pilot_sections import incomplete
 from critic_guard.report.status import render_status, status_rows
 from critic_guard.types import Arm
 
@@ -41,5 +41,5 @@ def test_open_and_excluded_pairs_are_shown_in_status_and_the_report(tmp_path: Pa
         extras = from_store(guard.store, guard.guard_key, source="test").store
         assert extras is not None
         assert (extras.open_pairs, extras.incomplete_reasons) == (2, ("branch failed: RuntimeError: boom",))
-        html = _incomplete(extras)
+        html = incomplete(extras)
         assert "2 pairs are still open" in html and "RuntimeError: boom" in html

@@ -3,13 +3,13 @@
 It answers what a team asks before piloting (docs/report.md, "Observe mode"): how often does the critic flag, at
 which steps, how do its scores spread, and, once outcomes are recorded, how well do they predict failure (AUROC,
 ECE). It cannot say whether intervening helps: only a pilot measures that, so its first screen says to run one.
-Built like the pilot report (:mod:`critic_guard.report.html`): the same style and number tags, and a JSON block
-(:meth:`~critic_guard.report.observed.ObservedNumbers.to_dict`) every tagged number is checked against.
+Built like the pilot report (:mod:`critic_guard.report.html`) on the same page (:mod:`critic_guard.report.page`):
+the same style and number tags, and a JSON block (:meth:`~critic_guard.report.observed.ObservedNumbers.to_dict`)
+every tagged number is checked against.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import matplotlib
@@ -18,10 +18,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend comes first
 
+from critic_guard.calibration import CriticQuality
 from critic_guard.report.build import BuiltReport
 from critic_guard.report.figures import _png, quality_figure
-from critic_guard.report.html import _CSS, AUROC_MEANING, DATA_ELEMENT_ID, _figure, _n, _nodata, _stored, _table
 from critic_guard.report.observed import ObservedNumbers
+from critic_guard.report.page import CSS, document, figure, nodata, number, quality_section, stored, table
 
 __all__ = ["build_observed_report"]
 
@@ -77,23 +78,26 @@ def render_figures(numbers: ObservedNumbers) -> dict[str, bytes]:
 
 
 def _pct(key: str, value: float | None) -> str:
-    return _n(key, None if value is None else 100.0 * value, ".1f") + ("%" if value is not None else "")
+    return number(key, None if value is None else 100.0 * value, ".1f") + ("%" if value is not None else "")
 
 
 def _first_screen(numbers: ObservedNumbers) -> str:
     s = numbers.summary
     items = [
-        ("runs", _n("runs", s.runs, ".0f")),
-        ("judged steps", _n("judged_steps", s.judged_steps, ".0f")),
+        ("runs", number("runs", s.runs, ".0f")),
+        ("judged steps", number("judged_steps", s.judged_steps, ".0f")),
         ("flag rate (flagged / judged steps)", _pct("flag_rate", s.flag_rate)),
         ("runs flagged at least once", _pct("run_flag_rate", numbers.run_flag_rate)),
-        ("runs with an outcome", _n("outcomes", s.outcomes, ".0f")),
+        ("runs with an outcome", number("outcomes", s.outcomes, ".0f")),
     ]
     if numbers.quality is not None:
-        items += [("critic AUROC", _n("auroc", numbers.quality.auroc)), ("critic ECE", _n("ece", numbers.quality.ece))]
+        items += [
+            ("critic AUROC", number("auroc", numbers.quality.auroc)),
+            ("critic ECE", number("ece", numbers.quality.ece)),
+        ]
     certainty = "".join(f"<li>{label}<b>{value}</b></li>" for label, value in items)
     acted = (
-        f" Its policy intervened {_n('interventions', s.interventions, '.0f')} times (mode on), but with no pairs "
+        f" Its policy intervened {number('interventions', s.interventions, '.0f')} times (mode on), but with no pairs "
         "the effect of those interventions is unknown."
         if s.interventions
         else " Nothing was intervened."
@@ -124,15 +128,18 @@ def _open_pairs(n: int) -> str:
 def _overview(numbers: ObservedNumbers) -> str:
     s = numbers.summary
     rows = [
-        ["production runs", _n("runs", s.runs, ".0f")],
-        ["judged steps (reviews with a verdict)", _n("judged_steps", s.judged_steps, ".0f")],
-        ["flagged steps", _n("flagged_steps", s.flagged_steps, ".0f")],
+        ["production runs", number("runs", s.runs, ".0f")],
+        ["judged steps (reviews with a verdict)", number("judged_steps", s.judged_steps, ".0f")],
+        ["flagged steps", number("flagged_steps", s.flagged_steps, ".0f")],
         ["flag rate", _pct("flag_rate", s.flag_rate)],
-        ["runs flagged at least once", _n("flagged_runs", s.flagged_runs, ".0f")],
-        ["critic errors (no verdict; the guard failed open)", _n("critic_errors", s.critic_errors, ".0f")],
-        ["runs with an outcome / failed", f"{_n('outcomes', s.outcomes, '.0f')} / {_n('failures', s.failures, '.0f')}"],
+        ["runs flagged at least once", number("flagged_runs", s.flagged_runs, ".0f")],
+        ["critic errors (no verdict; the guard failed open)", number("critic_errors", s.critic_errors, ".0f")],
+        [
+            "runs with an outcome / failed",
+            f"{number('outcomes', s.outcomes, '.0f')} / {number('failures', s.failures, '.0f')}",
+        ],
     ]
-    out = "<h2>What the guard recorded</h2>" + _table(["", "value"], rows)
+    out = "<h2>What the guard recorded</h2>" + table(["", "value"], rows)
     if numbers.open_pairs:
         out += (
             f'<p class="note">{_open_pairs(numbers.open_pairs)} open and will not complete until both of their runs '
@@ -144,14 +151,14 @@ def _overview(numbers: ObservedNumbers) -> str:
 def _by_step(numbers: ObservedNumbers) -> str:
     out = "<h2>Verdicts by step</h2>"
     if not numbers.by_step:
-        return out + _nodata("No verdicts recorded.")
+        return out + nodata("No verdicts recorded.")
     rows = [
         [f"step {r.step}", str(r.judged), str(r.flagged), f"{r.flag_rate:.1%}", f"{r.mean_p_fail:.3f}"]
         for r in numbers.by_step
     ]
     return (
         out
-        + _table(["", "judged", "flagged", "flag rate", "mean p_fail"], rows)
+        + table(["", "judged", "flagged", "flag rate", "mean p_fail"], rows)
         + '<p class="note">The policy never flags before its min_step (steps 0 and 1 by default), however high the '
         "score; a pilot forks at a run's first flagged step.</p>"
     )
@@ -160,7 +167,7 @@ def _by_step(numbers: ObservedNumbers) -> str:
 def _scores(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
     out = "<h2>Score distribution</h2>"
     if "score_distribution" not in figures:
-        return out + _nodata("No verdicts recorded.")
+        return out + nodata("No verdicts recorded.")
     rows = [
         [
             f"[{b.low:.1f}, {b.high:.1f}{']' if b.high >= 1.0 else ')'}",
@@ -174,33 +181,33 @@ def _scores(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
     ]
     return (
         out
-        + _figure(figures, "score_distribution", "histogram of the critic's p_fail")
-        + _table(["p_fail", "verdicts", "flagged", "in failed runs", "in successful runs"], rows)
+        + figure(figures, "score_distribution", "histogram of the critic's p_fail")
+        + table(["p_fail", "verdicts", "flagged", "in failed runs", "in successful runs"], rows)
         + '<p class="note">A critic whose scores of failed and successful runs overlap will flag good runs as often '
         "as bad ones; tau sets where the flags start.</p>"
     )
 
 
 def _quality(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
-    out = "<h2>Critic quality</h2>"
-    quality = numbers.quality
-    if quality is None:
-        return out + _nodata((numbers.quality_note or "No critic quality.") + ".")
-    rows = [
-        ["AUROC (step scores against the run's outcome)", _n("auroc", quality.auroc)],
-        ["ECE (10 equal-width bins)", _n("ece", quality.ece)],
-        [
-            "labeled verdicts",
-            f"{_n('labeled_verdicts', quality.n, '.0f')} ({quality.n_failed} in failed runs) from "
-            f"{numbers.summary.outcomes} runs with an outcome",
-        ],
-    ]
-    return (
-        out
-        + _table(["", "value"], rows)
-        + _figure(figures, "critic_quality", "ROC curve and reliability diagram")
-        + f'<p class="note">AUROC here is {AUROC_MEANING}; every production run with an outcome counts. A high '
-        "AUROC does not make intervening safe: a pilot measures what the interventions do.</p>"
+    def rows(quality: CriticQuality) -> list[list[str]]:
+        labeled = (
+            f"{number('labeled_verdicts', quality.n, '.0f')} ({quality.n_failed} in failed runs) from "
+            f"{numbers.summary.outcomes} runs with an outcome"
+        )
+        return [
+            ["AUROC (step scores against the run's outcome)", number("auroc", quality.auroc)],
+            ["ECE (10 equal-width bins)", number("ece", quality.ece)],
+            ["labeled verdicts", labeled],
+        ]
+
+    return quality_section(
+        numbers.quality,
+        (numbers.quality_note or "No critic quality.") + ".",
+        ["", "value"],
+        rows,
+        "every production run with an outcome counts. A high AUROC does not make intervening safe: a pilot measures "
+        "what the interventions do.",
+        figures,
     )
 
 
@@ -209,7 +216,7 @@ def render_page(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
     body = "".join(
         [
             "<h1>critic-guard observe report</h1>",
-            f'<p class="source">{_stored(numbers.source)} &middot; guard key <code>{_stored(numbers.guard_key)}'
+            f'<p class="source">{stored(numbers.source)} &middot; guard key <code>{stored(numbers.guard_key)}'
             "</code></p>",
             _first_screen(numbers),
             _overview(numbers),
@@ -220,14 +227,7 @@ def render_page(numbers: ObservedNumbers, figures: Mapping[str, bytes]) -> str:
             "critic-guard repository.</footer>",
         ]
     )
-    data = json.dumps(numbers.to_dict(), sort_keys=True, allow_nan=False).replace("</", "<\\/")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>critic-guard report: observed only</title>"
-        f"<style>{_CSS}{_OBSERVE_CSS}</style></head><body><main>{body}</main>"
-        f'<script type="application/json" id="{DATA_ELEMENT_ID}">{data}</script></body></html>\n'
-    )
+    return document("observed only", CSS + _OBSERVE_CSS, body, numbers.to_dict())
 
 
 def build_observed_report(numbers: ObservedNumbers) -> BuiltReport:
