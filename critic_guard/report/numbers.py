@@ -24,7 +24,18 @@ from critic_guard.report.columns import NO_STEP, PairColumns
 from critic_guard.report.data import ReportData, StoredTrack
 from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor, side_alpha
 
-__all__ = ["Group", "MinStep", "MonitorTrack", "Recommendation", "ReportNumbers", "Roc", "compute", "roc_curve"]
+__all__ = [
+    "Group",
+    "MinStep",
+    "MonitorTrack",
+    "Recommendation",
+    "ReportNumbers",
+    "Roc",
+    "WithCriticQuality",
+    "compute",
+    "quality_of",
+    "roc_curve",
+]
 
 BAND_WIDTH = 0.1
 """Critic score bands are [0.0, 0.1), [0.1, 0.2), ... [0.9, 1.0]; empty ones are left out."""
@@ -100,9 +111,26 @@ class Roc:
     true_positive_rate: NDArray[np.float64]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithCriticQuality:
+    """The critic's quality both reports show (the pilot's, the observe report's, report/observed.py): AUROC and
+    ECE with the ROC curve, or ``quality``/``roc`` None with ``quality_note`` saying why (:func:`quality_of`)."""
+
+    quality: CriticQuality | None
+    roc: Roc | None
+    quality_note: str | None
+
+    def quality_numbers(self) -> dict[str, float | None]:
+        """AUROC and ECE as the embedded JSON names them (None when there is no quality)."""
+        return {
+            "auroc": None if self.quality is None else self.quality.auroc,
+            "ece": None if self.quality is None else self.quality.ece,
+        }
+
+
 @dataclass(frozen=True, slots=True)
-class ReportNumbers:
-    """Everything the page prints or plots. ``quality``/``roc`` are None with ``quality_note`` saying why."""
+class ReportNumbers(WithCriticQuality):
+    """Everything the page prints or plots."""
 
     analysis: PilotReport
     recommendation: Recommendation
@@ -110,9 +138,6 @@ class ReportNumbers:
     by_step: tuple[Group, ...]
     min_step: MinStep | None
     by_band: tuple[Group, ...]
-    quality: CriticQuality | None
-    roc: Roc | None
-    quality_note: str | None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON embedded in the page: ``analysis`` is exactly ``critic-guard analyze --json``'s object."""
@@ -120,8 +145,7 @@ class ReportNumbers:
             "analysis": self.analysis.to_dict(),
             "recommendation": self.recommendation.value,
             "min_step": None if self.min_step is None else self.min_step.value,
-            "auroc": None if self.quality is None else self.quality.auroc,
-            "ece": None if self.quality is None else self.quality.ece,
+            **self.quality_numbers(),
             "monitor_alpha": self.monitor.alpha,
             "monitor_level": self.monitor.level,
             "monitor_final": [float(self.monitor.low[-1]), float(self.monitor.high[-1])]
@@ -207,16 +231,23 @@ def roc_curve(scores: np.ndarray[Any, Any], failed: np.ndarray[Any, Any]) -> Roc
     return Roc(fpr, tpr)
 
 
+def quality_of(
+    scores: NDArray[np.float64], failed: NDArray[np.bool_], missing: str
+) -> tuple[CriticQuality | None, Roc | None, str | None]:
+    """The critic's quality and ROC curve from labeled verdicts, or why there is none (``missing``: the reason's
+    start, followed by what :func:`critic_guard.calibration.critic_quality` refused, e.g. no failed run)."""
+    try:
+        quality = critic_quality(scores, failed)
+    except ValueError as exc:
+        return None, None, f"{missing}: {exc}"
+    return quality, roc_curve(scores, failed), None
+
+
 def _quality(data: ReportData) -> tuple[CriticQuality | None, Roc | None, str | None]:
     if data.store is None:
         return None, None, "a pairs file has no critic scores; build the report from the store (--store)"
     scores = np.asarray(data.store.scores, dtype=float)
-    failed = np.asarray(data.store.failed, dtype=bool)
-    try:
-        quality = critic_quality(scores, failed)
-    except ValueError as exc:
-        return None, None, f"no critic quality: {exc}"
-    return quality, roc_curve(scores, failed), None
+    return quality_of(scores, np.asarray(data.store.failed, dtype=bool), "no critic quality")
 
 
 def compute(data: ReportData, *, level: float = 0.95, seed: int = 0) -> ReportNumbers:

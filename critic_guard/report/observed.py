@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from critic_guard.calibration import CriticQuality, critic_quality
 from critic_guard.report.data import UnknownGuardKeyError
-from critic_guard.report.numbers import BAND_WIDTH, Roc, roc_curve
+from critic_guard.report.numbers import BAND_WIDTH, WithCriticQuality, quality_of
 from critic_guard.store.base import PairStatus, RunSummary, Store
 
 __all__ = ["ObservedNumbers", "ScoreBin", "StepRow", "gather_observed", "report_guard_keys"]
@@ -53,17 +52,14 @@ class ScoreBin:
 
 
 @dataclass(frozen=True, slots=True)
-class ObservedNumbers:
-    """Everything the observe page prints or plots. ``quality``/``roc`` are None with ``quality_note`` saying why."""
+class ObservedNumbers(WithCriticQuality):
+    """Everything the observe page prints or plots."""
 
     source: str
     guard_key: str
     summary: RunSummary
     by_step: tuple[StepRow, ...]
     bins: tuple[ScoreBin, ...]
-    quality: CriticQuality | None
-    roc: Roc | None
-    quality_note: str | None
     open_pairs: int
 
     @property
@@ -86,8 +82,7 @@ class ObservedNumbers:
             "interventions": s.interventions,
             "outcomes": s.outcomes,
             "failures": s.failures,
-            "auroc": None if self.quality is None else self.quality.auroc,
-            "ece": None if self.quality is None else self.quality.ece,
+            **self.quality_numbers(),
             "labeled_verdicts": None if self.quality is None else self.quality.n,
             "open_pairs": self.open_pairs,
         }
@@ -149,11 +144,9 @@ def gather_observed(store: Store, guard_key: str, *, source: str) -> ObservedNum
         )
     else:
         p, y = np.array([p for p, _ in labeled]), np.array([y for _, y in labeled])
-        try:
-            quality, roc = critic_quality(p, y), roc_curve(p, y)
-        except ValueError as exc:  # e.g. every labeled run succeeded: AUROC is undefined
-            note = f"no critic quality yet: {exc}"
+        quality, roc, note = quality_of(p, y, "no critic quality yet")  # e.g. every labeled run succeeded
     open_pairs = len(store.pairs(guard_key, PairStatus.OPEN))
+    bins = _bins(scores, flagged, failed)
     return ObservedNumbers(
-        source, guard_key, summary, by_step, _bins(scores, flagged, failed), quality, roc, note, open_pairs
+        source, guard_key, summary, by_step, bins, open_pairs, quality=quality, roc=roc, quality_note=note
     )
