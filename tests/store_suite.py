@@ -68,6 +68,7 @@ __all__ = [
     "test_pairs_of_run_and_by_status",
     "test_pilot_task_attempts_and_finishing",
     "test_pilot_task_rows_survive_a_restart",
+    "test_production_steps_read_a_keys_steps_with_their_outcomes_in_one_go",
     "test_replicas_complete_interleaved_pairs_exactly_once",
     "test_run_round_trip",
     "test_run_summaries_count_production_runs_steps_and_outcomes",
@@ -226,6 +227,44 @@ def test_runs_by_guard_key(store: Store) -> None:
     assert store.runs("missing/key/0") == []
     with pytest.raises(ValueError, match="limit must be >= 0"):
         store.runs(limit=-1)
+
+
+def test_production_steps_read_a_keys_steps_with_their_outcomes_in_one_go(store: Store) -> None:
+    store.add_run(make_run("late", started_at=30.0))
+    store.add_run(make_run("early", started_at=10.0))
+    store.add_run(make_run("tie-b", started_at=20.0))  # the same start: in the order inserted
+    store.add_run(make_run("tie-a", started_at=20.0))
+    store.add_run(make_run("early-branch", started_at=11.0, parent_run_id="early", fork_step=1))  # a shadow branch
+    store.add_run(make_run("other", guard_key="b/c/2", started_at=5.0))
+    store.add_run(make_run("no-steps", started_at=1.0))
+    for run_id in ("late", "early", "tie-b", "tie-a", "early-branch", "other"):
+        store.add_step(make_step(run_id, 1, p_fail=0.3))
+        store.add_step(make_step(run_id, 0, p_fail=None, critic_error="TimeoutError", reason="critic_error"))
+    store.add_step(make_step("early", 0, attempt=1, p_fail=0.9, flagged=True, reason="observe"))
+    store.record_outcome("early", False, recorded_at=40.0)
+    store.record_outcome("late", True, recorded_at=40.0)
+    store.record_outcome("early-branch", True, recorded_at=40.0)
+    got = store.production_steps(KEY)  # the steps are still queued: they are read too
+    assert [(s.run_id, s.step, s.attempt, success) for s, success in got] == [
+        ("early", 0, 0, False),
+        ("early", 0, 1, False),
+        ("early", 1, 0, False),
+        ("tie-b", 0, 0, None),
+        ("tie-b", 1, 0, None),
+        ("tie-a", 0, 0, None),
+        ("tie-a", 1, 0, None),
+        ("late", 0, 0, True),
+        ("late", 1, 0, True),
+    ]
+    per_run = [
+        (step, None if outcome is None else outcome.success)
+        for run in store.runs(KEY)
+        if run.parent_run_id is None
+        for outcome in [store.get_outcome(run.run_id)]
+        for step in store.steps_of(run.run_id)
+    ]
+    assert got == per_run  # what one read per run gives, records and all
+    assert store.production_steps("missing/key/0") == []
 
 
 def test_concurrent_writes_from_threads(store: Store) -> None:

@@ -7,8 +7,10 @@ from. A team still wants to see the critic at work before it pilots: how often i
 scores spread and (with ``guard.record_outcome``) its AUROC and ECE (docs/report.md, "Observe mode").
 
 The population is the guard key's production runs (a shadow branch starts at a flag, so counting it would inflate
-the flag rate), read through the public store API; the counts come from :meth:`Store.run_summaries` and AUROC/ECE
-from :func:`critic_guard.calibration.critic_quality`, the same helpers the status page and the pilot report use.
+the flag rate), read through the public store API in a few set-based reads: the counts come from
+:meth:`~critic_guard.store.base.PairReader.run_summaries`, the scores of all its runs with their outcomes from one
+:meth:`~critic_guard.store.base.RunReader.production_steps` (not one read per run), and AUROC/ECE from
+:func:`critic_guard.calibration.critic_quality`, the same helpers the status page and the pilot report use.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from critic_guard.report.data import UnknownGuardKeyError
 from critic_guard.report.numbers import BAND_WIDTH, WithCriticQuality, quality_of
-from critic_guard.store.base import PairStatus, RunSummary, Store
+from critic_guard.store.base import PairStatus, RunSummary, StoreReader
 
 __all__ = ["ObservedNumbers", "ScoreBin", "StepRow", "gather_observed", "report_guard_keys"]
 
@@ -88,7 +90,7 @@ class ObservedNumbers(WithCriticQuality):
         }
 
 
-def report_guard_keys(store: Store) -> list[str]:
+def report_guard_keys(store: StoreReader) -> list[str]:
     """Every key a report can be made for: those with pairs or a lifecycle record, and those with runs only."""
     return sorted({*store.guard_keys(), *(s.guard_key for s in store.run_summaries())})
 
@@ -112,7 +114,7 @@ def _bins(scores: list[float], flagged: list[bool], failed: list[bool | None]) -
     return tuple(rows)
 
 
-def gather_observed(store: Store, guard_key: str, *, source: str) -> ObservedNumbers:
+def gather_observed(store: StoreReader, guard_key: str, *, source: str) -> ObservedNumbers:
     """Read one guard key's production runs; :class:`UnknownGuardKeyError` if it has none."""
     summary = next((s for s in store.run_summaries() if s.guard_key == guard_key), None)
     if summary is None:
@@ -121,17 +123,13 @@ def gather_observed(store: Store, guard_key: str, *, source: str) -> ObservedNum
     flagged: list[bool] = []
     failed: list[bool | None] = []
     steps: dict[int, list[tuple[float, bool]]] = {}
-    for run in store.runs(guard_key):
-        if run.parent_run_id is not None:  # a shadow branch (report/observed.py's docstring)
+    for step, success in store.production_steps(guard_key):  # shadow branches left out (this module's docstring)
+        if step.p_fail is None:  # a critic error: counted in the summary, no score to show
             continue
-        outcome = store.get_outcome(run.run_id)
-        for step in store.steps_of(run.run_id):
-            if step.p_fail is None:  # a critic error: counted in the summary, no score to show
-                continue
-            scores.append(step.p_fail)
-            flagged.append(step.flagged)
-            failed.append(None if outcome is None else not outcome.success)
-            steps.setdefault(step.step, []).append((step.p_fail, step.flagged))
+        scores.append(step.p_fail)
+        flagged.append(step.flagged)
+        failed.append(None if success is None else not success)
+        steps.setdefault(step.step, []).append((step.p_fail, step.flagged))
     by_step = tuple(
         StepRow(k, len(v), sum(f for _, f in v), float(np.mean([p for p, _ in v]))) for k, v in sorted(steps.items())
     )

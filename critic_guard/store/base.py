@@ -103,6 +103,13 @@ class RunReader(Protocol):
         store accepted so far (queued steps are written first)."""
 
     @abstractmethod
+    def production_steps(self, guard_key: str) -> list[tuple[StepRecord, bool | None]]:
+        """The steps of the guard key's production runs (shadow branches left out), each with its run's outcome
+        (True: succeeded, False: failed, None: none recorded yet), in the order of :meth:`runs` and then
+        :meth:`steps_of`. One read for a whole key, where :meth:`steps_of` and :meth:`get_outcome` per run would
+        be one each (the observe report, report/observed.py); includes the queued steps, as :meth:`steps_of`."""
+
+    @abstractmethod
     def get_outcome(self, run_id: str) -> OutcomeRecord | None:
         """The run's outcome, or None if none was recorded (unknown runs raise :class:`UnknownRunError`)."""
 

@@ -30,6 +30,7 @@ __all__ = [
     "get_run",
     "insert_run",
     "insert_steps",
+    "production_steps",
     "record_outcome",
     "run_summaries",
     "runs",
@@ -166,6 +167,19 @@ def steps_of(ledger: Ledger, run_id: str) -> list[StepRecord]:
         f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY step, attempt, id", (run_id,)
     ).fetchall()
     return [_step_from_row(r) for r in rows]
+
+
+def production_steps(ledger: Ledger, guard_key: str) -> list[tuple[StepRecord, bool | None]]:
+    """The steps of the key's production runs, each with its run's outcome, in one statement: runs in the order of
+    :func:`runs`, each run's steps in the order of :func:`steps_of`."""
+    steps = ", ".join(f"s.{column}" for column in STEP_COLUMNS.split(", "))
+    rows = ledger.execute(
+        f"SELECT {steps}, o.success FROM runs r JOIN steps s ON s.run_id = r.run_id "
+        "LEFT JOIN outcomes o ON o.run_id = r.run_id WHERE r.guard_key = ? AND r.parent_run_id IS NULL "
+        f"ORDER BY r.started_at, r.{ledger.dialect.insertion_order}, s.step, s.attempt, s.id",
+        (guard_key,),
+    ).fetchall()
+    return [(_step_from_row(r[:-1]), None if r[-1] is None else bool(r[-1])) for r in rows]
 
 
 def get_outcome(ledger: Ledger, run_id: str) -> OutcomeRecord | None:

@@ -120,6 +120,11 @@ class SQLStore(Store):
         with self._reading() as ledger:
             return run_log.steps_of(ledger, run_id)
 
+    def production_steps(self, guard_key: str) -> list[tuple[StepRecord, bool | None]]:
+        self._steps.flush(self.wait_limit())  # read your own writes, as steps_of does
+        with self._reading() as ledger:
+            return run_log.production_steps(ledger, guard_key)
+
     def get_outcome(self, run_id: str) -> OutcomeRecord | None:
         with self._reading() as ledger:
             return run_log.get_outcome(ledger, run_id)
