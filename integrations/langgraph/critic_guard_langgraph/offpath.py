@@ -26,9 +26,11 @@ import asyncio
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
+from dataclasses import dataclass
 from typing import Any
 
 from critic_guard_langgraph._runs import logger
@@ -51,6 +53,7 @@ class OffPathJudging:
         self._aplaces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._unstarted: dict[str, deque[_Queued]] = {}  # async jobs not started yet, per run, in order
         self._failed_runs: set[str] = set()
         self.failures = 0  # jobs that raised (logged): their verdict, row or fork was not made
 
@@ -167,63 +170,67 @@ class OffPathJudging:
             places = self._aplaces[loop] = asyncio.Semaphore(self._max_pending)
         await places.acquire()
         before = self._alast.get(run_id)
-        task = loop.create_task(self._arun(run_id, before, job, fallback, thread_id, places))
+        queued = _Queued(fallback, thread_id)
+        with self._lock:
+            self._unstarted.setdefault(run_id, deque()).append(queued)
+        task = loop.create_task(self._arun(run_id, before, job, queued, places))
         self._alast[run_id] = task
         self._tasks[task] = thread_id
-        task.add_done_callback(lambda done: self._afinished(run_id, done))
+        task.add_done_callback(lambda done: self._afinished(run_id, queued, done))
 
     async def _arun(
         self,
         run_id: str,
         before: asyncio.Task[None] | None,
         job: Callable[[], Coroutine[Any, Any, None]],
-        fallback: Callable[[], None],
-        thread_id: str | None,
+        queued: _Queued,
         places: asyncio.Semaphore,
     ) -> None:
-        started = False
         try:
             if before is not None:
                 await asyncio.wait([before])
-            started = True
+            if not self._start(run_id, queued):
+                return
             try:
                 await job()
+            except asyncio.CancelledError:
+                self._failed(run_id, cut_off=True)
+                raise
             except Exception:
                 self._failed(run_id)
-        except asyncio.CancelledError:
-            self._cancelled(run_id, before, fallback, thread_id, started=started)
-            raise
         finally:
             places.release()
 
-    def _cancelled(
-        self,
-        run_id: str,
-        before: asyncio.Task[None] | None,
-        fallback: Callable[[], None],
-        thread_id: str | None,
-        *,
-        started: bool,
-    ) -> None:
-        """The job's event loop is ending (its tasks are cancelled). A job that had not started runs in a thread
-        instead, once the run's earlier job is done (each earlier job hands itself over first, so the run's order
-        is kept); one cut off mid-way is counted as a failure, and its run forks no further branch."""
-        if started:
-            self._failed(run_id, cut_off=True)
-            return
+    def _start(self, run_id: str, queued: _Queued) -> bool:
+        """Take the job off the run's list of jobs not started; False if a thread has taken it over already."""
+        with self._lock:
+            if queued.taken:
+                return False
+            queued.started = True
+            waiting = self._unstarted.get(run_id)
+            if waiting is not None:
+                waiting.remove(queued)
+                if not waiting:
+                    del self._unstarted[run_id]
+            return True
 
-        def take_over(_: object = None) -> None:
-            self._enqueue(run_id, fallback, thread_id, holds_place=False)
+    def _take_over(self, run_id: str) -> None:
+        """The run's event loop is ending (it cancels its tasks, some perhaps before their first step): every job
+        of the run not started yet runs in a thread instead, all at once and in the run's order (jobs start in
+        order, so these are the run's last ones); the thread chain keeps that order."""
+        with self._lock:
+            waiting = self._unstarted.pop(run_id, deque())
+            for queued in waiting:
+                queued.taken = True
+        for queued in waiting:
+            self._enqueue(run_id, queued.fallback, queued.thread_id, holds_place=False)
 
-        if before is None or before.done():
-            take_over()
-        else:
-            before.add_done_callback(take_over)
-
-    def _afinished(self, run_id: str, task: asyncio.Task[None]) -> None:
+    def _afinished(self, run_id: str, queued: _Queued, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
         if self._alast.get(run_id) is task:
             del self._alast[run_id]
+        if task.cancelled() and not queued.started:  # its loop is ending (a done callback runs even for a task
+            self._take_over(run_id)  # cancelled before its first step, whose coroutine never ran)
 
     async def adrain(self, thread_id: str | None = None) -> None:
         """Await the async jobs of this loop (only ``thread_id``'s, if given), and the sync ones off the loop."""
@@ -240,6 +247,16 @@ class OffPathJudging:
             logger.error("critic-guard: a background verdict was cut off by the end of its event loop; counted")
         else:
             logger.exception("critic-guard: a background verdict or fork failed; counted (offpath failures)")
+
+
+@dataclass
+class _Queued:
+    """An async job not started yet: what a thread runs instead if its event loop ends first."""
+
+    fallback: Callable[[], None]
+    thread_id: str | None
+    started: bool = False
+    taken: bool = False
 
 
 def _left(deadline: float | None) -> float | None:

@@ -261,7 +261,7 @@ def dump_rows(server_url: str, schema: str) -> str:
         ]
         rows = []
         for table in tables:
-            query = sql.SQL("SELECT row_to_json(t)::text FROM {}.{} AS t").format(
+            query = sql.SQL("SELECT row_to_json(dumped)::text FROM {}.{} AS dumped").format(
                 sql.Identifier(schema), sql.Identifier(table)
             )
             rows += [r[0] for r in conn.execute(query).fetchall()]
