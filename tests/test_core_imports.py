@@ -8,9 +8,11 @@ integrations/langgraph/tests/test_import_cost.py and measured by benchmarks/impo
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,49 @@ def test_the_benchmark_interval_of_the_median_is_the_order_statistics_interval()
     assert median_interval([float(x) for x in range(6)]) == (2.5, 0.0, 5.0)  # n = 6: min and max (96.9%)
     with pytest.raises(ValueError, match="5 repeats are too few"):
         median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+FRAMEWORKS = ("langchain", "langchain_core", "langgraph", "critic_guard_langgraph")
+CORE = Path(__file__).resolve().parents[1] / "critic_guard"
+# what each lower layer may import from the core (docs/architecture.md, "Who may import whom"); itself always
+LAYERS = {
+    "types": set(),
+    "stats": set(),
+    "policy": {"types"},
+    "config": {"policy", "types", "store.urls"},
+    "lifecycle": {"config", "policy", "stats", "types"},
+    "store": {"config", "lifecycle", "policy", "stats", "types"},
+}
+
+
+def core_imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or lazily inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_no_core_module_imports_a_framework_even_lazily() -> None:
+    offenders = {
+        str(path.relative_to(CORE)): sorted(m for m in core_imports(path) if m.split(".")[0] in FRAMEWORKS)
+        for path in CORE.rglob("*.py")
+    }
+    assert {name: mods for name, mods in offenders.items() if mods} == {}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_the_lower_layers_import_only_downwards(layer: str) -> None:
+    files = [CORE / f"{layer}.py"] if (CORE / f"{layer}.py").exists() else sorted((CORE / layer).rglob("*.py"))
+    assert files
+    allowed = LAYERS[layer] | {layer}
+    used = {
+        module.removeprefix("critic_guard.")  # the package itself stays "critic_guard": it re-exports upper layers
+        for path in files
+        for module in core_imports(path)
+        if module.split(".")[0] == "critic_guard"
+    }
+    assert sorted(m for m in used if not any(m == a or m.startswith(a + ".") for a in allowed)) == []
