@@ -61,9 +61,9 @@ from benchmarks.decision_model import (
     simulate_tasks,
 )
 from critic_guard.stats import (
-    Decision,
     OracleSPRT,
     PairedCounts,
+    PilotConclusion,
     analyze,
     mcnemar_sample_size,
     run_monitor,
@@ -71,7 +71,7 @@ from critic_guard.stats import (
 )
 
 HELPS, INCONCLUSIVE, HARMS, NO_GO = 1, 0, -1, -2  # NO_GO: the paper's "do not deploy" (claims p <= p_star)
-VERDICT_CODE = {Decision.HELPS: HELPS, Decision.HARMS: HARMS, Decision.INCONCLUSIVE: INCONCLUSIVE}
+VERDICT_CODE = {PilotConclusion.HELPS: HELPS, PilotConclusion.HARMS: HARMS, PilotConclusion.INCONCLUSIVE: INCONCLUSIVE}
 _CHUNK = 500  # replications simulated at once (bounds memory: a few arrays of chunk x cap)
 _ANALYZE_DRAWS = 1000  # posterior draws per distinct table; the verdict does not depend on them
 COST_LABEL = "MODELLED"

@@ -9,9 +9,13 @@ from rich.text import Text
 from critic_guard.labels import label_of
 from critic_guard.stats.counts import Estimate
 from critic_guard.stats.intervals import Interval
-from critic_guard.stats.report import EXACT_TEST, Decision, PilotReport
+from critic_guard.stats.report import EXACT_TEST, PilotConclusion, PilotReport
 
-_VERDICT_STYLE = {Decision.HELPS: "bold green", Decision.HARMS: "bold red", Decision.INCONCLUSIVE: "bold yellow"}
+_VERDICT_STYLE = {
+    PilotConclusion.HELPS: "bold green",
+    PilotConclusion.HARMS: "bold red",
+    PilotConclusion.INCONCLUSIVE: "bold yellow",
+}
 
 
 def _num(value: float, signed: bool = False) -> str:
@@ -95,12 +99,12 @@ def _verdict_text(report: PilotReport) -> Text:
     text.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
     alpha = f"{1 - report.level:.2g}"
     p_exact = f"exact McNemar p = {report.mcnemar.pvalue:.4f}"
-    if report.verdict is Decision.HELPS:
+    if report.verdict is PilotConclusion.HELPS:
         text.append(
             f"\nThe {pct} interval for net lies above 0 and the {p_exact} <= {alpha}: intervening raises the "
             "success rate."
         )
-    elif report.verdict is Decision.HARMS:
+    elif report.verdict is PilotConclusion.HARMS:
         text.append(
             f"\nThe {pct} interval for net lies below 0 and the {p_exact} <= {alpha}: intervening lowers the "
             "success rate."
@@ -121,7 +125,7 @@ def _verdict_text(report: PilotReport) -> Text:
         side, advice = ("p > p_star", "intervene") if rule else ("p <= p_star", "not intervene")
         tail = (
             "the interval agrees."
-            if report.verdict is not Decision.INCONCLUSIVE
+            if report.verdict is not PilotConclusion.INCONCLUSIVE
             else "the data do not support that reading yet."
         )
         text.append(f"\nThe paper's rule on point estimates ({side}) says {advice}; {tail}")

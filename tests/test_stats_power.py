@@ -12,8 +12,8 @@ from scipy import stats
 from critic_guard.stats import (
     CONNOR_METHOD,
     EXACT_METHOD,
-    Decision,
     PairedCounts,
+    PilotConclusion,
     mcnemar_power,
     mcnemar_sample_size,
     minimum_detectable_effect,
@@ -97,7 +97,7 @@ def test_exact_power_equals_brute_force_over_every_table() -> None:
     total = 0.0
     for b in range(n + 1):
         for c in range(n + 1 - b):
-            if verdict_of(PairedCounts(n - b - c, b, c, 0))[0] is not Decision.INCONCLUSIVE:
+            if verdict_of(PairedCounts(n - b - c, b, c, 0))[0] is not PilotConclusion.INCONCLUSIVE:
                 total += stats.multinomial.pmf([b, c, n - b - c], n, [p01, p10, 1 - discordant])
     assert verdict_power(n, effect, discordant) == pytest.approx(total, abs=1e-12)
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from critic_guard.stats import (
-    Decision,
     Interval,
     McNemarResult,
     PairedCounts,
+    PilotConclusion,
     analyze,
     decide,
     verdict_of,
@@ -36,7 +36,7 @@ def test_alfworld_worked_example_is_honestly_inconclusive() -> None:
     assert round(report.p.require(), 3) == 0.893 and round(report.p_star.require(), 3) == 0.825
     assert report.point_rule_intervene is True
     # ... but 25 discordant pairs cannot exclude zero: the interval, McNemar and the posterior all agree.
-    assert report.verdict is Decision.INCONCLUSIVE
+    assert report.verdict is PilotConclusion.INCONCLUSIVE
     assert report.net_interval.low < 0 < report.net_interval.high
     assert round(report.mcnemar.pvalue, 3) == 0.230
     assert 0.9 < report.posterior.prob_net_positive < 0.93
@@ -82,12 +82,15 @@ def _exact(p: float) -> McNemarResult:
 
 
 def test_verdict_rule() -> None:
-    assert decide(Interval(0.01, 0.2, 0.95, "x"), _exact(0.01)) == (Decision.HELPS, f"{INTERVAL_TEST} and {EXACT_TEST}")
-    assert decide(Interval(-0.2, -0.01, 0.95, "x"), _exact(0.05))[0] is Decision.HARMS  # p <= 1 - level
-    assert decide(Interval(-0.2, 0.0, 0.95, "x"), _exact(0.01)) == (Decision.INCONCLUSIVE, INTERVAL_TEST)
-    assert decide(Interval(0.0, 0.3, 0.95, "x"), _exact(0.2))[0] is Decision.INCONCLUSIVE
+    assert decide(Interval(0.01, 0.2, 0.95, "x"), _exact(0.01)) == (
+        PilotConclusion.HELPS,
+        f"{INTERVAL_TEST} and {EXACT_TEST}",
+    )
+    assert decide(Interval(-0.2, -0.01, 0.95, "x"), _exact(0.05))[0] is PilotConclusion.HARMS  # p <= 1 - level
+    assert decide(Interval(-0.2, 0.0, 0.95, "x"), _exact(0.01)) == (PilotConclusion.INCONCLUSIVE, INTERVAL_TEST)
+    assert decide(Interval(0.0, 0.3, 0.95, "x"), _exact(0.2))[0] is PilotConclusion.INCONCLUSIVE
     # The interval excludes 0 but the exact test does not reject: inconclusive, and the exact test decided.
-    assert decide(Interval(0.01, 0.2, 0.95, "x"), _exact(0.0625)) == (Decision.INCONCLUSIVE, EXACT_TEST)
+    assert decide(Interval(0.01, 0.2, 0.95, "x"), _exact(0.0625)) == (PilotConclusion.INCONCLUSIVE, EXACT_TEST)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +107,7 @@ def test_tables_where_the_interval_and_the_exact_test_disagree_are_inconclusive(
     report = analyze(PairedCounts(*cells))
     assert report.net_interval.low > 0 or report.net_interval.high < 0  # the asymptotic interval excludes 0 ...
     assert round(report.mcnemar.pvalue, 4) == exact_p  # ... the exact test does not reject at 5%
-    assert report.verdict is Decision.INCONCLUSIVE and report.decided_by == EXACT_TEST
+    assert report.verdict is PilotConclusion.INCONCLUSIVE and report.decided_by == EXACT_TEST
     data = report.to_dict()
     assert (data["verdict"], data["decided_by"]) == ("inconclusive", EXACT_TEST)
 
@@ -118,7 +121,7 @@ def test_the_verdicts_false_rate_is_at_most_alpha_for_every_small_n() -> None:
         false_rate = sum(
             stats.binom.pmf(k, m, 0.5)
             for k in range(m + 1)
-            if verdict_of(PairedCounts(50, k, m - k, 50))[0] is not Decision.INCONCLUSIVE
+            if verdict_of(PairedCounts(50, k, m - k, 50))[0] is not PilotConclusion.INCONCLUSIVE
         )
         assert false_rate <= 0.05, (m, false_rate)
 
@@ -133,7 +136,7 @@ def test_exact_power_is_what_the_verdict_achieves() -> None:
     rng = np.random.default_rng(4)
     cells = rng.multinomial(int(n), [(discordant + effect) / 2, (discordant - effect) / 2, 1 - discordant], 1500)
     helps = {
-        (b, c): verdict_of(PairedCounts(0, b, c, int(n) - b - c))[0] is Decision.HELPS
+        (b, c): verdict_of(PairedCounts(0, b, c, int(n) - b - c))[0] is PilotConclusion.HELPS
         for b, c in {(int(b), int(c)) for b, c, _ in cells}
     }
     assert np.mean([helps[int(b), int(c)] for b, c, _ in cells]) == pytest.approx(exact, abs=0.035)
@@ -149,13 +152,13 @@ def test_intervals_of_undefined_estimates_are_flagged_prior_only() -> None:
 
 
 def test_clear_cases_and_levels() -> None:
-    assert analyze(PairedCounts(100, 30, 5, 65)).verdict is Decision.HELPS
-    assert analyze(PairedCounts(100, 5, 30, 65)).verdict is Decision.HARMS
+    assert analyze(PairedCounts(100, 30, 5, 65)).verdict is PilotConclusion.HELPS
+    assert analyze(PairedCounts(100, 5, 30, 65)).verdict is PilotConclusion.HARMS
     # The level is the user's risk: 16 vs 9 gives Z(0) = 7/5 = 1.4 and exact p = 0.230; at 75% both reject
     # (z = 1.15, alpha 0.25), at 80% the interval does (z = 1.28) but the exact test does not, at 95% neither.
-    assert analyze(ALFWORLD, level=0.75).verdict is Decision.HELPS
+    assert analyze(ALFWORLD, level=0.75).verdict is PilotConclusion.HELPS
     at_80 = analyze(ALFWORLD, level=0.8)
-    assert (at_80.verdict, at_80.decided_by) == (Decision.INCONCLUSIVE, EXACT_TEST)
+    assert (at_80.verdict, at_80.decided_by) == (PilotConclusion.INCONCLUSIVE, EXACT_TEST)
     assert at_80.net_interval.width < analyze(ALFWORLD).net_interval.width
 
 
@@ -165,7 +168,11 @@ def test_no_pairs_is_an_error() -> None:
 
 
 cells = st.integers(min_value=0, max_value=60)
-MIRROR = {Decision.HELPS: Decision.HARMS, Decision.HARMS: Decision.HELPS, Decision.INCONCLUSIVE: Decision.INCONCLUSIVE}
+MIRROR = {
+    PilotConclusion.HELPS: PilotConclusion.HARMS,
+    PilotConclusion.HARMS: PilotConclusion.HELPS,
+    PilotConclusion.INCONCLUSIVE: PilotConclusion.INCONCLUSIVE,
+}
 
 
 @settings(max_examples=60, deadline=None)
@@ -182,9 +189,9 @@ def test_swapping_arms_mirrors_the_report(a: int, b: int, c: int, d: int) -> Non
     assert mirrored.decided_by == report.decided_by
     # The verdict is a statement about the interval and the exact test, consistent with the point estimate.
     net = counts.net.require()
-    if report.verdict is not Decision.INCONCLUSIVE:
+    if report.verdict is not PilotConclusion.INCONCLUSIVE:
         assert report.mcnemar.pvalue <= 0.05 and 0.0 not in report.net_interval
-    if report.verdict is Decision.HELPS:
+    if report.verdict is PilotConclusion.HELPS:
         assert net > 0 and report.point_rule_intervene in (True, None)
-    if report.verdict is Decision.HARMS:
+    if report.verdict is PilotConclusion.HARMS:
         assert net < 0

@@ -29,15 +29,15 @@ from critic_guard.report.page import (
     percent,
     stored,
 )
-from critic_guard.stats import Decision, PilotReport
+from critic_guard.stats import PilotConclusion, PilotReport
 from critic_guard.stats.report import EXACT_TEST
 
 __all__ = ["AUROC_MEANING", "DATA_ELEMENT_ID", "render_html"]
 
 _HEADLINE = {
-    Decision.HELPS: "Deploy the intervention",
-    Decision.HARMS: "Do not deploy the intervention",
-    Decision.INCONCLUSIVE: "Do not deploy yet",
+    PilotConclusion.HELPS: "Deploy the intervention",
+    PilotConclusion.HARMS: "Do not deploy the intervention",
+    PilotConclusion.INCONCLUSIVE: "Do not deploy yet",
 }
 
 
@@ -46,12 +46,12 @@ _HEADLINE = {
 
 def _why(report: PilotReport) -> str:
     pct = f"{report.level:.0%}"
-    if report.verdict is Decision.HELPS:
+    if report.verdict is PilotConclusion.HELPS:
         return (
             f"Intervening raises the success rate; the {pct} interval for the change lies above zero and the exact "
             "McNemar test agrees."
         )
-    if report.verdict is Decision.HARMS:
+    if report.verdict is PilotConclusion.HARMS:
         return (
             f"Intervening lowers the success rate; the {pct} interval for the change lies below zero and the exact "
             "McNemar test agrees."

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from critic_guard.calibration import CriticQuality, critic_quality
 from critic_guard.report.columns import NO_STEP, PairColumns
 from critic_guard.report.data import ReportData, StoredTrack
-from critic_guard.stats import Decision, PairedCounts, PilotReport, analyze, run_monitor, side_alpha
+from critic_guard.stats import PairedCounts, PilotConclusion, PilotReport, analyze, run_monitor, side_alpha
 
 __all__ = [
     "Group",
@@ -54,11 +54,11 @@ def recommend(report: PilotReport) -> Recommendation:
     """Intervene only when the interval proves benefit. Harm, or no effect worth chasing: do not (best-of-N
     selection when a good run is likelier to be broken than a bad one rescued, d > r). A positive but unproven
     effect: run the tasks the power calculation says are missing."""
-    if report.verdict is Decision.HELPS:
+    if report.verdict is PilotConclusion.HELPS:
         return Recommendation.INTERVENE
     net = report.net.value
     more = report.power.more_tasks_needed.value
-    if report.verdict is Decision.INCONCLUSIVE and net is not None and net > 0 and more is not None:
+    if report.verdict is PilotConclusion.INCONCLUSIVE and net is not None and net > 0 and more is not None:
         return Recommendation.RUN_MORE_TASKS
     return Recommendation.PREFER_SELECTION if report.prefer_selection else Recommendation.DO_NOT_INTERVENE
 

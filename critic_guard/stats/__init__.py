@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         verdict_power,
         verdict_sample_size,
     )
-    from critic_guard.stats.report import Decision, PilotReport, PowerSummary, analyze, decide, verdict_of
+    from critic_guard.stats.report import PilotConclusion, PilotReport, PowerSummary, analyze, decide, verdict_of
 
 _LAZY = {
     "Estimate": "critic_guard.stats.counts",
@@ -62,7 +62,7 @@ _LAZY = {
     "verdict_detectable_effect": "critic_guard.stats.power",
     "verdict_power": "critic_guard.stats.power",
     "verdict_sample_size": "critic_guard.stats.power",
-    "Decision": "critic_guard.stats.report",
+    "PilotConclusion": "critic_guard.stats.report",
     "PilotReport": "critic_guard.stats.report",
     "PowerSummary": "critic_guard.stats.report",
     "analyze": "critic_guard.stats.report",
@@ -81,7 +81,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CONNOR_METHOD",
     "EXACT_METHOD",
-    "Decision",
     "Estimate",
     "Interval",
     "McNemarResult",
@@ -90,6 +89,7 @@ __all__ = [
     "OracleSPRT",
     "OracleSimulation",
     "PairedCounts",
+    "PilotConclusion",
     "PilotReport",
     "PosteriorSummary",
     "PowerSummary",

@@ -25,8 +25,9 @@ from critic_guard.stats.posterior import DEFAULT_DRAWS, PosteriorSummary, dirich
 from critic_guard.stats.power import verdict_detectable_effect, verdict_sample_size
 
 
-class Decision(StrEnum):
-    """The three-way answer of a pilot."""
+class PilotConclusion(StrEnum):
+    """The three-way conclusion of a pilot (the ``verdict`` of a :class:`PilotReport`; not the policy's per-step
+    :class:`critic_guard.policy.Decision`)."""
 
     HELPS = "helps"
     HARMS = "harms"
@@ -37,7 +38,7 @@ INTERVAL_TEST = "Tango score interval"
 EXACT_TEST = "exact McNemar test"
 
 
-def decide(net_interval: Interval, exact: McNemarResult) -> tuple[Decision, str]:
+def decide(net_interval: Interval, exact: McNemarResult) -> tuple[PilotConclusion, str]:
     """The verdict rule and the test(s) that decided it.
 
     A sign is decided only when the interval excludes 0 and the exact two-sided McNemar p-value is at most
@@ -47,15 +48,17 @@ def decide(net_interval: Interval, exact: McNemarResult) -> tuple[Decision, str]
     exact_rejects = exact.pvalue <= alpha + 1e-12  # the tolerance absorbs the float error of 1 - level
     interval_rejects = net_interval.low > 0.0 or net_interval.high < 0.0
     if interval_rejects and exact_rejects:
-        return (Decision.HELPS if net_interval.low > 0.0 else Decision.HARMS), f"{INTERVAL_TEST} and {EXACT_TEST}"
+        return (
+            PilotConclusion.HELPS if net_interval.low > 0.0 else PilotConclusion.HARMS
+        ), f"{INTERVAL_TEST} and {EXACT_TEST}"
     if interval_rejects:
-        return Decision.INCONCLUSIVE, EXACT_TEST
+        return PilotConclusion.INCONCLUSIVE, EXACT_TEST
     if exact_rejects:
-        return Decision.INCONCLUSIVE, INTERVAL_TEST
-    return Decision.INCONCLUSIVE, f"{INTERVAL_TEST} and {EXACT_TEST}"
+        return PilotConclusion.INCONCLUSIVE, INTERVAL_TEST
+    return PilotConclusion.INCONCLUSIVE, f"{INTERVAL_TEST} and {EXACT_TEST}"
 
 
-def verdict_of(counts: PairedCounts, level: float = 0.95) -> tuple[Decision, str]:
+def verdict_of(counts: PairedCounts, level: float = 0.95) -> tuple[PilotConclusion, str]:
     """Only the verdict of :func:`analyze` and what decided it, without the posterior and power (for running
     tallies and simulations that need nothing else)."""
     return decide(tango_interval(counts, check_level(level)), mcnemar(counts))
@@ -105,7 +108,7 @@ class PilotReport:
     mcnemar: McNemarResult
     posterior: PosteriorSummary
     power: PowerSummary
-    verdict: Decision
+    verdict: PilotConclusion
     decided_by: str
 
     # ---- point estimates (delegated, so there is one definition of each) ----------------------------------------
