@@ -17,7 +17,7 @@ Here the simulated agent of :mod:`critic_guard_langgraph.sim` (a stochastic scri
 Then, per scenario, :class:`MeasuredCosts` (the empirical per-task call distributions, resampled by the task's
 design and first-flag step) replaces the cost model in ``run_benchmark`` on the decision model that has the same
 ground truth (the scenario's exact ``p, r, d``, flag rates and rerun correlation ``icc`` from
-:func:`~critic_guard_langgraph.sim.sim_truth`),
+:func:`~benchmarks.sim_truth.sim_truth`),
 and the report puts side by side, for each method: agent model calls per task and per CORRECT decision, fork vs
 full, and what ``ModelledCosts`` would have said for the same tasks.
 """
@@ -49,6 +49,7 @@ from benchmarks.decision_model import (
     Scenario,
     TaskOutcomes,
 )
+from benchmarks.sim_truth import SimTruth, sim_truth
 from critic_guard.guard import CriticGuard
 from critic_guard.types import Action, Arm
 from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware
@@ -58,12 +59,10 @@ from critic_guard_langgraph.sim import (
     SimCritic,
     SimScenario,
     SimTask,
-    SimTruth,
     sim_agent,
     sim_input,
     sim_judge,
     sim_tasks,
-    sim_truth,
 )
 
 METHODS = (PAPER, PILOT, SEQUENTIAL)

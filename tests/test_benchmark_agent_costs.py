@@ -13,7 +13,8 @@ import pytest
 from benchmarks import agent_costs
 from benchmarks.agent_costs import MeasuredCosts, TaskCost, decision_scenario, measured_shape
 from benchmarks.decision_model import RunShape, TaskOutcomes
-from critic_guard_langgraph.sim import SCENARIOS, sim_truth
+from benchmarks.sim_truth import sim_truth
+from critic_guard_langgraph.sim import SCENARIOS
 
 SHAPE = RunShape.make(6, 2)
 

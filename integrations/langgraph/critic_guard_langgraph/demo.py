@@ -11,7 +11,7 @@ probability 0.6 (recoveries) and breaks a right one with probability 0.15 (disru
 and the report has to weigh them. Production runs serve the control arm; the treatment arm runs in shadow from each
 run's first flag.
 
-The ground truth of this world (:func:`~critic_guard_langgraph.sim.sim_truth`, fork design): the unguarded agent
+The ground truth of this world (``benchmarks/sim_truth.py``, fork design): the unguarded agent
 fails 54% of tasks, intervening recovers r = 0.30 of them and disrupts d = 0.11 of the successes, so the net
 effect is +0.11 (p = 0.54 > p* = 0.26: intervening helps). With 150 tasks a pilot usually says so with 95%
 confidence; with fewer (``--tasks 40``) it is usually inconclusive, which is the honest answer for a small pilot.

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from benchmarks.sim_truth import sim_truth
 from critic_guard.cli import app
 from critic_guard.pilot import run_pilot
 from critic_guard.stats import analyze
 from critic_guard_langgraph.demo import DEMO_TASKS, harmful, suite
-from critic_guard_langgraph.sim import sim_truth
 
 
 def test_the_demo_pilot_shows_recoveries_and_disruptions_and_decides_helps(tmp_path: Path) -> None:

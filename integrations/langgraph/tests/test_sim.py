@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from scipy import stats
 
+from benchmarks.sim_truth import sim_truth
 from critic_guard.store.base import PairStatus
 from critic_guard.types import StepContext
 from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware, to_neutral
@@ -37,7 +38,6 @@ from critic_guard_langgraph.sim import (
     sim_judge,
     sim_model,
     sim_tasks,
-    sim_truth,
 )
 
 LEVEL = 1e-3
