@@ -11,12 +11,14 @@ one that would fail and ``fpr`` if it would succeed. A flagged run that would fa
 touched. ``r_flag`` and ``d_flag`` are the rates at which forked branches disagree, so any sampling noise after the
 fork is inside them; the model has no separate knob for it.
 
-**Mapping to the paper's quantities** (DESIGN.md §2: ``p``, ``r``, ``d`` over *all* runs, flagged or not)::
+**Mapping to the paper's quantities** (docs/statistics.md, "Point estimates": ``p``, ``r``, ``d`` over *all* runs,
+flagged or not)::
 
     p = E[f]             r = tpr * r_flag             d = fpr * d_flag
     net = p * r - (1 - p) * d                          p_star = d / (r + d)
 
-**Two designs** (DESIGN.md §3), whose cell probabilities are derived exactly in :func:`cell_probabilities`:
+**Two designs** (docs/pilot-design.md, "Why fork at the first flag"), whose cell probabilities are derived exactly in
+:func:`cell_probabilities`:
 
 * ``fork``: one run per task. Control and treatment share the run up to the first flag, so an unflagged task is a
   concordant pair by construction, and a flagged one differs only by the intervention. Cells:

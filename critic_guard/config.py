@@ -3,12 +3,12 @@
 Pydantic v2 with ``extra="forbid"``: a typo such as ``polcy=`` is an error with a did-you-mean hint, not a silently
 ignored setting.
 
-Only ``agent_name``, the critic's name and the policy make up the guard key (DESIGN.md §5): changing one of them
-starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``, ``alpha_per_side``,
-``max_pilot_pairs``, ``on_budget_spent``, ``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``) and the fault
-and capacity knobs (``store_wait_s``, ``store_retry_s``, ``background_workers``, ``background_queue``) do not: they
-say how evidence is collected and acted on, not what is being tested, so replicas with different knobs still share
-one record (docs/lifecycle.md). Neither do ``capture_content`` and ``task_fields``: they say what is kept at rest
+Only ``agent_name``, the critic's name and the policy make up the guard key (docs/lifecycle.md, "The guard key"):
+changing one of them starts fresh evidence. The pilot and lifecycle knobs (``serve``, ``design``, ``alpha``,
+``alpha_per_side``, ``max_pilot_pairs``, ``on_budget_spent``, ``shadow_fraction``, ``aa_fraction``, ``lifecycle_ttl_s``)
+and the fault and capacity knobs (``store_wait_s``, ``store_retry_s``, ``background_workers``, ``background_queue``) do
+not: they say how evidence is collected and acted on, not what is being tested, so replicas with different knobs still
+share one record (docs/lifecycle.md). Neither do ``capture_content`` and ``task_fields``: they say what is kept at rest
 (docs/telemetry.md, "What the store keeps").
 """
 

@@ -1,4 +1,4 @@
-"""The lifecycle of a guard (DESIGN.md §5): pilot -> enabled / disabled, as pure functions over frozen records.
+"""The lifecycle of a guard (docs/lifecycle.md): pilot -> enabled / disabled, as pure functions over frozen records.
 
 Why pure functions: the same rule must run inside a store transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
 ``SELECT ... FOR UPDATE``) on whichever replica completes a pair, and in memory for a guard without a store. A
@@ -117,7 +117,7 @@ class Transition:
 class GuardRecord:
     """Everything the lifecycle knows about one guard key; persisted as one row and shared by all replicas.
 
-    ``counts`` are the A/B pairs fed to the monitor (cells as in DESIGN.md §2); ``aa_pairs``/``aa_discordant`` the
+    ``counts`` are the A/B pairs fed to the monitor (cells as in docs/statistics.md); ``aa_pairs``/``aa_discordant`` the
     A/A noise pairs; ``incomplete`` the pairs excluded because a shadow branch could not finish. ``state_since_t``
     is ``monitor.t`` when the current state began (the pilot budget counts pairs from there). ``version`` grows by
     one with every change, so a stale copy is recognisable. ``last_transition`` is filled in by readers.

@@ -59,9 +59,9 @@ class Reason(StrEnum):
 class Decision:
     """The policy's answer for one step.
 
-    ``flagged`` is DESIGN's "flag": ``p_fail >= tau`` where the policy allows intervening. ``action`` is what the
-    guard does (NONE when not flagged or not allowed to act). ``feedback`` is the text shown to the agent, None for
-    NONE and for silent interventions. ``reason`` is a short machine word (see :class:`Reason`).
+    ``flagged`` is a "flag" (docs/pilot-design.md, "Words"): ``p_fail >= tau`` where the policy allows intervening.
+    ``action`` is what the guard does (NONE when not flagged or not allowed to act). ``feedback`` is the text shown to
+    the agent, None for NONE and for silent interventions. ``reason`` is a short machine word (see :class:`Reason`).
     """
 
     flagged: bool

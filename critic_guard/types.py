@@ -1,4 +1,4 @@
-"""The shared vocabulary of critic-guard (see DESIGN.md §2).
+"""The shared vocabulary of critic-guard (docs/pilot-design.md, "Words").
 
 Everything here is framework-neutral: a trajectory is a list of OpenAI-style chat messages, so an integration for
 any agent framework only has to convert its messages to and from this shape.
@@ -38,7 +38,7 @@ class Arm(StrEnum):
 
 
 class Mode(StrEnum):
-    """How much the guard is allowed to do (DESIGN.md §5)."""
+    """How much the guard is allowed to do (docs/critics-and-policy.md, "Modes")."""
 
     OFF = "off"  # nothing: the critic is not even called
     OBSERVE = "observe"  # the critic runs and is recorded, never acts

@@ -1,10 +1,10 @@
 """A guarded ``create_agent`` graph that acts in a forkable environment through tool calls.
 
-Why the environment lives in LangGraph's runtime context, not in the graph or the tools: a pilot forks a shadow
-branch at the critic's first flag, and the branch must act in its *own* copy of the world (DESIGN.md §3). The
-middleware's ``fork_context`` hook gives the branch ``context.fork()``, a new :class:`EnvContext` around
-``env.fork()``; every tool here is declared ``FORKED`` and steps whichever environment the run's context holds. So
-one compiled graph serves the production run and its branches, and a branch can never step the production env.
+Why the environment lives in LangGraph's runtime context, not in the graph or the tools: a pilot forks a shadow branch
+at the critic's first flag, and the branch must act in its *own* copy of the world (docs/pilot-design.md, "Why fork at
+the first flag"). The middleware's ``fork_context`` hook gives the branch ``context.fork()``, a new :class:`EnvContext`
+around ``env.fork()``; every tool here is declared ``FORKED`` and steps whichever environment the run's context holds.
+So one compiled graph serves the production run and its branches, and a branch can never step the production env.
 
 The pieces:
 

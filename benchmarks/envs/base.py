@@ -1,10 +1,11 @@
 """A framework-neutral task environment that an agent acts in through tool calls, and that can be forked.
 
 Why a protocol of our own: the benchmarks run real environments (TextWorld, BFCL multi-turn) through a guarded agent,
-and counterfactual pilots fork the *world* at the critic's first flag (DESIGN.md §3). Both need the same few
-operations from any environment: the tools it offers, a step, an independent copy in the same state, the next
-correct action (to script an agent with injected mistakes), and the official judge. Nothing here knows LangChain:
-tool specs are JSON-schema functions and actions are ``(name, args)`` pairs, the shape of ``Message.tool_calls``.
+and counterfactual pilots fork the *world* at the critic's first flag (docs/pilot-design.md, "Why fork at the first
+flag"). Both need the same few operations from any environment: the tools it offers, a step, an independent copy in the
+same state, the next correct action (to script an agent with injected mistakes), and the official judge. Nothing here
+knows LangChain: tool specs are JSON-schema functions and actions are ``(name, args)`` pairs, the shape of
+``Message.tool_calls``.
 
 Turns. A task is a sequence of user requests (one for TextWorld, several for BFCL). The agent works on
 ``instruction`` with tool calls; when it answers without a tool call, the harness calls ``next_turn()``, which returns

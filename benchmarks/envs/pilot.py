@@ -1,9 +1,10 @@
 """A guarded pilot over environment tasks: the ``fork`` design against the paper's ``full`` two-run design.
 
-Why both: DESIGN.md §3 claims that forking at the critic's first flag removes rerun noise from the discordant cells
-and costs about half the agent calls of two independent full runs per task. Both designs here run the same tasks
-through the same guarded ``create_agent`` graph (:func:`~benchmarks.envs.agent.build_env_agent`), with a SQLite
-store and a SQLite checkpointer in a scratch directory, and count every model call.
+Why both: docs/pilot-design.md ("Why fork at the first flag") claims that forking at the critic's first flag removes
+rerun noise from the discordant cells and costs about half the agent calls of two independent full runs per task. Both
+designs here run the same tasks through the same guarded ``create_agent`` graph
+(:func:`~benchmarks.envs.agent.build_env_agent`), with a SQLite store and a SQLite checkpointer in a scratch directory,
+and count every model call.
 
 * ``fork``: mode ``pilot``, production serves control; at the first flag the middleware forks a treatment branch
   on ``env.fork()``; an unflagged task is a concordant pair of one run.

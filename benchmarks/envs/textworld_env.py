@@ -6,8 +6,9 @@ can follow the oracle plan with injected mistakes, and in which a mistake really
 the recipe needs loses the game) or merely costly (a detour changes the plan).
 
 The agent has one tool, ``command(text)``. A fork replays the command prefix on a fresh copy of the same game file
-(DESIGN.md §3, "replay of the tool-call prefix on a fresh env"), and checks that every replayed observation equals the
-recorded one, so a nondeterministic game can never yield a silently different branch.
+(docs/pilot-design.md, "Why fork at the first flag": "a replay of the tool-call prefix on a fresh one"), and checks that
+every replayed observation equals the recorded one, so a nondeterministic game can never yield a silently different
+branch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Statistics for deciding whether a critic's interventions help (DESIGN.md §4). Depends on numpy and scipy only.
+"""Statistics for deciding whether a critic's interventions help (docs/statistics.md). Depends on numpy and scipy only.
 
 Fixed pilot: :func:`analyze` turns :class:`PairedCounts` into a :class:`PilotReport` (Tango score interval for
 net, exact and mid-p McNemar, Dirichlet posterior, the verdict's exact power, verdict). Continuous monitoring:

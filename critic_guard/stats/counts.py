@@ -1,4 +1,4 @@
-"""Paired outcome counts and the point estimates read from them (DESIGN.md §2).
+"""Paired outcome counts and the point estimates read from them (docs/statistics.md, "The data: pairs and cells").
 
 A *pair* is (control outcome, treatment outcome) for one task. The four cells are named by those outcomes in that
 order, 0 = failure and 1 = success: ``n01`` is a task the control arm failed and the treatment arm solved (a

@@ -1,4 +1,4 @@
-"""OpenTelemetry for critic-guard (DESIGN.md §7): spans, events and metrics of guarded runs.
+"""OpenTelemetry for critic-guard (docs/telemetry.md): spans, events and metrics of guarded runs.
 
 - ``GuardTelemetry`` / ``RunTrace`` / ``StepTrace``: the handle API the guard and integrations call (API only,
   a no-op until a tracer / meter provider is configured).

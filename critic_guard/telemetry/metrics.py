@@ -21,7 +21,8 @@ _Attrs = Mapping[str, str | bool | int | float]
 
 
 class GuardMetrics:
-    """Instruments for DESIGN.md §7: verdicts, flags, interventions, critic errors, pairs, monitor, lifecycle."""
+    """The instruments of docs/telemetry.md ("Metrics"): verdicts, flags, interventions, critic errors, pairs, monitor,
+    lifecycle."""
 
     def __init__(self, meter: metrics.Meter) -> None:
         self._verdict_score = meter.create_histogram(

@@ -1,4 +1,4 @@
-"""Spans and events of a guarded run (DESIGN.md §7), through explicit handles rather than ``with`` blocks.
+"""Spans and events of a guarded run (docs/telemetry.md), through explicit handles rather than ``with`` blocks.
 
 Why handles: a run starts in one framework hook and ends in another (LangGraph nodes, possibly on other threads),
 so a run or step cannot be a context manager around code. ``GuardTelemetry.start_run`` returns a ``RunTrace``;
@@ -175,7 +175,7 @@ class GuardTelemetry:
         *,
         on: RunTrace | StepTrace | None = None,
     ) -> None:
-        """Record a lifecycle transition (DESIGN.md §5) and update the lifecycle-state gauge.
+        """Record a lifecycle transition (docs/lifecycle.md) and update the lifecycle-state gauge.
 
         The event goes on ``on`` (default: the current span) when that span records, else on a short
         ``critic_guard.lifecycle`` span of its own (transitions often happen outside any run).

@@ -1,10 +1,10 @@
 """Clone one LangGraph checkpoint into a new thread: the fork point of a counterfactual shadow branch.
 
-DESIGN §3: a shadow branch must never run inside the production thread (that would move its head), and the
-savers do not implement ``copy_thread``. So the checkpoint is copied by hand: ``put`` the checkpoint (with its
-metadata and channel versions) under a new thread id, then ``put_writes`` its pending writes, one call per task
-id (a saver stores writes per task). Invoking the graph with ``None`` input on the new thread resumes exactly
-where the source checkpoint stood: the tasks whose writes were copied are not run again, the others are.
+Why (docs/pilot-design.md, "Why fork at the first flag"): a shadow branch must never run inside the production thread
+(that would move its head), and the savers do not implement ``copy_thread``. So the checkpoint is copied by hand:
+``put`` the checkpoint (with its metadata and channel versions) under a new thread id, then ``put_writes`` its pending
+writes, one call per task id (a saver stores writes per task). Invoking the graph with ``None`` input on the new thread
+resumes exactly where the source checkpoint stood: the tasks whose writes were copied are not run again, the others are.
 
 ``skip_task_ids`` leaves out the writes of tasks the branch must run again itself. The fork point of a pilot is
 the checkpoint the flagged step's model node runs from; by the time a background branch clones it, production's

@@ -1,4 +1,4 @@
-"""Shadow branches: what a branch knows about itself, and which tools it may run (DESIGN §3, pilot-design.md).
+"""Shadow branches: what a branch knows about itself, and which tools it may run (docs/pilot-design.md).
 
 A shadow branch is a copy of the production run from its first flag on, running the other arm in a new thread.
 Graph state is cloned (:mod:`critic_guard_langgraph.fork`); the *world* is not, so a branch must never execute a
@@ -128,12 +128,13 @@ class ShadowBranch:
     """What a shadow branch knows about itself; it travels in the branch's config (in process: never persisted,
     since LangGraph copies only scalar ``configurable`` values into checkpoint metadata).
 
-    ``proposal`` is the model response production was judging at the fork step (a ``ModelResponse``): the branch
-    takes it instead of asking the model again, since a second sample would break the shared-prefix argument of
-    DESIGN §3. ``action`` / ``feedback`` are what the branch's arm does with it, decided at the fork, so a treatment
-    branch applies it without asking the critic again (a second, noisy verdict would break the same argument).
-    ``p_fail`` / ``rationale`` / ``label`` are the fork's verdict, for the branch's records. ``context_forked``
-    says whether the branch runs on a forked runtime context. ``stop`` records a stop by the tool gate.
+    ``proposal`` is the model response production was judging at the fork step (a ``ModelResponse``): the branch takes
+    it instead of asking the model again, since a second sample would break the shared prefix (docs/pilot-design.md,
+    "Why fork at the first flag"). ``action`` / ``feedback`` are what the branch's arm does with it, decided at the
+    fork, so a treatment branch applies it without asking the critic again (a second, noisy verdict would break the same
+    argument). ``p_fail`` / ``rationale`` / ``label`` are the fork's verdict, for the branch's records.
+    ``context_forked`` says whether the branch runs on a forked runtime context. ``stop`` records a stop by the tool
+    gate.
     """
 
     pair_id: str

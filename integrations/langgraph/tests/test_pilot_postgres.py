@@ -1,10 +1,9 @@
 """A pilot on PostgreSQL end to end: the guard's store and LangGraph's ``AsyncPostgresSaver`` on a real server.
 
 The forked arms of every flagged task must share the exact prefix: the shadow branch's thread holds the production
-thread's messages up to the fork checkpoint (the input of the flagged step's model call; the branch decides about
-the proposal itself), and the production thread continues from the same prefix (DESIGN §3). The server is started
-once for this module from Debian's binaries (tests/pg_server.py); without them the test skips locally and fails in
-CI.
+thread's messages up to the fork checkpoint (the input of the flagged step's model call; the branch decides about the
+proposal itself), and the production thread continues from the same prefix (docs/pilot-design.md). The server is started
+once for this module from Debian's binaries (tests/pg_server.py); without them the test skips locally and fails in CI.
 """
 
 from __future__ import annotations
