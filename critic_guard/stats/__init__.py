@@ -12,8 +12,9 @@ agents, and a guarded agent needs the statistics only when it decides (pilot rep
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from critic_guard._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from critic_guard.stats.counts import Estimate, PairedCounts, UndefinedEstimateError
@@ -70,12 +71,7 @@ _LAZY = {
     "verdict_of": "critic_guard.stats.report",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from critic_guard._lazy import lazy_getattr
 from critic_guard.telemetry import attributes
 from critic_guard.telemetry.refs import SpanRef
 from critic_guard.telemetry.tracing import GuardTelemetry, RunTrace, StepTrace
@@ -29,12 +29,7 @@ _LAZY = {
     "TraceSummary": "critic_guard.telemetry.traceview",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -22,9 +22,9 @@ scipy), which a guarded production agent never needs, so ``import critic_guard_l
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from critic_guard._lazy import lazy_getattr
 from critic_guard_langgraph.critic import ChatModelCritic, CriticOutput
 from critic_guard_langgraph.fork import ForkError
 from critic_guard_langgraph.graph import GuardedGraph, guard_graph
@@ -37,12 +37,7 @@ if TYPE_CHECKING:
 
 _LAZY = {"LangGraphPilot": "critic_guard_langgraph.pilot"}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
