@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 
 import pytest
+
+from critic_guard.types import StepContext, Verdict
 
 
 def in_ci() -> bool:
@@ -17,3 +21,35 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+class StubbornCritic:
+    """A native-async critic that flags every step (0.9) but answers only after ``release``, ignoring its deadline:
+    ``swallow`` catches the cancellation and waits on; ``block`` blocks its event loop (``threading.Event.wait``
+    inside ``async def``). ``started`` / ``finished`` count its calls, so a test can show a step went on while the
+    critic was still busy. Tests of the guard's and the middleware's critic deadlines share it."""
+
+    native_async = True
+
+    def __init__(self, how: str, release: threading.Event) -> None:
+        self.name = f"stubborn-{how}@1"
+        self.how = how
+        self.release = release
+        self.started = 0
+        self.finished = 0
+
+    def judge(self, ctx: StepContext) -> Verdict:
+        raise AssertionError("a stubborn critic is only called through ajudge")
+
+    async def ajudge(self, ctx: StepContext) -> Verdict:
+        self.started += 1
+        if self.how == "block":
+            self.release.wait(30)
+        else:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                while not self.release.is_set():  # ignores the cancellation
+                    await asyncio.sleep(0.005)
+        self.finished += 1
+        return Verdict(0.9, rationale="too late to matter")

@@ -24,6 +24,7 @@ from critic_guard.guard import CriticGuard, StepReview
 from critic_guard.policy import Decision, Policy
 from critic_guard.store import OutcomeConflictError, SQLiteStore, StepRecord, Store, UnknownRunError
 from critic_guard.types import Action, Arm, Mode, StepContext, Verdict
+from tests.support import StubbornCritic
 
 MESSAGES = ({"role": "user", "content": "buy milk"}, {"role": "assistant", "content": "searching"})
 
@@ -368,42 +369,11 @@ def _until(condition: Any, limit_s: float = 10.0) -> bool:
     return bool(condition())
 
 
-class Stubborn:
-    """A native-async critic that answers 0.9 (a flag) only after ``release``, ignoring its deadline: ``swallow``
-    catches the cancellation and waits on; ``block`` blocks its event loop (``threading.Event.wait`` inside async
-    def)."""
-
-    native_async = True
-
-    def __init__(self, how: str, release: threading.Event) -> None:
-        self.name = f"stubborn-{how}@1"
-        self.how = how
-        self.release = release
-        self.started = 0
-        self.finished = 0
-
-    def judge(self, ctx: StepContext) -> Verdict:
-        raise AssertionError("only areview is used here")
-
-    async def ajudge(self, ctx: StepContext) -> Verdict:
-        self.started += 1
-        if self.how == "block":
-            self.release.wait(30)
-        else:
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                while not self.release.is_set():  # ignores the cancellation
-                    await asyncio.sleep(0.005)
-        self.finished += 1
-        return Verdict(0.9, rationale="late")
-
-
 @pytest.mark.parametrize("how", ["swallow", "block"])
 async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
     how: str, release: threading.Event, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    critic = Stubborn(how, release)
+    critic = StubbornCritic(how, release)
     guard = CriticGuard(critic, mode="on", store=store, critic_timeout_s=0.05, policy=Policy(min_step=0))
     guard.start_run(run_id="run-1")
     ticks = 0
@@ -435,7 +405,7 @@ async def test_an_async_critic_ignoring_its_deadline_cannot_hold_the_step(
     assert len(blocked) == (1 if how == "block" else 0)
 
 
-class CallerLoop(Stubborn):
+class CallerLoop(StubbornCritic):
     """A ``caller_loop`` critic (its async clients are bound to the caller's loop) that swallows its cancellation."""
 
     caller_loop = True

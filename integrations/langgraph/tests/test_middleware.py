@@ -40,6 +40,7 @@ from critic_guard.store.base import RunRecord, StepRecord
 from critic_guard.types import Action, Arm, StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware, is_guard_note
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
+from tests.support import StubbornCritic
 
 NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
 
@@ -358,40 +359,12 @@ async def test_a_failing_critic_never_breaks_or_stalls_the_run_async(
     assert all(r.reason == "critic_error" for r in steps_of(guard))
 
 
-class Stubborn:
-    """An async critic that flags every step (0.9) but answers only after ``release``, ignoring its deadline:
-    ``swallow`` catches the cancellation and waits on, ``block`` blocks its event loop inside ``async def``."""
-
-    native_async = True
-
-    def __init__(self, how: str, release: threading.Event) -> None:
-        self.name = f"stubborn-{how}@1"
-        self.how, self.release = how, release
-        self.started = self.finished = 0
-
-    def judge(self, ctx: StepContext) -> Verdict:
-        raise AssertionError("the async run uses ajudge")
-
-    async def ajudge(self, ctx: StepContext) -> Verdict:
-        self.started += 1
-        if self.how == "block":
-            self.release.wait(30)
-        else:
-            try:
-                await asyncio.sleep(5)
-            except asyncio.CancelledError:
-                while not self.release.is_set():
-                    await asyncio.sleep(0.005)
-        self.finished += 1
-        return Verdict(0.9, rationale="too late to matter")
-
-
 @pytest.mark.parametrize("how", ["swallow", "block"])
 async def test_an_async_critic_ignoring_its_deadline_never_holds_the_run_nor_acts_late(
     how: str, release: threading.Event, make_guard: GuardFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     model, _ = calc_model(bad_step=2)
-    critic = Stubborn(how, release)
+    critic = StubbornCritic(how, release)
     guard = make_guard(critic, mode="on", policy=Policy(min_step=0), critic_timeout_s=0.05)
     out = await build_agent(model, [CriticGuardMiddleware(guard)], InMemorySaver()).ainvoke(task_input(), thread())
     assert critic.finished == 0  # the run returned while the critic was still busy
