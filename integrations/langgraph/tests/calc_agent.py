@@ -6,7 +6,8 @@ the model gets step ``k``'s operand wrong (one too high) unless a guard note is 
 * unguarded, the run ends with a wrong answer (44 for ``bad_step=2``);
 * after a ROLLBACK with feedback, the retry sees the note and takes the right step, and the run answers 42.
 
-``oracle_critic`` knows the plan: it flags (p_fail 0.9) a proposed tool call with a wrong operand, else 0.1.
+``oracle_critic`` knows the plan: it flags (p_fail 0.9) a proposed tool call with a wrong operand, else 0.1;
+``flags_unchecked_answers`` flags a final answer until the model says it checked it (``final_suffix_after_note``).
 ``calc_model`` also returns the list in which the model records every input it receives (for assertions only;
 its output never depends on it).
 """
@@ -22,7 +23,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import tool
 
 from critic_guard.guard import CriticGuard
-from critic_guard.types import StepContext, Verdict
+from critic_guard.store.base import RunRecord
+from critic_guard.types import Action, StepContext, Verdict
 from critic_guard_langgraph.messages import is_guard_note
 from critic_guard_langgraph.shadow import READ_ONLY
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
@@ -100,6 +102,11 @@ def oracle_critic(ctx: StepContext) -> Verdict:
     return Verdict(0.1)
 
 
+def flags_unchecked_answers(ctx: StepContext) -> Verdict:
+    final = not ctx.proposed.get("tool_calls")
+    return Verdict(0.9 if final and "checked" not in ctx.proposed["content"] else 0.1)
+
+
 def build_agent(model: ScriptedChatModel, middleware: Sequence[Any] = (), checkpointer: Any = None) -> Any:
     return create_agent(model, TOOLS, middleware=list(middleware), checkpointer=checkpointer)
 
@@ -131,3 +138,43 @@ def final_answer(messages: Sequence[BaseMessage]) -> str:
 
 def thread(name: str = "t1") -> dict[str, Any]:
     return {"configurable": {"thread_id": name}}
+
+
+def only_run(guard: CriticGuard) -> RunRecord:
+    """The guard's one run (the test ran one task)."""
+    assert guard.store is not None
+    [run] = guard.store.runs(guard.guard_key)
+    return run
+
+
+def summary(guard: CriticGuard) -> list[tuple[int, int, Action, str]]:
+    """``(step, attempt, action, reason)`` of every step row of the guard's one run."""
+    assert guard.store is not None
+    return [(s.step, s.attempt, s.action, s.reason) for s in guard.store.steps_of(only_run(guard).run_id)]
+
+
+def notes(messages: Sequence[BaseMessage]) -> list[int]:
+    """The positions of the guard's notes in ``messages``."""
+    return [i for i, m in enumerate(messages) if is_guard_note(m)]
+
+
+def assert_rolled_back_at_step_2(guard: CriticGuard, messages: Sequence[BaseMessage]) -> int:
+    """The checks of a ``bad_step=2`` run whose step 2 the oracle critic rolled back with feedback: the note sits
+    after the last tool result before the retry, says what the policy's feedback says, keeps every tool group
+    whole, and the step rows show the rollback and the retry. Returns the note's position."""
+    [at] = notes(messages)
+    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "20"
+    next_step = messages[at + 1]
+    assert isinstance(next_step, AIMessage) and next_step.tool_calls[0]["args"] == {"a": 20, "b": 1}
+    expected = guard.policy.feedback_text(Verdict(0.9, rationale="step 2 uses the wrong operand"), step=2)
+    assert messages[at].text == expected
+    assert_tool_groups_adjacent(messages)
+    assert summary(guard) == [
+        (0, 0, Action.NONE, "below_tau"),
+        (1, 0, Action.NONE, "below_tau"),
+        (2, 0, Action.ROLLBACK, "flag"),
+        (2, 1, Action.NONE, "below_tau"),
+        (3, 0, Action.NONE, "below_tau"),
+        (4, 0, Action.NONE, "below_tau"),
+    ]
+    return at

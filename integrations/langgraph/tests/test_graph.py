@@ -10,16 +10,21 @@ from calc_agent import (
     RIGHT,
     TOOLS,
     GuardFactory,
+    assert_rolled_back_at_step_2,
     assert_tool_groups_adjacent,
     calc_model,
     comparable,
     final_answer,
+    flags_unchecked_answers,
+    notes,
+    only_run,
     oracle_critic,
+    summary,
     task_input,
     thread,
     wrong_answer,
 )
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
@@ -29,9 +34,8 @@ from langgraph.types import Command, interrupt
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
-from critic_guard.store.base import RunRecord
-from critic_guard.types import Action, StepContext, Verdict
-from critic_guard_langgraph import guard_graph, is_guard_note
+from critic_guard.types import Action
+from critic_guard_langgraph import guard_graph
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
 
 NONE, ROLLBACK, APPEND = Action.NONE, Action.ROLLBACK, Action.APPEND
@@ -66,21 +70,6 @@ def build_graph(model: ScriptedChatModel, checkpointer: Any, *, approve_multiply
         graph.add_conditional_edges("agent", tools_condition)
     graph.add_edge("tools", "agent")
     return graph.compile(checkpointer=checkpointer)
-
-
-def only_run(guard: CriticGuard) -> RunRecord:
-    assert guard.store is not None
-    [run] = guard.store.runs(guard.guard_key)
-    return run
-
-
-def summary(guard: CriticGuard) -> list[tuple[int, int, Action, str]]:
-    assert guard.store is not None
-    return [(s.step, s.attempt, s.action, s.reason) for s in guard.store.steps_of(only_run(guard).run_id)]
-
-
-def notes(messages: list[BaseMessage]) -> list[int]:
-    return [i for i, m in enumerate(messages) if is_guard_note(m)]
 
 
 # -- set-up errors ------------------------------------------------------------------------------------------------
@@ -129,20 +118,7 @@ def check_rollback(guard: CriticGuard, out: dict[str, Any]) -> None:
     assert final_answer(messages) == RIGHT
     # the withdrawn proposal is not in the new branch; the feedback sits after the last tool result before the retry
     assert [m.tool_calls[0]["args"]["b"] for m in messages if isinstance(m, AIMessage) and m.tool_calls] == [3, 4, 1, 2]
-    [at] = notes(messages)
-    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "20"
-    assert isinstance(messages[at + 1], AIMessage) and messages[at + 1].tool_calls[0]["args"] == {"a": 20, "b": 1}
-    expected = guard.policy.feedback_text(Verdict(0.9, rationale="step 2 uses the wrong operand"), step=2)
-    assert messages[at].text == expected
-    assert_tool_groups_adjacent(messages)
-    assert summary(guard) == [
-        (0, 0, NONE, "below_tau"),
-        (1, 0, NONE, "below_tau"),
-        (2, 0, ROLLBACK, "flag"),
-        (2, 1, NONE, "below_tau"),
-        (3, 0, NONE, "below_tau"),
-        (4, 0, NONE, "below_tau"),
-    ]
+    assert_rolled_back_at_step_2(guard, messages)
     assert only_run(guard).status == "completed"
 
 
@@ -208,11 +184,6 @@ async def test_append_warns_after_the_tool_results_async(asaver: Any, make_guard
     guard = make_guard(oracle_critic, mode="on", policy=Policy(action="append"))
     guarded = guard_graph(build_graph(model, asaver), guard, judge_after=["agent"])
     check_append(guard, await guarded.ainvoke(task_input(), thread()))
-
-
-def flags_unchecked_answers(ctx: StepContext) -> Verdict:
-    final = not ctx.proposed.get("tool_calls")
-    return Verdict(0.9 if final and "checked" not in ctx.proposed["content"] else 0.1)
 
 
 def test_append_on_a_final_answer_reenters_the_node(make_guard: GuardFactory) -> None:

@@ -16,12 +16,16 @@ from calc_agent import (
     TASK,
     TOOLS,
     GuardFactory,
+    assert_rolled_back_at_step_2,
     assert_tool_groups_adjacent,
     build_agent,
     calc_model,
     comparable,
     final_answer,
+    flags_unchecked_answers,
+    notes,
     oracle_critic,
+    summary,
     task_input,
     thread,
     wrong_answer,
@@ -59,10 +63,6 @@ def runs_of(guard: CriticGuard) -> list[RunRecord]:
 def rows_of(guard: CriticGuard) -> dict[str, list[StepRecord]]:
     assert guard.store is not None
     return {r.run_id: guard.store.steps_of(r.run_id) for r in guard.store.runs(guard.guard_key)}
-
-
-def summary(guard: CriticGuard) -> list[tuple[int, int, Action, str]]:
-    return [(s.step, s.attempt, s.action, s.reason) for s in steps_of(guard)]
 
 
 def proposals(messages: list[Any]) -> list[dict[str, Any]]:
@@ -127,33 +127,16 @@ async def test_off_and_observe_end_in_the_unguarded_state_async(
 # -- ROLLBACK -----------------------------------------------------------------------------------------------------
 
 
-def notes(messages: list[Any]) -> list[int]:
-    return [i for i, m in enumerate(messages) if is_guard_note(m)]
-
-
 def check_rollback(guard: CriticGuard, out: dict[str, Any], calls: list[list[Any]]) -> None:
     messages = out["messages"]
     assert final_answer(messages) == RIGHT
     assert proposals(messages) == RIGHT_PROPOSALS  # the withdrawn {"a": 20, "b": 2} never ran
     # the feedback sits where the retry saw it: after the last tool result, before the retried step
-    [at] = notes(messages)
-    assert isinstance(messages[at - 1], ToolMessage) and messages[at - 1].text == "20"
-    assert isinstance(messages[at + 1], AIMessage) and messages[at + 1].tool_calls[0]["args"] == {"a": 20, "b": 1}
-    expected = guard.policy.feedback_text(Verdict(0.9, rationale="step 2 uses the wrong operand"), step=2)
-    assert messages[at].text == expected
-    assert_tool_groups_adjacent(messages)
+    at = assert_rolled_back_at_step_2(guard, messages)
     # model calls: steps 0, 1, 2 (withdrawn), 2 (retry), 3, 4; the retry was the first to see the feedback, last
     assert len(calls) == 6
     assert [i for i, c in enumerate(calls) if notes(c)] == [3, 4, 5]
     assert calls[3][-1] == messages[at] and calls[3][:-1] == calls[2]
-    assert summary(guard) == [
-        (0, 0, NONE, "below_tau"),
-        (1, 0, NONE, "below_tau"),
-        (2, 0, ROLLBACK, "flag"),
-        (2, 1, NONE, "below_tau"),
-        (3, 0, NONE, "below_tau"),
-        (4, 0, NONE, "below_tau"),
-    ]
 
 
 def test_rollback_withdraws_the_flagged_step_and_the_retry_succeeds(
@@ -258,11 +241,6 @@ async def test_append_runs_the_step_and_warns_after_its_tool_results_async(
     guard = make_guard(oracle_critic, mode="on", policy=Policy(action="append"))
     out = await build_agent(model, [CriticGuardMiddleware(guard)], acheckpointer).ainvoke(task_input(), thread())
     check_append(out, calls)
-
-
-def flags_unchecked_answers(ctx: StepContext) -> Verdict:
-    final = not ctx.proposed.get("tool_calls")
-    return Verdict(0.9 if final and "checked" not in ctx.proposed["content"] else 0.1)
 
 
 @pytest.mark.parametrize("feedback", [True, False])
