@@ -1,4 +1,6 @@
-"""For every test session (tests/ and integrations/langgraph/tests/): the versions tested, and isolation.
+"""For every test session (tests/ and integrations/langgraph/tests/): the versions tested, isolation, and the shared
+PostgreSQL fixtures (``postgres_url``: one server per session; ``postgres_schema_url``: a fresh schema per test;
+tests/pg_fixtures.py).
 
 The header names the versions that matter, since the resolver picks them per machine and ``make test`` runs the
 integration tests in two environments (newest and oldest supported LangChain).
@@ -25,6 +27,10 @@ import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.util._once import Once
+
+from tests.pg_fixtures import postgres_schema_url, postgres_url
+
+__all__ = ["postgres_schema_url", "postgres_url"]  # fixtures for both test directories
 
 ROOT = Path(__file__).resolve().parent
 # What the CLI, the guard and the report write by default, relative to the working directory.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +24,20 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+T = TypeVar("T")
+
+
+def serve_or_skip(server: AbstractContextManager[T], unavailable: type[Exception]) -> Iterator[T]:
+    """The body of a fixture around a real component: ``yield from serve_or_skip(postgres_server(),
+    PostgresUnavailable)`` yields what ``server`` gives, and stops it after the tests; if the component cannot start
+    here (``unavailable``), the tests skip locally and fail in CI (:func:`skip_or_fail`)."""
+    try:
+        with server as value:
+            yield value
+    except unavailable as exc:
+        skip_or_fail(str(exc))
 
 
 class StubbornCritic:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,20 +91,6 @@ def test_report_errors(pilot_db: Path, tmp_path: Path) -> None:
 def _keys(path: Path) -> list[str]:
     with SQLiteStore(path) as store:
         return store.guard_keys()
-
-
-@pytest.fixture
-def postgres_schema_url(postgres_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test (the server is the session's, see tests/conftest.py), dropped after."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"cg_report_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield f"{postgres_url}?options=-csearch_path%3D{name}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 def _embedded(page: str) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """The PostgreSQL store: the shared suite against a real server, plus what is specific to PostgreSQL.
 
-Every test gets its own schema (``search_path`` in the URL), so tests are independent and run on one server
-started once per session (``postgres_url`` in conftest.py; skipped locally without the binaries, a failure in CI).
+Every test gets its own schema (``search_path`` in the URL), so tests are independent and run on one server started once
+per session (``postgres_url`` in tests/pg_fixtures.py; skipped locally without the binaries, a failure in CI).
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg_pool import PoolClosed
 from store_suite import *  # noqa: F403 (the shared backend suite)
 from store_suite import StoreFactory, make_run, make_step
@@ -31,34 +29,19 @@ from critic_guard.types import StepContext, Verdict
 pytestmark = pytest.mark.postgres
 
 
-def _schema_url(base_url: str, schema: str) -> str:
-    return f"{base_url}?options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
-def schema_url(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty schema for one test, dropped afterwards."""
-    name = f"cg_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield _schema_url(postgres_url, name)
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
-@pytest.fixture
-def store(schema_url: str) -> Iterator[PostgresStore]:
-    with PostgresStore(schema_url) as opened:
+def store(postgres_schema_url: str) -> Iterator[PostgresStore]:
+    with PostgresStore(postgres_schema_url) as opened:
         yield opened
 
 
 @pytest.fixture
-def store_factory(schema_url: str) -> Iterator[StoreFactory]:
+def store_factory(postgres_schema_url: str) -> Iterator[StoreFactory]:
     """Each call opens another store (its own pool) on the test's schema, as a replica or a restart would."""
     opened: list[PostgresStore] = []
 
     def open_another() -> Store:
-        opened.append(PostgresStore(schema_url))
+        opened.append(PostgresStore(postgres_schema_url))
         return opened[-1]
 
     yield open_another
@@ -74,12 +57,12 @@ def _tables(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None:
-    store = open_store(schema_url)
+def test_open_store_url_gives_a_migrated_postgres_store(postgres_schema_url: str) -> None:
+    store = open_store(postgres_schema_url)
     try:
         assert isinstance(store, PostgresStore)
         assert store.schema_version == MIGRATIONS[-1][0] == 4
-        assert _tables(schema_url) == {
+        assert _tables(postgres_schema_url) == {
             "schema_version",
             "runs",
             "steps",
@@ -95,7 +78,7 @@ def test_open_store_url_gives_a_migrated_postgres_store(schema_url: str) -> None
         store.close()
 
 
-def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
+def test_replicas_starting_at_once_migrate_once(postgres_schema_url: str) -> None:
     barrier = threading.Barrier(4)
     opened: list[PostgresStore] = []
     errors: list[BaseException] = []
@@ -103,7 +86,7 @@ def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
     def start() -> None:
         try:
             barrier.wait()
-            opened.append(PostgresStore(schema_url))
+            opened.append(PostgresStore(postgres_schema_url))
         except BaseException as exc:
             errors.append(exc)
 
@@ -115,30 +98,30 @@ def test_replicas_starting_at_once_migrate_once(schema_url: str) -> None:
     for each in opened:
         each.close()
     assert errors == [] and len(opened) == 4
-    with psycopg.connect(schema_url) as conn:
+    with psycopg.connect(postgres_schema_url) as conn:
         versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert versions == [(1,), (2,), (3,), (4,)]
 
 
-def test_data_survives_reopening(schema_url: str) -> None:
-    with PostgresStore(schema_url) as store:
+def test_data_survives_reopening(postgres_schema_url: str) -> None:
+    with PostgresStore(postgres_schema_url) as store:
         store.add_run(make_run("r1", task={"task_id": "t", "n": [1, 2.5, None]}))
         store.add_step(make_step("r1", 2, p_fail=0.75))
-    with PostgresStore(schema_url) as store:
+    with PostgresStore(postgres_schema_url) as store:
         assert store.get_run("r1") == make_run("r1", task={"task_id": "t", "n": [1, 2.5, None]})
         assert [s.p_fail for s in store.steps_of("r1")] == [0.75]
 
 
-def test_newer_schema_is_refused(schema_url: str) -> None:
-    PostgresStore(schema_url).close()
-    with psycopg.connect(schema_url, autocommit=True) as conn:
+def test_newer_schema_is_refused(postgres_schema_url: str) -> None:
+    PostgresStore(postgres_schema_url).close()
+    with psycopg.connect(postgres_schema_url, autocommit=True) as conn:
         conn.execute("INSERT INTO schema_version (version) VALUES (99)")
     with pytest.raises(RuntimeError, match="newer critic-guard"):
-        PostgresStore(schema_url)
+        PostgresStore(postgres_schema_url)
 
 
-def test_close_closes_the_pool(schema_url: str) -> None:
-    store = PostgresStore(schema_url)
+def test_close_closes_the_pool(postgres_schema_url: str) -> None:
+    store = PostgresStore(postgres_schema_url)
     store.close()
     store.close()
     with pytest.raises(PoolClosed):
@@ -175,10 +158,10 @@ print(completed)
 """
 
 
-def test_two_processes_complete_interleaved_pairs_exactly_once(schema_url: str, tmp_path: Path) -> None:
+def test_two_processes_complete_interleaved_pairs_exactly_once(postgres_schema_url: str, tmp_path: Path) -> None:
     """Two OS processes, each with its own pool, record the two arms of 40 pairs at the same time."""
     n = 40
-    with CriticGuard(ConstantCritic(0.7), mode="auto", store=schema_url) as guard:
+    with CriticGuard(ConstantCritic(0.7), mode="auto", store=postgres_schema_url) as guard:
         for i in range(n):
             guard.start_run(run_id=f"c{i}")
             guard.start_run(run_id=f"t{i}", arm="treatment")  # type: ignore[arg-type]
@@ -187,7 +170,7 @@ def test_two_processes_complete_interleaved_pairs_exactly_once(schema_url: str, 
         script.write_text(_REPLICA)
         procs = [
             subprocess.Popen(
-                [sys.executable, str(script), schema_url, str(k), str(n)], stdout=subprocess.PIPE, text=True
+                [sys.executable, str(script), postgres_schema_url, str(k), str(n)], stdout=subprocess.PIPE, text=True
             )
             for k in range(2)
         ]

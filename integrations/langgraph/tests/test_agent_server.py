@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,15 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from langgraph_sdk import get_client
-from psycopg import sql
 
 from critic_guard.store.base import PairStatus
 from critic_guard.store.sqlite import SQLiteStore
-from tests.pg_server import PostgresUnavailable, postgres_server
-from tests.support import skip_or_fail
+from tests.pg_fixtures import fresh_schema
 
 pytestmark = pytest.mark.agent_server
 
@@ -254,14 +250,8 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'guard.db'}"
         return
-    try:
-        with postgres_server() as server:
-            name = f"cg_server_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-            yield f"{server}?options=-csearch_path%3D{name}"
-    except PostgresUnavailable as exc:
-        skip_or_fail(str(exc))
+    with fresh_schema(request.getfixturevalue("postgres_url"), "cg_server") as url:  # the session's server
+        yield url
 
 
 def pilot_cli(workdir: Path, url: str, store: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import random
 import sqlite3
 import stat
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,6 @@ from critic_guard.telemetry import configure_telemetry
 from critic_guard.types import StepContext, Verdict
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.testing import ScriptedChatModel, tool_call
-from tests.pg_server import PostgresUnavailable, postgres_server
-from tests.support import skip_or_fail
 
 INPUT_MARK = "zq-input-7f3a"  # typed by the user
 ARG_MARK = "zq-arg-91c2"  # in the tool call's arguments, quoted by the critic
@@ -230,40 +228,18 @@ def test_with_capture_on_the_redaction_hook_and_the_allowlist_apply(tmp_path: Pa
 # -- PostgreSQL ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    try:
-        with postgres_server() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        skip_or_fail(str(exc))
-
-
-@pytest.fixture
-def schema(server_url: str) -> Iterator[tuple[str, str]]:
-    """A fresh schema for the store's tables: (its name, a URL that uses it), dropped afterwards."""
-    name = f"cg_rest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield name, f"{server_url}?options=-csearch_path%3D{name}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
-def dump_rows(server_url: str, schema: str) -> str:
-    """Every row of every table in ``schema``, as JSON text."""
-    with psycopg.connect(server_url) as conn:
+def dump_rows(url: str) -> str:
+    """Every row of every table in the schema ``url`` points at, as JSON text."""
+    with psycopg.connect(url) as conn:
         tables = [
             row[0]
             for row in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
             ).fetchall()
         ]
         rows = []
         for table in tables:
-            query = sql.SQL("SELECT row_to_json(dumped)::text FROM {}.{} AS dumped").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
+            query = sql.SQL("SELECT row_to_json(dumped)::text FROM {} AS dumped").format(sql.Identifier(table))
             rows += [r[0] for r in conn.execute(query).fetchall()]
     assert {"runs", "steps", "pairs"} <= set(tables)
     return "\n".join(rows)
@@ -271,14 +247,12 @@ def dump_rows(server_url: str, schema: str) -> str:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("capture", [False, True])
-def test_postgres_keeps_content_only_with_capture_on(
-    capture: bool, schema: tuple[str, str], server_url: str, tmp_path: Path
-) -> None:
-    name, url = schema
+def test_postgres_keeps_content_only_with_capture_on(capture: bool, postgres_schema_url: str, tmp_path: Path) -> None:
+    url = postgres_schema_url
     seen = Seen()
     with CriticGuard(quoting_critic(seen), mode="pilot", policy=POLICY, store=url, capture_content=capture) as guard:
         run_pilot_task(guard, seen, tmp_path / "checkpoints.db")
-    dump = dump_rows(server_url, name)
+    dump = dump_rows(url)
     assert '"task_id": "task-7"' in dump or '"task_id":"task-7"' in dump
     assert seen.judge and all(task["api_key"] == KEY_MARK for task in [*seen.critic, *seen.judge])
     for mark in MARKS:

@@ -14,20 +14,18 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import psycopg
 import pytest
 from pilot_suites import CELL, KINDS, calc_suite, judge
-from psycopg import sql
 
 from critic_guard.pilot import run_pilot
 from critic_guard.report.status import status_rows
 from critic_guard.store.base import PairStatus
+from tests.pg_fixtures import fresh_schema
 from tests.pg_server import PostgresCluster, PostgresUnavailable, postgres_cluster
-from tests.support import skip_or_fail
+from tests.support import serve_or_skip
 
 pytestmark = pytest.mark.postgres
 
@@ -37,21 +35,14 @@ TRIGGER = "t06"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
-    try:
-        with postgres_cluster() as running:
-            yield running
-    except PostgresUnavailable as exc:
-        skip_or_fail(str(exc))
+    """A server of this module's own: the test stops and starts it (the session's server must stay up)."""
+    yield from serve_or_skip(postgres_cluster(), PostgresUnavailable)
 
 
 @pytest.fixture
 def schema_url(cluster: PostgresCluster) -> Iterator[str]:
-    name = f"cg_outage_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield f"{cluster.url}?options=-csearch_path%3D{name}"
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    with fresh_schema(cluster.url, "cg_outage") as url:
+        yield url
 
 
 class Outage:

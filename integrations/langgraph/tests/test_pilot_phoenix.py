@@ -26,7 +26,7 @@ from critic_guard.telemetry import attributes as A
 from critic_guard.telemetry import configure_telemetry
 from critic_guard.telemetry.otlp_json import read_trace_file
 from tests.phoenix_server import PhoenixUnavailable, phoenix_server
-from tests.support import skip_or_fail
+from tests.support import serve_or_skip
 
 pytestmark = pytest.mark.phoenix
 
@@ -36,11 +36,7 @@ RUN = "invoke_agent calc"
 
 @pytest.fixture(scope="module")
 def phoenix_url() -> Iterator[str]:
-    try:
-        with phoenix_server() as url:
-            yield url
-    except PhoenixUnavailable as exc:
-        skip_or_fail(str(exc))
+    yield from serve_or_skip(phoenix_server(), PhoenixUnavailable)
 
 
 def _get_spans(base: str, expected: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
