@@ -75,6 +75,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
     return report, out
 
 
+@pytest.mark.slow
 def test_smoke_run_measures_both_designs(smoke: tuple[dict[str, Any], Path]) -> None:
     report, out = smoke
     assert json.loads((out / "r.json").read_text())["config"] == report["config"]

@@ -186,6 +186,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[decision.BenchmarkR
     return result, json.loads((out / "r.json").read_text()), out
 
 
+@pytest.mark.slow
 def test_smoke_run_structure(smoke: tuple[decision.BenchmarkResult, dict[str, Any], Path]) -> None:
     result, data, out = smoke
     assert result.seconds < 15
@@ -209,6 +210,7 @@ def test_smoke_run_structure(smoke: tuple[decision.BenchmarkResult, dict[str, An
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_smoke_run_findings(smoke: tuple[decision.BenchmarkResult, dict[str, Any], Path]) -> None:
     result, _, _ = smoke
     clear_help = result.scenario("clear_help")

@@ -16,6 +16,7 @@ from benchmarks.scripted_agent import Counting, answer, build_agent, request
 VARIANTS = [overhead.UNGUARDED, overhead.FLOOR, overhead.GUARD, overhead.TRACED, overhead.INLINE, overhead.BARE]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", [[], ["--async"]], ids=["invoke", "ainvoke"])
 def test_overhead_prints_cpu_per_step_for_every_variant_and_the_ratio_to_the_floor(
     api: list[str], capsys: pytest.CaptureFixture[str]

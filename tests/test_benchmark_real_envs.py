@@ -19,6 +19,7 @@ except ImportError:
 from benchmarks import real_envs
 
 
+@pytest.mark.slow
 def test_smoke_run_reports_both_designs_per_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "real.json"
     results = real_envs.main(["--smoke", "--regime", "help", "--json", str(out)])

@@ -98,6 +98,7 @@ def check_forked_pair(context: EnvContext, agent: Any, pair: PairRecord) -> EnvC
     return branch_context
 
 
+@pytest.mark.slow
 def test_textworld_branches_play_forked_games(guard: CriticGuard, saver: SqliteSaver) -> None:
     forked = 0
     for seed in (1, 2, 3):
@@ -152,6 +153,7 @@ def test_step_budget_ends_the_run_with_the_judges_outcome(tmp_path: Path) -> Non
     assert result.env_steps[0] >= 4  # production used its budget (a branch, if any, adds its own steps)
 
 
+@pytest.mark.slow
 def test_a_fork_branch_is_the_treatment_run_that_shares_productions_prefix(tmp_path: Path) -> None:
     # Deterministic agent and critic: a full treatment run with the production run's seed replays the shared prefix
     # step for step, so each fork pair must equal the full pair, outcome for outcome, at a fraction of the calls.

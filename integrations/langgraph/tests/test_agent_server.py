@@ -41,7 +41,7 @@ from critic_guard.store.base import PairStatus
 from critic_guard.store.sqlite import SQLiteStore
 from tests.pg_fixtures import fresh_schema
 
-pytestmark = pytest.mark.agent_server
+pytestmark = [pytest.mark.agent_server, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "agent_server"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
@@ -17,6 +19,7 @@ def run(name: str, cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_auto_mode_disables_a_harmful_intervention_and_remembers_it(tmp_path: Path) -> None:
     first = run("production_auto.py", tmp_path)
     assert "state at start: pilot (0 pairs so far)" in first

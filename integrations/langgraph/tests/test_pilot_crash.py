@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pilot_suites import mixed_suite
 
 from critic_guard.pilot import ABANDONED_REASON, run_pilot
@@ -52,6 +53,7 @@ def wait_until_held(proc: subprocess.Popen[str], markers: list[Path]) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_pilot_and_rerun_loses_no_pair_and_counts_none_twice(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     env = {**os.environ, "CG_PILOT_GATE": str(gate)}

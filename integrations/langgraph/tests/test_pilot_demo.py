@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from benchmarks.sim_truth import sim_truth
@@ -18,6 +19,7 @@ from critic_guard.stats import analyze
 from critic_guard_langgraph.demo import DEMO_TASKS, harmful, suite
 
 
+@pytest.mark.slow
 def test_the_demo_pilot_shows_recoveries_and_disruptions_and_decides_helps(tmp_path: Path) -> None:
     demo = suite(seed=0)
     with demo.guard(mode="pilot", store=f"sqlite:///{tmp_path / 'demo.db'}") as guard:
@@ -44,6 +46,7 @@ def test_the_demo_pilot_shows_recoveries_and_disruptions_and_decides_helps(tmp_p
     assert re.search(r'data-key="auroc">0\.543<', page) and "production runs and shadow branches" in page
 
 
+@pytest.mark.slow
 def test_the_harmful_demo_shows_the_paradox_a_good_critic_whose_rollbacks_harm(tmp_path: Path) -> None:
     demo = harmful(seed=0)
     assert demo.critic.scenario.critic_auroc == 0.85  # type: ignore[attr-defined]  # as good as the helpful demo's

@@ -27,7 +27,7 @@ from tests.pg_fixtures import fresh_schema
 from tests.pg_server import PostgresCluster, PostgresUnavailable, postgres_cluster
 from tests.support import serve_or_skip
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SUITE = tuple(KINDS[i % len(KINDS)] for i in range(24))
 TRIGGER = "t06"

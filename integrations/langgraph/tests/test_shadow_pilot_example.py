@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "shadow_pilot.py"
 
 
@@ -17,6 +19,7 @@ def run(cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_shadow_pilot_example_decides_and_resumes(tmp_path: Path) -> None:
     first = run(tmp_path)
     assert "tasks: 60 of 60 done (0 before this run, 60 run now), 0 failed" in first

@@ -188,6 +188,7 @@ def _pilot(
     return cells, sum(p.flagged for p in pairs), [counts.model[t.task_id] for t in tasks]
 
 
+@pytest.mark.slow
 def test_fork_pilot_through_the_graph_agrees_with_the_truth(make_guard: GuardFactory) -> None:
     n = 200
     cells, flagged, calls = _pilot(make_guard, NULL, n)
