@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import one_line_error
 from test_report_data import build_pilot_store
 from test_telemetry_file import write_pilot
 from typer.testing import CliRunner
@@ -27,16 +28,6 @@ from critic_guard.store import SQLiteStore
 runner = CliRunner()
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-
-
-def _one_line_error(args: list[str], code: int = USAGE_ERROR) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    prefix = "critic-guard: internal error: " if code == INTERNAL_ERROR else "critic-guard: error: "
-    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +45,7 @@ def _pilot(store: Path) -> list[str]:
 def test_pilot_on_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("meeting notes, not a database\n" * 200)
-    line = _one_line_error(_pilot(path))
+    line = one_line_error(_pilot(path))
     assert line == "critic-guard: error: cannot open the store SQLite store notes.db: file is not a database"
     assert path.read_text().startswith("meeting notes")  # untouched
 
@@ -64,13 +55,13 @@ def test_pilot_on_a_store_of_a_newer_schema_version(tmp_path: Path) -> None:
     SQLiteStore(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_version (version) VALUES (99)")
-    line = _one_line_error(_pilot(path))
+    line = one_line_error(_pilot(path))
     assert "written by a newer critic-guard (schema version 99" in line and "upgrade critic-guard" in line
 
 
 def test_pilot_on_a_directory(tmp_path: Path) -> None:
     (tmp_path / "store.db").mkdir()
-    line = _one_line_error(_pilot(tmp_path / "store.db"))
+    line = one_line_error(_pilot(tmp_path / "store.db"))
     assert line.endswith("store.db' is a directory, not a database file")
 
 
@@ -159,7 +150,7 @@ def test_traces_with_a_line_that_is_not_utf8(tmp_path: Path) -> None:
 def test_traces_on_a_file_with_no_readable_line(tmp_path: Path, content: str, why: str) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(content)
-    line = _one_line_error(["traces", str(path)])
+    line = one_line_error(["traces", str(path)])
     assert line == f"critic-guard: error: {path} has no readable OTLP/JSON line; skipped 1 unreadable line: 1 ({why})"
 
 
@@ -178,7 +169,7 @@ def test_traces_skips_a_deeply_nested_and_an_out_of_range_line_among_good_ones(t
 
 
 def test_traces_on_a_directory(tmp_path: Path) -> None:
-    assert _one_line_error(["traces", str(tmp_path)]).endswith("it is a directory")
+    assert one_line_error(["traces", str(tmp_path)]).endswith("it is a directory")
 
 
 # ---- analyze, power --------------------------------------------------------------------------------------------
@@ -187,19 +178,19 @@ def test_traces_on_a_directory(tmp_path: Path) -> None:
 def test_analyze_a_deeply_nested_json_pairs_file(tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"control": true, "treatment": false}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
-    line = _one_line_error(["analyze", str(path)])
+    line = one_line_error(["analyze", str(path)])
     assert line == f"critic-guard: error: {path}:2: JSON nested too deeply (a pair is one flat object)"
 
 
 def test_analyze_a_csv_field_over_128_kib(tmp_path: Path) -> None:
     path = tmp_path / "pairs.csv"
     path.write_text("control,treatment\n1,0\n1," + "0" * (129 * 1024) + "\n")
-    line = _one_line_error(["analyze", str(path)])
+    line = one_line_error(["analyze", str(path)])
     assert line.startswith(f"critic-guard: error: {path}:3: not valid CSV (field larger than field limit")
 
 
 def test_power_for_an_effect_too_small_to_size() -> None:
-    line = _one_line_error(["power", "--discordant", "0.3", "--effect", "1e-300"])
+    line = one_line_error(["power", "--discordant", "0.3", "--effect", "1e-300"])
     assert line.endswith("error: --effect 1e-300 is too small to detect: the number of tasks needed is not finite")
 
 
@@ -224,7 +215,7 @@ def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_on_a_store_with_corrupted_pages(corrupted: Path, tmp_path: Path) -> None:
     copy = tmp_path / "pilot.db"
     shutil.copyfile(corrupted, copy)
-    line = _one_line_error(["report", "--store", f"sqlite:///{copy}", "--html", str(tmp_path / "r.html")])
+    line = one_line_error(["report", "--store", f"sqlite:///{copy}", "--html", str(tmp_path / "r.html")])
     assert line.startswith("critic-guard: error: cannot ")
     assert "SQLite store pilot.db" in line and "malformed" in line
     assert not (tmp_path / "r.html").exists()
@@ -233,7 +224,7 @@ def test_report_on_a_store_with_corrupted_pages(corrupted: Path, tmp_path: Path)
 def test_status_on_a_store_with_corrupted_pages(corrupted: Path, tmp_path: Path) -> None:
     copy = tmp_path / "pilot.db"
     shutil.copyfile(corrupted, copy)
-    line = _one_line_error(["status", "--store", f"sqlite:///{copy}"])
+    line = one_line_error(["status", "--store", f"sqlite:///{copy}"])
     assert "SQLite store pilot.db" in line and "malformed" in line
 
 
@@ -241,10 +232,10 @@ def test_status_on_a_store_with_corrupted_pages(corrupted: Path, tmp_path: Path)
 
 
 def test_a_usage_error_is_one_line_with_a_pointer_to_help() -> None:
-    line = _one_line_error(["power", "--discordant", "lots"])
+    line = one_line_error(["power", "--discordant", "lots"])
     assert line.startswith("critic-guard: error: Invalid value for '--discordant'")
     assert line.endswith("(see 'critic-guard power --help')")
-    assert _one_line_error(["status", "--no-such-option"]).startswith("critic-guard: error: No such option")
+    assert one_line_error(["status", "--no-such-option"]).startswith("critic-guard: error: No such option")
 
 
 def test_version() -> None:
@@ -264,19 +255,19 @@ def test_help_documents_the_exit_codes_and_pilot_defaults() -> None:
 
 
 def test_analyze_counts_beyond_any_float() -> None:
-    line = _one_line_error(["analyze", "--cells", "1", "2", "3", str(10**400)])
+    line = one_line_error(["analyze", "--cells", "1", "2", "3", str(10**400)])
     assert line == "critic-guard: error: the counts are too large to analyse (401 digits)"
 
 
 def test_pilot_with_a_trace_file_in_a_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "t.jsonl"
-    line = _one_line_error(["pilot", "test_pilot_core:cli_suite", "--trace-file", str(missing)])
+    line = one_line_error(["pilot", "test_pilot_core:cli_suite", "--trace-file", str(missing)])
     assert line.endswith(f"--trace-file {str(missing)!r}: its directory {str(missing.parent)!r} does not exist")
     assert not (tmp_path / "critic_guard.db").exists()  # refused before anything ran
 
 
 def test_an_unreachable_postgresql_store_is_one_line_without_the_password() -> None:
-    line = _one_line_error(["status", "--store", "postgresql://guard:s3cret@127.0.0.1:1/pilots"])
+    line = one_line_error(["status", "--store", "postgresql://guard:s3cret@127.0.0.1:1/pilots"])
     assert line.startswith("critic-guard: error: cannot open the store PostgreSQL store 127.0.0.1/pilots: ")
     assert "s3cret" not in line
 
@@ -288,7 +279,7 @@ def test_an_unexpected_error_is_one_line_with_exit_code_3(monkeypatch: pytest.Mo
         raise RuntimeError("a bug\nover two lines \x1b[2J")
 
     monkeypatch.setattr(cli, "analyze", broken)
-    line = _one_line_error(["analyze", "--cells", "1", "2", "3", "4"], code=INTERNAL_ERROR)
+    line = one_line_error(["analyze", "--cells", "1", "2", "3", "4"], code=INTERNAL_ERROR)
     assert line == (
         "critic-guard: internal error: RuntimeError: a bug over two lines \\x1b[2J "
         "(a bug; CRITIC_GUARD_DEBUG=1 shows the traceback)"
@@ -298,5 +289,5 @@ def test_an_unexpected_error_is_one_line_with_exit_code_3(monkeypatch: pytest.Mo
 
 
 def test_a_bad_suite_leaves_no_store_behind(tmp_path: Path) -> None:
-    assert "cannot import suite module 'no_such_suite'" in _one_line_error(["pilot", "no_such_suite:x"])
+    assert "cannot import suite module 'no_such_suite'" in one_line_error(["pilot", "no_such_suite:x"])
     assert list(tmp_path.iterdir()) == []

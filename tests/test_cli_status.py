@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import one_line_error
 from rich.console import Console
 from test_report_data import build_pilot_store
 from typer.testing import CliRunner
@@ -47,14 +48,6 @@ def _ok(args: list[str]) -> str:
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def _error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("critic-guard: error: "), result.stderr
-    return lines[0]
 
 
 def test_status_json_is_the_stores_record(pilot: tuple[str, str, Path]) -> None:
@@ -123,13 +116,13 @@ def test_no_trace_file_means_no_trace(
 
 def test_override_errors_are_one_line(pilot: tuple[str, str, Path], tmp_path: Path) -> None:
     url, key, path = pilot
-    assert "--reason TEXT is required" in _error(["disable", key, "--store", url])
-    assert "--reason TEXT is required" in _error(["disable", key, "--reason", "  ", "--store", url])
-    assert f"unknown guard key 'nope'; the store has: {key}" in _error(
+    assert "--reason TEXT is required" in one_line_error(["disable", key, "--store", url])
+    assert "--reason TEXT is required" in one_line_error(["disable", key, "--reason", "  ", "--store", url])
+    assert f"unknown guard key 'nope'; the store has: {key}" in one_line_error(
         ["enable", "nope", "--reason", "x", "--store", url]
     )
-    assert "is already enabled" in _error(["enable", key, "--reason", "again", "--store", url])
-    assert "no SQLite store at" in _error(
+    assert "is already enabled" in one_line_error(["enable", key, "--reason", "again", "--store", url])
+    assert "no SQLite store at" in one_line_error(
         ["enable", key, "--reason", "x", "--store", f"sqlite:///{tmp_path / 'no.db'}"]
     )
     with SQLiteStore(path) as store:

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_support import one_line_error, store_with_two_guard_keys
 from test_report_data import build_pilot_store
 from typer.testing import CliRunner
 
 from critic_guard.cli import app
-from critic_guard.guard import CriticGuard
 from critic_guard.store import SQLiteStore
 
 runner = CliRunner()
@@ -23,14 +23,6 @@ def pilot_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "pilot.db"
     build_pilot_store(path)
     return path
-
-
-def _error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("critic-guard: error: "), result.stderr
-    return lines[0]
 
 
 def test_report_from_store_writes_page_and_figures(pilot_db: Path, tmp_path: Path) -> None:
@@ -65,21 +57,18 @@ def test_report_from_pairs_file(tmp_path: Path) -> None:
 
 
 def test_report_errors(pilot_db: Path, tmp_path: Path) -> None:
-    assert "either a pairs FILE or --store" in _error(["report"])
-    assert "either a pairs FILE or --store" in _error(["report", str(PILOT_FILE), "--store", f"sqlite:///{pilot_db}"])
-    assert "no SQLite store at" in _error(["report", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
-    assert "unsupported store URL" in _error(["report", "--store", "mysql://x"])
-    assert "unknown guard key 'nope'; the store has: demo-agent/" in _error(
+    assert "either a pairs FILE or --store" in one_line_error(["report"])
+    assert "either a pairs FILE or --store" in one_line_error(
+        ["report", str(PILOT_FILE), "--store", f"sqlite:///{pilot_db}"]
+    )
+    assert "no SQLite store at" in one_line_error(["report", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert "unsupported store URL" in one_line_error(["report", "--store", "mysql://x"])
+    assert "unknown guard key 'nope'; the store has: demo-agent/" in one_line_error(
         ["report", "--store", f"sqlite:///{pilot_db}", "--key", "nope"]
     )
-    assert "no such file" in _error(["report", str(tmp_path / "missing.jsonl")])
-    two = tmp_path / "two.db"
-    with SQLiteStore(two) as store:
-        for name in ("a", "b"):
-            with CriticGuard(lambda ctx: 0.9, agent_name=name, store=store) as guard:
-                run = guard.start_run(run_id=f"{name}1")
-                guard.open_pair(run, control_run_id=run, treatment_run_id=run, flagged=False)
-    assert "2 guard keys, choose one with --key: a/" in _error(["report", "--store", f"sqlite:///{two}"])
+    assert "no such file" in one_line_error(["report", str(tmp_path / "missing.jsonl")])
+    two = store_with_two_guard_keys(tmp_path / "two.db")
+    assert "2 guard keys, choose one with --key: a/" in one_line_error(["report", "--store", f"sqlite:///{two}"])
     key = _keys(two)[0]
     html = tmp_path / "open.html"  # only an open pair: the observe report says so (mode pilot without a judge)
     result = runner.invoke(app, ["report", "--store", f"sqlite:///{two}", "--key", key, "--html", str(html)])

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
+from cli_support import store_with_two_guard_keys
 
 from critic_guard.critics import FunctionCritic
 from critic_guard.guard import CriticGuard
@@ -146,14 +147,10 @@ def test_choose_guard_key(tmp_path: Path, pilot_store: tuple[Path, str]) -> None
             choose_guard_key(store, "nope")
     with SQLiteStore(tmp_path / "empty.db") as empty, pytest.raises(UnknownGuardKeyError, match="no guard keys"):
         choose_guard_key(empty, None)
-    two = tmp_path / "two.db"
-    with SQLiteStore(two) as store:
-        for name in ("a", "b"):
-            with CriticGuard(lambda ctx: 0.9, agent_name=name, store=store) as guard:
-                run = guard.start_run(run_id=f"{name}1")
-                guard.open_pair(run, control_run_id=run, treatment_run_id=run, flagged=False)
-        with pytest.raises(UnknownGuardKeyError, match="2 guard keys, choose one with --key: a/"):
-            choose_guard_key(store, None)
+    two = store_with_two_guard_keys(tmp_path / "two.db")
+    many = "2 guard keys, choose one with --key: a/"
+    with SQLiteStore(two) as store, pytest.raises(UnknownGuardKeyError, match=many):
+        choose_guard_key(store, None)
 
 
 def test_pairs_file_keeps_file_order(tmp_path: Path) -> None:
