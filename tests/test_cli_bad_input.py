@@ -273,12 +273,12 @@ def test_an_unreachable_postgresql_store_is_one_line_without_the_password() -> N
 
 
 def test_an_unexpected_error_is_one_line_with_exit_code_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    import critic_guard.cli as cli
+    from critic_guard.cli import analysis
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug\nover two lines \x1b[2J")
 
-    monkeypatch.setattr(cli, "analyze", broken)
+    monkeypatch.setattr(analysis, "analyze", broken)
     line = one_line_error(["analyze", "--cells", "1", "2", "3", "4"], code=INTERNAL_ERROR)
     assert line == (
         "critic-guard: internal error: RuntimeError: a bug over two lines \\x1b[2J "

@@ -199,8 +199,8 @@ def test_undefined_numbers_and_step_advice_are_in_words(tmp_path: Path) -> None:
 
 
 def test_the_cli_defaults_are_the_libraries() -> None:
-    from critic_guard import cli
+    from critic_guard.cli import common, traces
     from critic_guard.telemetry import setup, traceview
 
-    assert cli.DEFAULT_TRACE_FILE == setup.DEFAULT_TRACE_FILE
-    assert cli.DEFAULT_TRACE_LIMIT == traceview.DEFAULT_TRACE_LIMIT
+    assert common.DEFAULT_TRACE_FILE == setup.DEFAULT_TRACE_FILE
+    assert traces.DEFAULT_TRACE_LIMIT == traceview.DEFAULT_TRACE_LIMIT
