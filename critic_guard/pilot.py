@@ -3,7 +3,9 @@
 The runner is framework-neutral. It talks to the agent framework through a :class:`PilotAdapter` (``run_task``
 runs one task's production run to its end and awaits its shadow branch), which a suite's ``adapter`` factory builds
 for a guard; the LangGraph one is ``critic_guard_langgraph.pilot.LangGraphPilot``. ``critic-guard pilot
-module:function`` loads a :class:`PilotSuite` (:func:`load_suite`) and calls :func:`run_pilot`.
+module:function`` loads a :class:`PilotSuite` (:func:`load_suite`) and calls :func:`run_pilot`. The suite and its
+loader are critic_guard/pilot_suite.py, the tally and result critic_guard/pilot_result.py; this module is the runner
+and re-exports them (users import every pilot name from here).
 
 Why the pilot survives ``kill -9`` without losing a pair or counting one twice. Every task has a row in the store's
 ``pilot_tasks`` table (:mod:`critic_guard.store.pilot_tasks`) keyed by the pilot and the task: ``running`` with the
@@ -30,25 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
-import inspect
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from critic_guard.at_rest import ATTEMPT_KEY
 from critic_guard.critic_pool import describe_error
-from critic_guard.critics import Critic
 from critic_guard.guard import CriticGuard
-from critic_guard.lifecycle import GuardRecord
-from critic_guard.policy import Policy
+from critic_guard.pilot_result import PilotProgress, PilotResult, Tally
+from critic_guard.pilot_suite import PilotAdapter, PilotSuite, PilotTask, SuiteError, load_suite
 from critic_guard.stats.counts import PairedCounts
-from critic_guard.stats.report import PilotReport, analyze, verdict_of
+from critic_guard.stats.report import analyze, verdict_of
 from critic_guard.store.base import (
     PairKind,
     PairRecord,
@@ -78,206 +74,9 @@ __all__ = [
 ]
 
 ABANDONED_REASON = "abandoned: pilot restarted"
-_RESERVED_OPTIONS = frozenset({"mode", "store", "policy"})
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 1.0
 _T = TypeVar("_T")
-
-
-class SuiteError(ValueError):
-    """A suite entry point that cannot be loaded or does not return a valid :class:`PilotSuite`."""
-
-
-@dataclass(frozen=True, slots=True)
-class PilotTask:
-    """One attempt at one task, as the adapter sees it."""
-
-    task_id: str
-    attempt_id: str
-    data: Mapping[str, Any]
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """What the runs of this attempt must record as their task (``guard.start_run(task=...)``): the task's
-        fields, its ``task_id`` and the attempt id. A resumed pilot finds an interrupted attempt's runs by it."""
-        return {**self.data, "task_id": self.task_id, ATTEMPT_KEY: self.attempt_id}
-
-
-class PilotAdapter(Protocol):
-    """The framework side of a pilot."""
-
-    async def run_task(self, task: PilotTask) -> None:
-        """Run the task's production run to its end (judged, so its outcome is recorded) and await its shadow
-        branch, if it forked one. Every run must carry ``task.metadata`` as its task."""
-        ...
-
-
-AdapterFactory = Callable[[CriticGuard], AbstractAsyncContextManager[PilotAdapter]]
-"""``factory(guard)`` -> an async context manager that yields the adapter (and cleans up after the pilot)."""
-
-
-@dataclass(frozen=True)
-class PilotSuite:
-    """What ``critic-guard pilot module:function`` runs: tasks, the critic and policy under test, the agent.
-
-    ``tasks``: mappings with a unique ``task_id`` (or ``id``) and whatever the adapter needs (e.g. ``input``).
-    ``adapter``: builds the framework adapter for a guard (it holds the agent factory and the judge).
-    ``guard_options``: other :class:`~critic_guard.config.GuardConfig` fields (``agent_name`` defaults to
-    ``name``; ``mode``, ``store`` and ``policy`` come from the command line and the suite's ``policy``).
-    """
-
-    name: str
-    tasks: Sequence[Mapping[str, Any]]
-    critic: Critic | Callable[..., Any]
-    adapter: AdapterFactory
-    policy: Policy = field(default_factory=Policy)
-    guard_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name or self.name != self.name.strip():
-            raise SuiteError(f"suite name must be non-empty, without '/' or surrounding spaces: {self.name!r}")
-        tasks = tuple(self.tasks)
-        if not tasks:
-            raise SuiteError(f"suite {self.name!r} has no tasks")
-        seen: set[str] = set()
-        for i, task in enumerate(tasks):
-            if not isinstance(task, Mapping):
-                raise SuiteError(f"suite {self.name!r}: task {i} is a {type(task).__name__}, not a mapping")
-            task_id = task.get("task_id", task.get("id"))
-            if task_id is None:
-                raise SuiteError(f"suite {self.name!r}: task {i} has no 'task_id'")
-            if str(task_id) in seen:
-                raise SuiteError(f"suite {self.name!r}: task id {task_id!r} appears twice")
-            seen.add(str(task_id))
-        reserved = sorted(_RESERVED_OPTIONS & set(self.guard_options))
-        if reserved:
-            raise SuiteError(f"suite {self.name!r}: guard_options may not set {', '.join(reserved)}")
-        if not callable(self.adapter):
-            raise SuiteError(f"suite {self.name!r}: adapter must be callable (guard -> async context manager)")
-        object.__setattr__(self, "tasks", tasks)
-        object.__setattr__(self, "guard_options", MappingProxyType(dict(self.guard_options)))
-
-    def task_ids(self) -> list[str]:
-        return [str(task.get("task_id", task.get("id"))) for task in self.tasks]
-
-    def guard(self, *, mode: str, store: str | Store | None, **overrides: Any) -> CriticGuard:
-        """A guard for this suite (agent name, critic, policy, options) in ``mode`` on ``store``."""
-        options = {"agent_name": self.name, **self.guard_options, **overrides}
-        return CriticGuard(self.critic, mode=mode, policy=self.policy, store=store, **options)
-
-
-def load_suite(spec: str, *, seed: int | None = None) -> PilotSuite:
-    """Import ``module:function`` and call it (with ``seed=`` if it takes one) to get the suite.
-
-    The current directory is importable, as for ``python -m``: a suite beside the project just works.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise SuiteError(f"suite must be given as 'module:function', got {spec!r}")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SuiteError(f"cannot import suite module {module_name!r}: {exc}") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise SuiteError(f"module {module_name!r} has no callable {attr!r}")
-    takes_seed = "seed" in inspect.signature(factory).parameters
-    suite = factory(seed=seed) if takes_seed and seed is not None else factory()
-    if not isinstance(suite, PilotSuite):
-        raise SuiteError(f"{spec} returned a {type(suite).__name__}, not a critic_guard.pilot.PilotSuite")
-    return suite
-
-
-@dataclass
-class Tally:
-    """Where a pilot's tasks stand: cells of complete A/B pairs, and what is not counted, and why."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    n00: int = 0
-    n01: int = 0
-    n10: int = 0
-    n11: int = 0
-    flagged: int = 0  # complete pairs that forked a shadow branch (the rest cost one run)
-    incomplete: int = 0  # pairs of done tasks whose branch could not finish (excluded)
-    abandoned: int = 0  # pairs of interrupted attempts (excluded)
-    open: int = 0  # done tasks whose pair still waits for an outcome
-    unpaired: int = 0  # done tasks without a pair (e.g. AUTO once disabled)
-    failures: dict[str, str] = field(default_factory=dict)  # failed task id -> why (a rerun runs them again)
-
-    @property
-    def counts(self) -> PairedCounts:
-        return PairedCounts(self.n00, self.n01, self.n10, self.n11)
-
-    def add(self, row: PilotTaskRecord, pair: PairRecord | None) -> None:
-        """Count one task's final row and its production pair."""
-        self.abandoned += row.abandoned
-        if row.status is PilotTaskStatus.FAILED:
-            self.failed += 1
-            self.failures[row.task_id] = row.error or "no reason recorded"
-            return
-        if row.status is not PilotTaskStatus.DONE:
-            return
-        self.done += 1
-        if pair is None:
-            self.unpaired += 1
-        elif pair.status is PairStatus.INCOMPLETE:
-            self.incomplete += 1
-        elif pair.cell is None:
-            self.open += 1
-        else:
-            setattr(self, pair.cell, getattr(self, pair.cell) + 1)
-            self.flagged += pair.flagged
-
-
-class PilotProgress(Protocol):
-    """What the runner reports while it runs (``critic_guard.pilot_view.RichProgress`` draws it)."""
-
-    def update(self, tally: Tally, verdict: str | None) -> None: ...
-
-
-@dataclass(frozen=True)
-class PilotResult:
-    """The outcome of one :func:`run_pilot` call (of the whole pilot so far, resumed parts included)."""
-
-    pilot_key: str
-    guard_key: str
-    tally: Tally
-    ran: int  # attempts this call ran
-    skipped: int  # tasks already done when this call started
-    lifecycle: GuardRecord | None  # None when the store could not be read at the end
-    report: PilotReport | None  # None while no pair is complete
-    lost_writes: int = 0  # the guard's run, outcome and pair writes lost in this call (their tasks failed)
-
-    @property
-    def ok(self) -> bool:
-        """Whether every task ran and was recorded (else ``critic-guard pilot`` exits non-zero)."""
-        return not self.tally.failed and not self.lost_writes
-
-    def to_dict(self) -> dict[str, Any]:
-        t = self.tally
-        return {
-            "pilot_key": self.pilot_key,
-            "guard_key": self.guard_key,
-            "tasks": t.total,
-            "done": t.done,
-            "failed": t.failed,
-            "failed_tasks": dict(sorted(t.failures.items())),
-            "lost_writes": self.lost_writes,
-            "ran": self.ran,
-            "skipped": self.skipped,
-            "pairs": {"n00": t.n00, "n01": t.n01, "n10": t.n10, "n11": t.n11},
-            "flagged": t.flagged,
-            "incomplete": t.incomplete,
-            "abandoned": t.abandoned,
-            "open": t.open,
-            "unpaired": t.unpaired,
-            "lifecycle": None if self.lifecycle is None else self.lifecycle.state.value,
-            "report": None if self.report is None else self.report.to_dict(),
-        }
 
 
 def _running_verdict(counts: PairedCounts, level: float) -> str | None:
