@@ -56,7 +56,6 @@ from critic_guard_langgraph import READ_ONLY, CriticGuardMiddleware
 from critic_guard_langgraph.sim import (
     SCENARIOS,
     SimCounts,
-    SimCritic,
     SimScenario,
     SimTask,
     sim_agent,
@@ -64,6 +63,7 @@ from critic_guard_langgraph.sim import (
     sim_judge,
     sim_tasks,
 )
+from critic_guard_langgraph.sim_critic import SimCritic
 
 METHODS = (PAPER, PILOT, SEQUENTIAL)
 NULL_TOLERANCE = 2e-3

@@ -27,7 +27,8 @@ from typing import Any
 from critic_guard.pilot import PilotSuite
 from critic_guard_langgraph.pilot import LangGraphPilot
 from critic_guard_langgraph.shadow import READ_ONLY
-from critic_guard_langgraph.sim import SimCritic, SimScenario, sim_agent, sim_judge, sim_tasks
+from critic_guard_langgraph.sim import SimScenario, sim_agent, sim_judge, sim_tasks
+from critic_guard_langgraph.sim_critic import SimCritic
 
 __all__ = ["DEMO_SCENARIO", "DEMO_TASKS", "HARMFUL_SCENARIO", "harmful", "suite"]
 

@@ -29,7 +29,6 @@ from critic_guard_langgraph.messages import make_note
 from critic_guard_langgraph.sim import (
     SCENARIOS,
     SimCounts,
-    SimCritic,
     SimScenario,
     SimTask,
     record,
@@ -39,6 +38,7 @@ from critic_guard_langgraph.sim import (
     sim_model,
     sim_tasks,
 )
+from critic_guard_langgraph.sim_critic import SimCritic
 
 LEVEL = 1e-3
 TRUTH_N = 300_000  # Monte Carlo error < 1e-3 per cell: negligible against the binomial tests' n of 100-300
