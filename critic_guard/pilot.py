@@ -53,7 +53,6 @@ from critic_guard.store.base import (
     PilotTaskRecord,
     PilotTaskStatus,
     RunRecord,
-    Store,
     UnknownPairError,
 )
 from critic_guard.write_queue import LostWrite
