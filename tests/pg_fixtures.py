@@ -40,11 +40,6 @@ def schema_url(server_url: str, schema: str) -> str:
     return f"{server_url}?options=-csearch_path%3D{schema}"
 
 
-def schema_of(url: str) -> str:
-    """The schema a :func:`schema_url` URL points at."""
-    return url.rsplit("%3D", 1)[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the whole test session (tests/pg_server.py): skipped locally without the
