@@ -266,6 +266,7 @@ def test_pilot_with_a_trace_file_in_a_missing_directory(tmp_path: Path) -> None:
     assert not (tmp_path / "critic_guard.db").exists()  # refused before anything ran
 
 
+@pytest.mark.slow
 def test_an_unreachable_postgresql_store_is_one_line_without_the_password() -> None:
     line = one_line_error(["status", "--store", "postgresql://guard:s3cret@127.0.0.1:1/pilots"])
     assert line.startswith("critic-guard: error: cannot open the store PostgreSQL store 127.0.0.1/pilots: ")

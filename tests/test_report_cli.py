@@ -89,6 +89,7 @@ def _embedded(page: str) -> dict[str, object]:
     return parsed
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_report_from_postgres_equals_the_same_pilot_in_sqlite(
     postgres_schema_url: str, pilot_db: Path, tmp_path: Path

@@ -158,6 +158,7 @@ print(completed)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_complete_interleaved_pairs_exactly_once(postgres_schema_url: str, tmp_path: Path) -> None:
     """Two OS processes, each with its own pool, record the two arms of 40 pairs at the same time."""
     n = 40

@@ -31,6 +31,7 @@ def test_auto_mode_disables_a_harmful_intervention_and_remembers_it(tmp_path: Pa
     assert "pairs: 17 (recoveries 0, disruptions 11)" in second
 
 
+@pytest.mark.slow
 def test_trace_inspection_finds_every_fork_in_the_trace_file(tmp_path: Path) -> None:
     out = run("trace_inspection.py", tmp_path)
     assert out.startswith("18 runs in critic_guard_traces.jsonl")  # 12 production runs, 6 shadow branches
