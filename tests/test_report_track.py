@@ -9,16 +9,13 @@ Every case runs on SQLite and on a real PostgreSQL server (tests/pg_server.py), 
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 from store_suite import KEY, auto_rule, initial, make_run, make_step
 
 from critic_guard.lifecycle import GuardState, override
@@ -30,6 +27,7 @@ from critic_guard.stats.monitor import MonitorState
 from critic_guard.store import PairRecord, SQLiteStore, Store
 from critic_guard.store.postgres import PostgresStore
 from critic_guard.types import Arm
+from tests.pg_fixtures import fresh_schema
 
 HARM = (True, False)  # control succeeded, treatment failed: a disruption
 TIE = (True, True)
@@ -62,17 +60,6 @@ class Opened:
         self.reopen()
 
 
-@contextmanager
-def _postgres(postgres_url: str) -> Iterator[str]:
-    """A fresh schema on the session's server, dropped afterwards."""
-    name = f"cg_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield f"{postgres_url}?options=-csearch_path%3D{name}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
     if request.param == "sqlite":
@@ -80,7 +67,7 @@ def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
         yield each
         each.store.close()
         return
-    with _postgres(request.getfixturevalue("postgres_url")) as url:
+    with fresh_schema(request.getfixturevalue("postgres_url")) as url:
         each = Opened("postgres", url)
         yield each
         each.store.close()
@@ -204,7 +191,7 @@ def _report_of(each: Opened) -> tuple[ReportData, ReportNumbers]:
 @pytest.mark.postgres
 def test_sqlite_and_postgres_give_the_same_report_numbers(tmp_path: Path, postgres_url: str) -> None:
     lite, lite_numbers = _report_of(Opened("sqlite", str(tmp_path / "same.db")))
-    with _postgres(postgres_url) as url:
+    with fresh_schema(postgres_url) as url:
         pg, pg_numbers = _report_of(Opened("postgres", url))
     assert lite.pairs == pg.pairs and lite_numbers.to_dict() == pg_numbers.to_dict()
     assert lite_numbers.monitor.low.tolist() == pg_numbers.monitor.low.tolist()
