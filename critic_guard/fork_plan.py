@@ -30,7 +30,7 @@ from critic_guard.types import Action, Arm, Verdict
 if TYPE_CHECKING:
     from critic_guard.guard import CriticGuard
 
-__all__ = ["AA_PAIR_SUFFIX", "BranchPlan", "fork_step_review", "plan_forks"]
+__all__ = ["AA_PAIR_SUFFIX", "BranchPlan", "fork_step_review", "open_unflagged_pair", "plan_forks"]
 
 AA_PAIR_SUFFIX: Final = "~aa"
 """An A/A pair's id is its production run id with this suffix (an A/B pair's is the production run id itself)."""
@@ -110,6 +110,24 @@ def plan_forks(
             )
         )
     return tuple(plans)
+
+
+def open_unflagged_pair(
+    guard: CriticGuard, run_id: str, *, excluded: str | None = None, background: bool = False
+) -> bool:
+    """At the end of a production run never flagged (fork design): open its concordant pair, the run standing for
+    both arms (had it been flagged, both arms would have run the same steps), if the guard's coin says the run would
+    have forked; True if a pair was opened.
+
+    ``excluded``: the reason the pair must not count (e.g. whether the run would have been flagged is unknown); the
+    pair is then recorded excluded with it, so ``status`` and the report show it, rather than left out silently.
+    """
+    if not guard.should_fork(run_id):
+        return False
+    guard.open_pair(run_id, control_run_id=run_id, treatment_run_id=run_id, flagged=False, background=background)
+    if excluded is not None:
+        guard.mark_incomplete(run_id, excluded, background=background)
+    return True
 
 
 def _treatment_at_fork(guard: CriticGuard, review: StepReview, budget: tuple[int, int | None]) -> Decision:

@@ -23,6 +23,7 @@ from typing import Any
 
 from critic_guard.at_rest import task_record
 from critic_guard.config import GuardConfig
+from critic_guard.fork_plan import AA_PAIR_SUFFIX
 from critic_guard.guard_events import GuardObserver
 from critic_guard.pair_book import PairBook
 from critic_guard.store.base import PairUpdate, RunEnd, RunRecord, UnknownRunError
@@ -70,7 +71,7 @@ class RecentRuns:
     def task_of(self, run_id: str) -> str | None:
         """The task of a recent run (or of the production run a pair id names), from memory: for lost writes."""
         with self._lock:
-            state = self._by_id.get(run_id) or self._by_id.get(run_id.split("~", 1)[0])
+            state = self._by_id.get(run_id) or self._by_id.get(run_id.removesuffix(AA_PAIR_SUFFIX))
             return None if state is None else state.task_id
 
     def _track(self, run_id: str) -> _RunState:

@@ -9,11 +9,12 @@ import pytest
 
 from critic_guard.arms import DISABLED_REASON
 from critic_guard.critics import ConstantCritic
-from critic_guard.fork_plan import AA_PAIR_SUFFIX, BranchPlan, fork_step_review, plan_forks
+from critic_guard.fork_plan import AA_PAIR_SUFFIX, BranchPlan, fork_step_review, open_unflagged_pair, plan_forks
 from critic_guard.guard import CriticGuard, StepReview
+from critic_guard.lifecycle import GuardState
 from critic_guard.policy import Decision, Policy, Reason
 from critic_guard.store import SQLiteStore
-from critic_guard.store.base import PairKind
+from critic_guard.store.base import PairKind, PairStatus
 from critic_guard.types import Action, Arm, StepContext, Verdict
 
 MESSAGES = ({"role": "user", "content": "add 2 and 3"}, {"role": "assistant", "content": "calling add"})
@@ -157,3 +158,31 @@ def test_a_plan_is_frozen_data(guard: CriticGuard) -> None:
     assert isinstance(plan, BranchPlan)
     with pytest.raises(AttributeError):
         plan.arm = Arm.CONTROL  # type: ignore[misc]
+
+
+def test_a_run_never_flagged_opens_its_concordant_pair_which_its_outcome_completes(guard: CriticGuard) -> None:
+    guard.start_run(run_id="quiet", task={"task_id": "t1"}, arm=Arm.CONTROL)
+    assert open_unflagged_pair(guard, "quiet")
+    [pair] = guard.pairs()
+    assert (pair.control_run_id, pair.treatment_run_id, pair.flagged) == ("quiet", "quiet", False)
+    guard.record_outcome("quiet", True)
+    [pair] = guard.pairs()
+    assert (pair.status, pair.control_success, pair.treatment_success) == (PairStatus.COMPLETE, True, True)
+    assert guard.lifecycle().monitor.t == 1
+
+
+def test_an_excluded_unflagged_pair_is_recorded_with_its_reason_and_never_counted(guard: CriticGuard) -> None:
+    guard.start_run(run_id="unsure", task={"task_id": "t1"}, arm=Arm.CONTROL)
+    assert open_unflagged_pair(guard, "unsure", excluded="whether it would have flagged is unknown")
+    guard.record_outcome("unsure", True)
+    [pair] = guard.pairs()
+    assert (pair.status, pair.reason) == (PairStatus.INCOMPLETE, "whether it would have flagged is unknown")
+    assert guard.lifecycle().monitor.t == 0
+
+
+def test_a_run_the_coin_would_not_have_forked_opens_no_pair() -> None:
+    with make_guard(mode="auto", shadow_fraction=0.0) as guard:
+        guard.set_state(GuardState.ENABLED, reason="test")  # enabled: only shadow_fraction of runs fork
+        guard.start_run(run_id="served", task={"task_id": "t1"}, arm=Arm.TREATMENT)
+        assert not open_unflagged_pair(guard, "served")
+        assert guard.pairs() == []

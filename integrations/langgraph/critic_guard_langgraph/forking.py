@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from langchain.agents.middleware.types import ModelRequest, ModelResponse
 from langgraph.pregel import Pregel
 
-from critic_guard.fork_plan import BranchPlan, fork_step_review, plan_forks
+from critic_guard.fork_plan import BranchPlan, fork_step_review, open_unflagged_pair, plan_forks
 from critic_guard.guard import CriticGuard, StepReview
 from critic_guard.types import Arm, Mode, Verdict
 from critic_guard_langgraph._runs import logger, safely
@@ -202,18 +202,8 @@ class PilotForks:
             return
         run_id = record["run_id"]
         assert run_id is not None
-        if record.get("flag_step") is None and self.guard.should_fork(run_id):
+        if record.get("flag_step") is None:
+            excluded = _UNKNOWN_FLAG if unknown_flag else None
             safely(
-                "open_pair",
-                self.guard.open_pair,
-                run_id,
-                control_run_id=run_id,
-                treatment_run_id=run_id,
-                flagged=False,
-                background=True,
-                default=None,
+                "open_pair", open_unflagged_pair, self.guard, run_id, excluded=excluded, background=True, default=None
             )
-            if unknown_flag:
-                safely(
-                    "mark_incomplete", self.guard.mark_incomplete, run_id, _UNKNOWN_FLAG, background=True, default=None
-                )
