@@ -13,6 +13,7 @@ run's end waits behind its verdicts (:meth:`StepJudging.end_after_verdicts`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -76,7 +77,7 @@ class StepJudging:
 
     def _later(
         self, step: ModelStep[Any], response: ModelResponse[Any]
-    ) -> tuple[str, StepContext, ModelStep[Any], dict[str, Any]] | None:
+    ) -> tuple[StepContext, ModelStep[Any], dict[str, Any]] | None:
         """What a background verdict needs, taken now: the critic's view, a frozen copy of the step, the config
         (which also names the thread, so a pilot can await one conversation's verdicts)."""
         ctx = step.context(response, self.histories)
@@ -86,7 +87,7 @@ class StepJudging:
         if self.forks.piloting:  # a run that could not fork fails here, on the user's path, as it would at its flag
             self.forks.fork_point(step.request.runtime, config)
         self._flag_steps.setdefault(ctx.run_id, step.record.get("flag_step"))
-        return ctx.run_id, ctx, step.frozen(), cast("dict[str, Any]", config)
+        return ctx, step.frozen(), cast("dict[str, Any]", config)
 
     def _judged(
         self,
@@ -112,38 +113,38 @@ class StepJudging:
         finally:
             self._flag_steps[run_id] = frozen.record["flag_step"]
 
+    def _judge_in_thread(
+        self, ctx: StepContext, frozen: ModelStep[Any], response: ModelResponse[Any], config: dict[str, Any]
+    ) -> None:
+        """A background verdict of a sync agent, or of an async one whose loop ended first (its branch then runs on
+        the sync API)."""
+        review = review_or_none(self.guard, ctx, *frozen.budget())
+        self._judged(frozen, review, response, config, asynchronous=False)
+
     def _judge_later(self, step: ModelStep[Any], response: ModelResponse[Any]) -> StepReview | None:
         """Queue the step's verdict (same context, proposal and checkpoint as on the path); the step goes on."""
         later = self._later(step, response)
         if later is None:
             return None
-        run_id, ctx, frozen, config = later
-        budget = frozen.budget()
-
-        def job() -> None:
-            review = review_or_none(self.guard, ctx, *budget)
-            self._judged(frozen, review, response, config, asynchronous=False)
-
-        self.offpath.submit(run_id, job, thread_id=thread_of(config))
+        ctx, frozen, config = later
+        job = functools.partial(self._judge_in_thread, ctx, frozen, response, config)
+        self.offpath.submit(ctx.run_id, job, thread_id=thread_of(config))
         return None  # no verdict yet: the step goes on as the unguarded agent's would
 
     async def _ajudge_later(self, step: ModelStep[Any], response: ModelResponse[Any]) -> StepReview | None:
-        """Async :meth:`_judge_later`: the verdict is a task on this loop (awaited by ``aclose``)."""
+        """Async :meth:`_judge_later`: the verdict is a task on this loop (awaited by ``aclose``), or runs in a
+        thread if the loop ends before it starts (see ``OffPathJudging.asubmit``)."""
         later = self._later(step, response)
         if later is None:
             return None
-        run_id, ctx, frozen, config = later
-        budget = frozen.budget()
+        ctx, frozen, config = later
 
         async def job() -> None:
-            review = await areview_or_none(self.guard, ctx, *budget)
+            review = await areview_or_none(self.guard, ctx, *frozen.budget())
             self._judged(frozen, review, response, config, asynchronous=True)
 
-        def in_a_thread() -> None:  # if this loop ends first (see OffPathJudging.asubmit): a branch then runs sync
-            review = review_or_none(self.guard, ctx, *budget)
-            self._judged(frozen, review, response, config, asynchronous=False)
-
-        await self.offpath.asubmit(run_id, job, fallback=in_a_thread, thread_id=thread_of(config))
+        fallback = functools.partial(self._judge_in_thread, ctx, frozen, response, config)
+        await self.offpath.asubmit(ctx.run_id, job, fallback=fallback, thread_id=thread_of(config))
         return None
 
     # -- a run's end ------------------------------------------------------------------------------------------

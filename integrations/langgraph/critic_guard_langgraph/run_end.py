@@ -45,7 +45,7 @@ class RunEnds:
         run_id = record["run_id"]
         assert run_id is not None
         if self._judging.end_after_verdicts(run_id):  # its first flag is known only after its background verdicts
-            self._judging.submit_end(run_id, lambda: self._finish(record, ok, production=production))
+            self._judging.submit_end(run_id, functools.partial(self._finish, record, ok, production=production))
         else:
             self._finish(record, ok, production=production)
 
