@@ -61,19 +61,20 @@ def test_an_inline_critic_is_judged_in_the_callers_thread_and_others_in_a_worker
 
 
 def test_time_waiting_for_a_worker_does_not_count_against_the_timeout() -> None:
-    """One worker, 40 calls at once of a 20 ms critic: the last waits about 0.8 s for the worker, longer than the
-    0.5 s timeout, and is still judged; the waits are counted."""
+    """One worker, 80 calls at once of a 25 ms critic: the last waits about 2 s for the worker, twice the 1 s
+    timeout, and is still judged; the waits are counted. (The timeout is 40 times the critic's own time, so that a
+    loaded machine scheduling the worker late cannot time the critic itself out.)"""
 
     def critic(ctx: StepContext) -> float:
-        time.sleep(0.02)
+        time.sleep(0.025)
         return 0.2
 
-    with CriticGuard(critic, store=None, critic_workers=1, critic_timeout_s=0.5) as guard:
-        with ThreadPoolExecutor(40) as callers:
-            reviews = list(callers.map(guard.review, [ctx(i) for i in range(40)]))
+    with CriticGuard(critic, store=None, critic_workers=1, critic_timeout_s=1.0) as guard:
+        with ThreadPoolExecutor(80) as callers:
+            reviews = list(callers.map(guard.review, [ctx(i) for i in range(80)]))
         counters = guard.counters
-    assert [(r.verdict, r.critic_error) for r in reviews] == [(Verdict(0.2), None)] * 40
-    assert (counters.verdicts, counters.critic_errors) == (40, 0)
+    assert [(r.verdict, r.critic_error) for r in reviews] == [(Verdict(0.2), None)] * 80
+    assert (counters.verdicts, counters.critic_errors) == (80, 0)
     assert counters.critic_queued >= 1
 
 

@@ -168,10 +168,8 @@ def test_model_mistakes_are_observations_and_harness_misuse_raises(cooking_game:
 
 def test_generation_is_cached_and_keyed_by_settings(cooking_game: Path) -> None:
     mtime = cooking_game.stat().st_mtime_ns
-    start = time.perf_counter()
     assert make_game("tw-cooking", 1, CACHE) == cooking_game
-    assert time.perf_counter() - start < 0.5
-    assert cooking_game.stat().st_mtime_ns == mtime
+    assert cooking_game.stat().st_mtime_ns == mtime  # not generated again
     assert cooking_game.with_suffix(".json").is_file()
     assert not [p for p in CACHE.iterdir() if p.name.startswith(".tmp-")]
 
