@@ -28,7 +28,7 @@ from critic_guard_langgraph.testing import ScriptedChatModel
 RUNS = 200
 CRITIC_S = 0.01
 WORKERS = 1
-TIMEOUT_S = 1.0  # shorter than the wait of a call at the back of the queue in mode "on" (RUNS / WORKERS * CRITIC_S = 2 s)
+TIMEOUT_S = 1.0  # shorter than the wait at the back of the queue in mode "on" (RUNS / WORKERS * CRITIC_S = 2 s)
 
 
 def one_step_model() -> ScriptedChatModel:
