@@ -259,11 +259,19 @@ class CriticGuard(Closing):
     ) -> list[PairUpdate]:
         """Mark a run ended, and record its outcome if ``success`` is given (returning the pair updates).
 
-        ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate) or ``failed``. A store
+        ``status``: ``completed``, ``incomplete`` (a shadow branch stopped by the tool gate), ``failed`` or
+        ``abandoned`` (see :meth:`abandon_run`, which also excludes the run's pairs). A store
         that cannot take the writes now gets them later (queued; the updates are then empty). ``background``: see
         :meth:`start_run` (the updates are then empty; the run's span ends once its outcome is written).
         """
         return self._parts.runs.end(run_id, status=status, success=success, background=background)
+
+    def abandon_run(self, run_id: str, reason: str, *, background: bool = False) -> None:
+        """End a run that will never reach its end (it raised, or its conversation went on without it) with status
+        ``abandoned``, and exclude every open pair it is an arm of with ``reason``: without the run's outcome they
+        could never complete, and counting them either way could bias the pilot (``status`` shows them)."""
+        self._parts.pairs.exclude_open_of(run_id, reason, background=background)
+        self._parts.runs.end(run_id, status="abandoned", success=None, background=background)
 
     def record_outcome(self, run_id: str, success: bool) -> list[PairUpdate]:
         """Record whether the run succeeded and complete every open pair of this guard that now has both outcomes.

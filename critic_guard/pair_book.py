@@ -23,6 +23,7 @@ from critic_guard.store.base import (
     PairDesign,
     PairKind,
     PairRecord,
+    PairStateError,
     PairStatus,
     PairUpdate,
     UnknownRunError,
@@ -121,6 +122,21 @@ class PairBook:
                 self._lifecycle.invalidate()  # the counts changed: read them again next time
 
         self._writes.critical("mark_incomplete", pair_id, write, None, background=background)
+
+    def exclude_open_of(self, run_id: str, reason: str, *, background: bool) -> None:
+        """Exclude every open pair of this guard that ``run_id`` is an arm of: the run ended without an outcome,
+        so they could never complete (see :meth:`critic_guard.guard.CriticGuard.abandon_run`)."""
+        at = time.time()
+
+        def write() -> None:
+            for pair in self._records.pairs_of_run(run_id):
+                if pair.guard_key != self.guard_key or pair.status is not PairStatus.OPEN:
+                    continue
+                with suppress(PairStateError):  # completed meanwhile by another replica: it counts as it is
+                    if self._records.mark_incomplete(pair.pair_id, reason, initial=self._lifecycle.initial(), at=at):
+                        self._lifecycle.invalidate()
+
+        self._writes.critical("exclude_pairs", run_id, write, None, background=background)
 
     def pairs(self, status: PairStatus | str | None = None) -> list[PairRecord]:
         return self._records.pairs(self.guard_key, status)

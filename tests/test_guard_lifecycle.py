@@ -316,6 +316,36 @@ def test_incomplete_pairs_are_counted_and_excluded() -> None:
         guard.mark_incomplete("q", "too late")
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_an_abandoned_run_ends_and_excludes_only_its_open_pairs(background: bool, store: SQLiteStore) -> None:
+    """A production run that raised: its A/B and A/A pairs could never complete, so they are excluded with the
+    reason; a complete pair of the same run, and another guard's pair, are left as they are."""
+    guard = CriticGuard(ConstantCritic(0.9), mode="pilot", store=store)
+    other = CriticGuard(ConstantCritic(0.9), mode="pilot", store=store, agent_name="other")
+    for run_id, arm in (("p", Arm.CONTROL), ("s", Arm.TREATMENT), ("a", Arm.CONTROL), ("done", Arm.CONTROL)):
+        guard.start_run(run_id=run_id, arm=arm)
+    other.start_run(run_id="o")
+    guard.open_pair("p", control_run_id="p", treatment_run_id="s", flagged=True)
+    guard.open_pair("p~aa", control_run_id="p", treatment_run_id="a", flagged=True, kind="aa")
+    guard.open_pair("done", control_run_id="done", treatment_run_id="done", flagged=False)
+    guard.record_outcome("done", True)
+    other.open_pair("o", control_run_id="o", treatment_run_id="o", flagged=False)
+    guard.record_outcome("s", True)  # its branch finished: the pair still lacks production's outcome
+    guard.abandon_run("p", "the run raised before its end", background=background)
+    guard.abandon_run("done", "the run raised before its end", background=background)
+    assert guard.wait_for_writes(10)
+    assert {p.pair_id: (p.status, p.reason) for p in guard.pairs()} == {
+        "p": (PairStatus.INCOMPLETE, "the run raised before its end"),
+        "p~aa": (PairStatus.INCOMPLETE, "the run raised before its end"),
+        "done": (PairStatus.COMPLETE, None),
+    }
+    assert [p.status for p in other.pairs()] == [PairStatus.OPEN]
+    assert (store.get_run("p").status, store.get_outcome("p")) == ("abandoned", None)
+    assert guard.lifecycle().incomplete == 2
+    guard.abandon_run("p", "again")  # idempotent
+    assert guard.lifecycle().incomplete == 2
+
+
 def test_complete_pairs_recovers_pairs_left_open(store: SQLiteStore) -> None:
     guard = CriticGuard(ConstantCritic(0.9), mode="pilot", store=store)
     guard.start_run(run_id="p")

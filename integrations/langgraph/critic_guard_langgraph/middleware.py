@@ -256,7 +256,20 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     @override
     def before_agent(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
-        """Start a run in the guard's store with fresh counters (the record of an earlier run may linger)."""
+        """Start a run in the guard's store with fresh counters; a run of this thread that never reached its end
+        (it raised, or was left at an interrupt) is ended ``abandoned`` first."""
+        self._ends.abandon_unended(state)
+        return self._start(state, runtime)
+
+    async def abefore_agent(
+        self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`before_agent`: nothing here blocks the loop (the run's start is handed to the guard's
+        writer thread, docs/faults.md)."""
+        await self._ends.aabandon_unended(state)
+        return self._start(state, runtime)
+
+    def _start(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
         if is_off(self.guard):
             return {RECORD: None} if state.get(RECORD) is not None else None
         arm = run_arm(self.guard, self.arm)
@@ -273,13 +286,6 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
             default=None,
         )
         return {RECORD: new_record(run_id, arm.value, task)}
-
-    async def abefore_agent(
-        self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
-    ) -> dict[str, Any] | None:
-        """Async :meth:`before_agent`: nothing here blocks the loop (the run's start is handed to the guard's
-        writer thread, docs/faults.md)."""
-        return self.before_agent(state, runtime)
 
     @override
     def after_agent(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:

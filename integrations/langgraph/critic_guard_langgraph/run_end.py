@@ -11,19 +11,21 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from critic_guard.guard import CriticGuard
 from critic_guard_langgraph._runs import asafely, logger, safely
 from critic_guard_langgraph.forking import PilotForks
 from critic_guard_langgraph.judging import StepJudging
-from critic_guard_langgraph.run_state import GuardRun, current_branch, task_of
+from critic_guard_langgraph.run_state import GuardRun, current_branch, task_of, unended
 from critic_guard_langgraph.runner import Judge, call_judge
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-__all__ = ["RunEnds"]
+__all__ = ["ABANDONED", "RunEnds"]
+
+ABANDONED: Final = "the run never reached its end: it raised, or its thread took a new input instead of resuming it"
 
 
 class RunEnds:
@@ -61,6 +63,37 @@ class RunEnds:
             await self._judging.asubmit_end(run_id, functools.partial(self._finish, record, ok, production=production))
         else:
             self._finish(record, ok, production=production)
+
+    def abandon_unended(self, state: Mapping[str, Any]) -> None:
+        """At a run's start: the thread's previous production run, if it never reached ``after_agent``, ends
+        ``abandoned`` and its pairs are excluded (they could never have its outcome), after its background
+        verdicts, so its first flag is known (docs/faults.md, "A run that never ends")."""
+        record = unended(state)
+        if record is None:
+            return
+        run_id = record["run_id"]
+        assert run_id is not None
+        if self._judging.end_after_verdicts(run_id):
+            self._judging.submit_end(run_id, functools.partial(self._abandoned, record))
+        else:
+            self._abandoned(record)
+
+    async def aabandon_unended(self, state: Mapping[str, Any]) -> None:
+        """Async :meth:`abandon_unended`."""
+        record = unended(state)
+        if record is None:
+            return
+        run_id = record["run_id"]
+        assert run_id is not None
+        if self._judging.end_after_verdicts(run_id):
+            await self._judging.asubmit_end(run_id, functools.partial(self._abandoned, record))
+        else:
+            self._abandoned(record)
+
+    def _abandoned(self, record: GuardRun) -> None:
+        record, unknown_flag = self._judging.settle(record)
+        self._forks.production_end(record, unknown_flag=unknown_flag, excluded=ABANDONED)
+        safely("abandon_run", self.guard.abandon_run, record["run_id"], ABANDONED, background=True, default=None)
 
     def _finish(self, record: GuardRun, ok: object, *, production: bool) -> None:
         """The concordant pair of a pilot run never flagged, then ``end_run`` with the outcome, if judged (outcome

@@ -5,11 +5,13 @@ agent's input or output), written by the model node with its messages: the run i
 so far and the step of the last one, a pending APPEND warning, and the run's input. Not the runtime context: it often
 holds credentials, so its fields are added to the task in process at each use (:func:`task_of`) and never reach the
 checkpoint (docs/telemetry.md, "What the store keeps"). A run is one agent invocation: ``before_agent`` starts it in
-the guard's store, ``after_agent`` ends it (a run that raises stays open in the store).
+the guard's store, ``after_agent`` ends it; a run that never got there (it raised, or was left at an interrupt) is
+ended ``abandoned`` by the thread's next run (:func:`unended`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Final, NotRequired
 
 from langchain.agents.middleware.types import AgentState, PrivateStateAttr, ResponseT
@@ -22,7 +24,16 @@ from critic_guard_langgraph.shadow import ShadowBranch
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-__all__ = ["RECORD", "CriticGuardState", "GuardRun", "current_branch", "new_record", "task_of", "thread_of"]
+__all__ = [
+    "RECORD",
+    "CriticGuardState",
+    "GuardRun",
+    "current_branch",
+    "new_record",
+    "task_of",
+    "thread_of",
+    "unended",
+]
 
 RECORD: Final = "critic_guard"
 
@@ -62,6 +73,13 @@ def new_record(run_id: str | None, arm: str, task: dict[str, Any]) -> GuardRun:
         warning=None,
         flag_step=None,
     )
+
+
+def unended(state: Mapping[str, Any]) -> GuardRun | None:
+    """The record of the thread's previous run if it never reached its end (``after_agent`` clears its ``run_id``):
+    it raised, or the thread took a new input instead of resuming it from an interrupt."""
+    record: GuardRun | None = state.get(RECORD)
+    return record if record is not None and record["run_id"] is not None else None
 
 
 def task_of(recorded: dict[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""A run that never reaches its end (docs/faults.md, "A run that never ends").
+
+A model provider that fails mid-run makes the agent raise: ``after_agent`` never runs, so the run has no outcome.
+Its pairs could never complete; left open they would be silently missing from the pilot. The thread's next run
+finds the unended record in the state and ends that run ``abandoned``, excluding its pairs with the reason (after
+its background verdicts, so a run judged off the user's path is settled where it really forked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from calc_agent import PLAN, SHADOW_TOOLS, TOOLS, GuardFactory, steps_done
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from pilot_suites import critic, judge, make_model, task
+
+from critic_guard.guard import CriticGuard
+from critic_guard.policy import Policy
+from critic_guard.store.base import PairStatus
+from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph.messages import is_guard_note
+from critic_guard_langgraph.run_end import ABANDONED
+from critic_guard_langgraph.testing import ScriptedChatModel
+
+DEADLOCK_S = 60  # drain bound: only a hang reaches it
+SLIP = task(1, "slip")  # flagged at step 2: production (control) forks a treatment branch there
+CLEAN = task(2, "clean")  # never flagged: a concordant pair, if the guard's coin says the run would have forked
+
+
+class ProviderDown(RuntimeError):
+    pass
+
+
+def failing_model() -> ScriptedChatModel:
+    """The pilot suites' model, except that a production run (no guard note in its history) raises at its final
+    answer: the provider went down after the fork, so the branch finished and production did not."""
+    inner = make_model().policy
+
+    def policy(messages: Sequence[BaseMessage], rng: random.Random) -> AIMessage | str:
+        if steps_done(messages) >= len(PLAN) and not any(is_guard_note(m) for m in messages):
+            raise ProviderDown("the model provider is down")
+        return inner(messages, rng)
+
+    return ScriptedChatModel(policy=policy)
+
+
+def pilot(make_guard: GuardFactory, judge_on_path: bool) -> tuple[CriticGuard, CriticGuardMiddleware[Any, Any]]:
+    guard = make_guard(critic, mode="pilot", policy=Policy(min_step=0), critic_timeout_s=DEADLOCK_S)
+    middleware = CriticGuardMiddleware(guard, judge=judge, shadow_tools=SHADOW_TOOLS, judge_on_path=judge_on_path)
+    return guard, middleware
+
+
+def message(t: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": t["input"]}]}
+
+
+THREAD = {"configurable": {"thread_id": "conversation"}}
+
+
+def assert_abandoned(guard: CriticGuard, flagged_run: str, clean_run: str) -> None:
+    assert guard.wait_for_writes(DEADLOCK_S)
+    store = guard.store
+    assert store is not None
+    assert store.get_run(flagged_run).status == "abandoned" and store.get_outcome(flagged_run) is None
+    pairs = {p.pair_id: p for p in guard.pairs()}
+    flagged = pairs[flagged_run]
+    assert (flagged.flagged, flagged.status, flagged.reason) == (True, PairStatus.INCOMPLETE, ABANDONED)
+    assert store.get_outcome(flagged.treatment_run_id) is not None  # its branch finished; production never did
+    if guard.should_fork(clean_run):  # never flagged: its concordant pair, excluded, never counted
+        assert (pairs[clean_run].flagged, pairs[clean_run].status) == (False, PairStatus.INCOMPLETE)
+        assert pairs[clean_run].reason == ABANDONED
+    assert guard.lifecycle().monitor.t == 0  # nothing of either run was fed to the statistics
+    assert not [p for p in guard.pairs() if p.status is PairStatus.OPEN]
+
+
+@pytest.mark.parametrize("judge_on_path", [False, True])
+def test_a_run_that_raised_is_abandoned_by_the_threads_next_run(make_guard: GuardFactory, judge_on_path: bool) -> None:
+    guard, middleware = pilot(make_guard, judge_on_path)
+    agent = create_agent(failing_model(), TOOLS, middleware=[middleware], checkpointer=InMemorySaver())
+    run_ids = []
+    for t in (SLIP, CLEAN, SLIP):  # each run ends the one before it; the last stays unended
+        with pytest.raises(ProviderDown):
+            agent.invoke(message(t), THREAD)
+        assert middleware.wait(DEADLOCK_S, thread_id="conversation")
+        run_ids.append(agent.get_state(THREAD).values["critic_guard"]["run_id"])
+    assert_abandoned(guard, run_ids[0], run_ids[1])
+    middleware.close()
+
+
+async def test_an_async_run_that_raised_is_abandoned_by_the_threads_next_run(make_guard: GuardFactory) -> None:
+    guard, middleware = pilot(make_guard, judge_on_path=False)
+    agent = create_agent(failing_model(), TOOLS, middleware=[middleware], checkpointer=InMemorySaver())
+    run_ids = []
+    for t in (SLIP, CLEAN, SLIP):  # each run ends the one before it; the last stays unended
+        with pytest.raises(ProviderDown):
+            await agent.ainvoke(message(t), THREAD)
+        await asyncio.wait_for(middleware.drain("conversation"), DEADLOCK_S)
+        run_ids.append((await agent.aget_state(THREAD)).values["critic_guard"]["run_id"])
+    await asyncio.to_thread(assert_abandoned, guard, run_ids[0], run_ids[1])
+    await middleware.aclose()
