@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from critic_guard.guard import CriticGuard
@@ -44,12 +44,7 @@ class RunEnds:
             ok = safely("judge", self.judge, task_of(record["task"], runtime), state, default=None)
             if inspect.isawaitable(ok):
                 raise TypeError("an async judge needs the async API (ainvoke / astream)")
-        run_id = record["run_id"]
-        assert run_id is not None
-        if self._judging.end_after_verdicts(run_id):  # its first flag is known only after its background verdicts
-            self._judging.submit_end(run_id, functools.partial(self._finish, record, ok, production=production))
-        else:
-            self._finish(record, ok, production=production)
+        self._after_verdicts(record, functools.partial(self._finish, record, ok, production=production))
 
     async def aend(self, record: GuardRun, state: Mapping[str, Any], runtime: Runtime[Any]) -> None:
         """Async :meth:`end`: an async judge is awaited, a sync one runs in a worker thread (it may block, and
@@ -57,38 +52,39 @@ class RunEnds:
         ok, production = None, current_branch() is None
         if self._forks.piloting and production and self.judge is not None:
             ok = await asafely("judge", call_judge, self.judge, task_of(record["task"], runtime), state, default=None)
-        run_id = record["run_id"]
-        assert run_id is not None
-        if self._judging.end_after_verdicts(run_id):  # its first flag is known only after its background verdicts
-            await self._judging.asubmit_end(run_id, functools.partial(self._finish, record, ok, production=production))
-        else:
-            self._finish(record, ok, production=production)
+        await self._aafter_verdicts(record, functools.partial(self._finish, record, ok, production=production))
 
     def abandon_unended(self, state: Mapping[str, Any]) -> None:
         """At a run's start: the thread's previous production run, if it never reached ``after_agent``, ends
         ``abandoned`` and its pairs are excluded (they could never have its outcome), after its background
         verdicts, so its first flag is known (docs/faults.md, "A run that never ends")."""
         record = unended(state)
-        if record is None:
-            return
-        run_id = record["run_id"]
-        assert run_id is not None
-        if self._judging.end_after_verdicts(run_id):
-            self._judging.submit_end(run_id, functools.partial(self._abandoned, record))
-        else:
-            self._abandoned(record)
+        if record is not None:
+            self._after_verdicts(record, functools.partial(self._abandoned, record))
 
     async def aabandon_unended(self, state: Mapping[str, Any]) -> None:
         """Async :meth:`abandon_unended`."""
         record = unended(state)
-        if record is None:
-            return
+        if record is not None:
+            await self._aafter_verdicts(record, functools.partial(self._abandoned, record))
+
+    def _after_verdicts(self, record: GuardRun, finish: Callable[[], None]) -> None:
+        """``finish`` now, or as the run's last background job if it has any (its first flag is known only then)."""
         run_id = record["run_id"]
         assert run_id is not None
         if self._judging.end_after_verdicts(run_id):
-            await self._judging.asubmit_end(run_id, functools.partial(self._abandoned, record))
+            self._judging.submit_end(run_id, finish)
         else:
-            self._abandoned(record)
+            finish()
+
+    async def _aafter_verdicts(self, record: GuardRun, finish: Callable[[], None]) -> None:
+        """Async :meth:`_after_verdicts` (a task on this loop, or a thread if the loop ends first)."""
+        run_id = record["run_id"]
+        assert run_id is not None
+        if self._judging.end_after_verdicts(run_id):
+            await self._judging.asubmit_end(run_id, finish)
+        else:
+            finish()
 
     def _abandoned(self, record: GuardRun) -> None:
         record, unknown_flag = self._judging.settle(record)
