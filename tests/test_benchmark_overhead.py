@@ -30,9 +30,9 @@ def test_overhead_prints_cpu_per_step_for_every_variant_and_the_ratio_to_the_flo
     for label in variants:
         line = next(line for line in out.splitlines() if line.startswith(f"  {label}  "))
         assert float(line[len(label) + 2 :].split()[0]) == pytest.approx(summary.cpu[label].estimate, abs=0.05)
-    ratio = summary.ratio_to_floor
-    assert not math.isnan(ratio.estimate)
-    assert f"guard on (defaults) / floor, added CPU per step: {ratio.show(2)}x; target <= 1.5x: " in out
+    for label, ratio in ((overhead.GUARD, summary.ratio_to_floor), (overhead.INLINE, summary.inline_ratio_to_floor)):
+        assert not math.isnan(ratio.estimate)
+        assert f"{label} / floor, added CPU per step: {ratio.show(2)}x; target <= 1.5x: " in out
     assert len(summary.split) == (6 if api else 5)
     assert all(not math.isnan(part.estimate) for part in summary.split.values())
     assert ("ainvoke" in out) == bool(api)
