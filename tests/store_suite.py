@@ -515,6 +515,8 @@ def test_run_summaries_count_production_runs_steps_and_outcomes(store: Store) ->
     store.add_step(make_step("a2", 0, p_fail=None, critic_error="TimeoutError", reason="critic_error"))
     store.add_step(make_step("a2", 1, p_fail=0.8, flagged=True, action=Action.ROLLBACK, reason="p_fail >= tau"))
     store.add_step(make_step("a1-branch", 2, p_fail=0.9, flagged=True))
+    store.end_run("a3", status="abandoned", ended_at=2500.0)  # it raised: no outcome
+    store.end_run("a1-branch", status="abandoned", ended_at=2500.0)  # a branch: not counted
     store.record_outcome("a1", False, recorded_at=3000.0)
     store.record_outcome("a2", True, recorded_at=3000.0)
     store.record_outcome("a1-branch", True, recorded_at=3000.0)
@@ -523,6 +525,7 @@ def test_run_summaries_count_production_runs_steps_and_outcomes(store: Store) ->
     a, b = summaries
     assert (a.runs, a.judged_steps, a.flagged_steps, a.flagged_runs) == (3, 4, 3, 2)
     assert (a.critic_errors, a.interventions, a.outcomes, a.failures) == (1, 1, 2, 1)
+    assert (a.abandoned, b.abandoned) == (1, 0)
     assert a.flag_rate == 0.75
     assert (b.runs, b.judged_steps, b.flagged_steps, b.outcomes, b.flag_rate) == (1, 0, 0, 0, None)
     assert store.guard_keys() == []  # runs alone make no lifecycle record

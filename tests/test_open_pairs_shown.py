@@ -36,7 +36,7 @@ def test_open_and_excluded_pairs_are_shown_in_status_and_the_report(tmp_path: Pa
         [row] = status_rows(guard.store)
         assert (row["open"], row["incomplete"]) == (2, 1)
         page = shown([row])
-        assert "1 pairs whose shadow branch could not finish" in page
+        assert "1 pairs: a shadow branch or a run could not finish" in page
         assert "2 pairs still waiting for an outcome" in page
         extras = from_store(guard.store, guard.guard_key, source="test").store
         assert extras is not None

@@ -49,6 +49,7 @@ def _observed(summary: RunSummary | None) -> dict[str, Any] | None:
         "interventions": summary.interventions,
         "outcomes": summary.outcomes,
         "failures": summary.failures,
+        "abandoned": summary.abandoned,
     }
 
 
@@ -124,6 +125,8 @@ def _runs_line(observed: dict[str, Any]) -> str:
         parts.append(f"interventions {observed['interventions']}")
     if observed["critic_errors"]:
         parts.append(f"critic errors {observed['critic_errors']}")
+    if observed["abandoned"]:
+        parts.append(f"abandoned {observed['abandoned']} (never reached their end, no outcome)")
     return "; ".join(parts)
 
 
@@ -151,7 +154,9 @@ def _details(row: dict[str, Any]) -> Table:
             f"(proof at {evidence['threshold']:.3g}){_proofs(evidence)}",
         )
     if row["incomplete"]:  # pairs whose shadow branch could not finish (e.g. stopped before a tool): excluded
-        grid.add_row("excluded", f"{row['incomplete']} pairs whose shadow branch could not finish (reasons: report)")
+        grid.add_row(
+            "excluded", f"{row['incomplete']} pairs: a shadow branch or a run could not finish (reasons: report)"
+        )
     if row["open"]:  # pairs still waiting for an outcome: in flight, or left by a lost write (docs/faults.md)
         grid.add_row("open", f"{row['open']} pairs still waiting for an outcome (not counted)")
     if last is None:

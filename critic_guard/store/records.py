@@ -256,7 +256,8 @@ class RunSummary:
 
     ``judged_steps`` are reviews with a verdict, ``critic_errors`` reviews without one; ``flagged_runs`` runs
     with at least one flagged review; ``interventions`` reviews that acted; ``outcomes`` runs with a recorded
-    outcome, ``failures`` those that failed.
+    outcome, ``failures`` those that failed; ``abandoned`` runs that never reached their end (they raised, or their
+    thread went on without them: docs/faults.md).
     """
 
     guard_key: str
@@ -268,6 +269,7 @@ class RunSummary:
     interventions: int
     outcomes: int
     failures: int
+    abandoned: int = 0
 
     @property
     def flag_rate(self) -> float | None:

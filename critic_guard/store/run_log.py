@@ -48,7 +48,8 @@ STEP_COLUMNS = (
 _RUN_SUMMARIES = """
 SELECT r.guard_key, COUNT(*), SUM(COALESCE(s.judged, 0)), SUM(COALESCE(s.flagged, 0)),
        SUM(CASE WHEN s.flagged > 0 THEN 1 ELSE 0 END), SUM(COALESCE(s.errors, 0)), SUM(COALESCE(s.acted, 0)),
-       COUNT(o.run_id), SUM(CASE WHEN o.run_id IS NULL OR o.success THEN 0 ELSE 1 END)
+       COUNT(o.run_id), SUM(CASE WHEN o.run_id IS NULL OR o.success THEN 0 ELSE 1 END),
+       SUM(CASE WHEN r.status = 'abandoned' THEN 1 ELSE 0 END)
 FROM runs r
 LEFT JOIN (
     SELECT run_id,

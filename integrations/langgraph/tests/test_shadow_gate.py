@@ -161,7 +161,7 @@ def assert_excluded(guard: CriticGuard, runs: int = RUNS, reason: str = STOPPED)
     assert row["incomplete"] == runs
     status = CliRunner().invoke(app, ["status", "--store", str(guard.config.store)], env={"COLUMNS": "250"})
     assert status.exit_code == 0
-    assert re.search(rf"excluded +{runs} pairs whose shadow branch could not finish", status.stdout)
+    assert re.search(rf"excluded +{runs} pairs: a shadow branch or a run could not finish", status.stdout)
     assert from_store(guard.store, guard.guard_key, source="test").store.incomplete_reasons == (reason,) * runs
 
 

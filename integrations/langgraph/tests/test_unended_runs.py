@@ -22,6 +22,7 @@ from pilot_suites import critic, judge, make_model, task
 
 from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
+from critic_guard.report.status import status_rows
 from critic_guard.store.base import PairStatus
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.messages import is_guard_note
@@ -77,6 +78,9 @@ def assert_abandoned(guard: CriticGuard, flagged_run: str, clean_run: str) -> No
         assert pairs[clean_run].reason == ABANDONED
     assert guard.lifecycle().monitor.t == 0  # nothing of either run was fed to the statistics
     assert not [p for p in guard.pairs() if p.status is PairStatus.OPEN]
+    [row] = status_rows(store)  # what `critic-guard status` shows
+    assert (row["observed"]["abandoned"], row["open"]) == (2, 0)
+    assert row["incomplete"] == len([p for p in guard.pairs() if p.reason == ABANDONED])
 
 
 @pytest.mark.parametrize("judge_on_path", [False, True])
