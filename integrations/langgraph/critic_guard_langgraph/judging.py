@@ -8,28 +8,40 @@ user's path").
 
 The first flag of a run judged off the path is kept here, in process, keyed by run id (the graph state's
 ``flag_step`` is written by the model node, which has moved on by the time a background verdict lands), and the
-run's end waits behind its verdicts (:meth:`StepJudging.end_after_verdicts`).
+run's end waits behind its verdicts (:meth:`StepJudging.end_after_verdicts`). At most :data:`MAX_OPEN_RUNS` runs
+are kept: a run that never ends and whose thread never runs again would otherwise stay forever, so past that the
+oldest is abandoned (:meth:`StepJudging.abandon`: ended ``abandoned``, its pairs excluded with :data:`EVICTED`;
+docs/faults.md, "A run that never ends").
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from langchain.agents.middleware.types import ModelResponse
 from langgraph.config import get_config
 
 from critic_guard.guard import CriticGuard, StepReview
 from critic_guard.types import Arm, StepContext
-from critic_guard_langgraph._runs import areview_or_none, review_or_none
+from critic_guard_langgraph._runs import areview_or_none, review_or_none, safely
 from critic_guard_langgraph.forking import PilotForks
 from critic_guard_langgraph.messages import NeutralHistory
 from critic_guard_langgraph.model_step import ModelStep
 from critic_guard_langgraph.offpath import OffPathJudging
 from critic_guard_langgraph.run_state import GuardRun, thread_of
 
-__all__ = ["StepJudging"]
+__all__ = ["EVICTED", "MAX_OPEN_RUNS", "StepJudging"]
+
+MAX_OPEN_RUNS: Final = 100_000
+"""Runs judged off the path whose end this process has not seen, kept at most (a few hundred bytes each)."""
+EVICTED: Final = (
+    f"the run's end was not seen while {MAX_OPEN_RUNS:,} newer runs started in this process (it raised and its "
+    "thread never ran again, or it waits at an interrupt)"
+)
 
 
 class StepJudging:
@@ -43,7 +55,8 @@ class StepJudging:
         self.offpath = OffPathJudging(
             workers=guard.config.background_workers, max_pending=guard.config.background_queue
         )
-        self._flag_steps: dict[str, int | None] = {}  # runs judged off the path: their first flag, in process
+        self._flag_steps: OrderedDict[str, int | None] = OrderedDict()  # off-path runs: their first flag, oldest first
+        self._flag_lock = threading.Lock()
 
     def on_path(self, step: ModelStep[Any]) -> bool:
         """Whether this step waits for its verdict: where the verdict may act (mode on, the treatment arm of a
@@ -86,7 +99,15 @@ class StepJudging:
         config = get_config()
         if self.forks.piloting:  # a run that could not fork fails here, on the user's path, as it would at its flag
             self.forks.fork_point(step.request.runtime, config)
-        self._flag_steps.setdefault(ctx.run_id, step.record.get("flag_step"))
+        evicted = None
+        with self._flag_lock:
+            if ctx.run_id not in self._flag_steps:
+                self._flag_steps[ctx.run_id] = step.record.get("flag_step")
+                if len(self._flag_steps) > MAX_OPEN_RUNS:
+                    evicted = self._flag_steps.popitem(last=False)
+        if evicted is not None:
+            run_id, flag_step = evicted
+            self.abandon(cast("GuardRun", {"run_id": run_id, "flag_step": flag_step}), EVICTED)
         return ctx, step.frozen(), cast("dict[str, Any]", config)
 
     def _judged(
@@ -107,11 +128,16 @@ class StepJudging:
         assert run_id is not None
         if self.offpath.failed(run_id):
             return
-        frozen.record["flag_step"] = self._flag_steps.get(run_id)
+        with self._flag_lock:
+            if run_id not in self._flag_steps:  # evicted (abandoned, its pairs excluded): nothing more to fork
+                return
+            frozen.record["flag_step"] = self._flag_steps[run_id]
         try:
             self.forks.first_flag(frozen, review, response, config, asynchronous=asynchronous)
         finally:
-            self._flag_steps[run_id] = frozen.record["flag_step"]
+            with self._flag_lock:
+                if run_id in self._flag_steps:
+                    self._flag_steps[run_id] = frozen.record["flag_step"]
 
     def _judge_in_thread(
         self, ctx: StepContext, frozen: ModelStep[Any], response: ModelResponse[Any], config: dict[str, Any]
@@ -151,7 +177,8 @@ class StepJudging:
 
     def end_after_verdicts(self, run_id: str) -> bool:
         """Whether the run's end must wait behind its background verdicts (its first flag is known only then)."""
-        return run_id in self._flag_steps
+        with self._flag_lock:
+            return run_id in self._flag_steps
 
     def submit_end(self, run_id: str, finish: Callable[[], None]) -> None:
         """Queue the run's end behind its background verdicts."""
@@ -170,9 +197,17 @@ class StepJudging:
         failed before that flag (where the run would have forked is then unknown). Forgets the run."""
         run_id = record["run_id"]
         assert run_id is not None
-        if run_id in self._flag_steps:
-            record = cast("GuardRun", {**record, "flag_step": self._flag_steps.pop(run_id)})
+        with self._flag_lock:
+            if run_id in self._flag_steps:
+                record = cast("GuardRun", {**record, "flag_step": self._flag_steps.pop(run_id)})
         unknown_flag = self.offpath.failed(run_id)  # a background verdict failed before the run's first flag
         self.offpath.forget(run_id)
         self.histories.forget(run_id)
         return record, unknown_flag
+
+    def abandon(self, record: GuardRun, reason: str) -> None:
+        """A production run that will never reach its end: it ends ``abandoned`` and its pairs are excluded with
+        ``reason`` (a run never flagged gets its concordant pair recorded excluded), and it is forgotten here."""
+        record, unknown_flag = self.settle(record)
+        self.forks.production_end(record, unknown_flag=unknown_flag, excluded=reason)
+        safely("abandon_run", self.guard.abandon_run, record["run_id"], reason, background=True, default=None)

@@ -87,9 +87,7 @@ class RunEnds:
             finish()
 
     def _abandoned(self, record: GuardRun) -> None:
-        record, unknown_flag = self._judging.settle(record)
-        self._forks.production_end(record, unknown_flag=unknown_flag, excluded=ABANDONED)
-        safely("abandon_run", self.guard.abandon_run, record["run_id"], ABANDONED, background=True, default=None)
+        self._judging.abandon(record, ABANDONED)
 
     def _finish(self, record: GuardRun, ok: object, *, production: bool) -> None:
         """The concordant pair of a pilot run never flagged, then ``end_run`` with the outcome, if judged (outcome

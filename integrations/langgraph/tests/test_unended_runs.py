@@ -24,7 +24,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard.policy import Policy
 from critic_guard.report.status import status_rows
 from critic_guard.store.base import PairStatus
-from critic_guard_langgraph import CriticGuardMiddleware
+from critic_guard_langgraph import CriticGuardMiddleware, judging
 from critic_guard_langgraph.messages import is_guard_note
 from critic_guard_langgraph.run_end import ABANDONED
 from critic_guard_langgraph.testing import ScriptedChatModel
@@ -108,3 +108,30 @@ async def test_an_async_run_that_raised_is_abandoned_by_the_threads_next_run(mak
         run_ids.append((await agent.aget_state(THREAD)).values["critic_guard"]["run_id"])
     await asyncio.to_thread(assert_abandoned, guard, run_ids[0], run_ids[1])
     await middleware.aclose()
+
+
+def test_runs_whose_threads_never_run_again_are_abandoned_past_the_bound(
+    make_guard: GuardFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three conversations each raise once and are never resumed; the middleware keeps at most two unended runs
+    (MAX_OPEN_RUNS, 100,000 in a real process), so the oldest is abandoned when the third starts, with its pair
+    excluded as evicted; the two newest stay open in the store (docs/faults.md: not covered without a next run)."""
+    monkeypatch.setattr(judging, "MAX_OPEN_RUNS", 2)
+    guard, middleware = pilot(make_guard, judge_on_path=False)
+    agent = create_agent(failing_model(), TOOLS, middleware=[middleware], checkpointer=InMemorySaver())
+    run_ids = []
+    for i in range(3):
+        config = {"configurable": {"thread_id": f"left-{i}"}}
+        with pytest.raises(ProviderDown):
+            agent.invoke(message(SLIP), config)
+        assert middleware.wait(DEADLOCK_S, thread_id=f"left-{i}")
+        run_ids.append(agent.get_state(config).values["critic_guard"]["run_id"])
+    assert guard.wait_for_writes(DEADLOCK_S)
+    store = guard.store
+    assert store is not None
+    assert [store.get_run(r).status for r in run_ids] == ["abandoned", "running", "running"]
+    pairs = {p.pair_id: p for p in guard.pairs()}
+    assert (pairs[run_ids[0]].status, pairs[run_ids[0]].reason) == (PairStatus.INCOMPLETE, judging.EVICTED)
+    assert [pairs[r].status for r in run_ids[1:]] == [PairStatus.OPEN] * 2  # shown as open by status, not counted
+    assert sorted(middleware._judging._flag_steps) == sorted(run_ids[1:])  # what the process keeps: bounded
+    middleware.close()
