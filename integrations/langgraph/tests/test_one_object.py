@@ -226,11 +226,15 @@ def test_sync_close_waits_for_branches_on_a_loop_in_another_thread(
     assert "Traceback" not in capfd.readouterr().err
 
 
+UNKNOWN = "a verdict judged off the user's path failed before the run's first flag (see the log)"
+
+
 def test_close_after_the_loop_ended_leaves_no_pair_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """``asyncio.run(agent.ainvoke(...))`` ends its loop, cancelling branches still running: their pairs are
-    excluded with the reason, never left open, and ``close()`` afterwards prints no traceback."""
+    """``asyncio.run(agent.ainvoke(...))`` ends its loop, cancelling branches still running, and background
+    verdicts already started: their pairs are excluded with the reason, never left open, and ``close()`` afterwards
+    prints no traceback. (Which of the two a loaded machine cuts off is timing; either is excluded.)"""
     db = tmp_path / "guard.db"
     middleware = one_object("pilot", db)
     agent = build_agent(calc_model(bad_step=2)[0], [middleware], InMemorySaver())
@@ -242,7 +246,7 @@ def test_close_after_the_loop_ended_leaves_no_pair_open(
     assert len(pairs) == 3
     for pair in pairs:
         assert pair.status is PairStatus.COMPLETE or (
-            pair.status is PairStatus.INCOMPLETE and pair.reason == "branch cancelled before it finished"
+            pair.status is PairStatus.INCOMPLETE and pair.reason in {"branch cancelled before it finished", UNKNOWN}
         )
     assert [r for r in caplog.records if r.exc_info] == []
     assert "Traceback" not in capfd.readouterr().err
