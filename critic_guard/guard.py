@@ -23,7 +23,6 @@ from critic_guard.arms import DISABLED_REASON
 from critic_guard.at_rest import error_text
 from critic_guard.closing import Closing, Drains
 from critic_guard.config import GuardConfig
-from critic_guard.critic_pool import describe_error
 from critic_guard.critics import Critic, as_critic
 from critic_guard.guard_counters import GuardCounters
 from critic_guard.guard_events import EventKind, GuardEvent, Listener, StepReview
@@ -310,35 +309,19 @@ class CriticGuard(Closing):
         ``counters.forks_skipped`` with the reason and listed in :meth:`lost_writes` for the production run's task
         (its pair is missing, so a pilot runs that task again). Never raises.
         """
-        writes = self._parts.writes
-        reason = None if writes.accepting(2) else "store unavailable: the write queue is full"
-        if reason is None:
-            try:
-                self.start_run(
-                    run_id=branch_run_id,
-                    task=task,
-                    arm=arm,
-                    parent_run_id=parent_run_id,
-                    fork_step=fork_step,
-                    background=background,
-                )
-                self.open_pair(
-                    pair_id,
-                    control_run_id=control_run_id,
-                    treatment_run_id=treatment_run_id,
-                    flagged=True,
-                    fork_step=fork_step,
-                    kind=kind,
-                    fork_checkpoint_id=fork_checkpoint_id,
-                    background=background,
-                )
-            except Exception as exc:
-                reason = f"fork not recorded: {describe_error(exc)}"
-        if reason is None:
-            return True
-        self._parts.tally.fork_skipped(reason)
-        writes.note_lost("fork", parent_run_id, reason)
-        return False
+        return self._parts.forks.begin(
+            pair_id=pair_id,
+            branch_run_id=branch_run_id,
+            arm=arm,
+            control_run_id=control_run_id,
+            treatment_run_id=treatment_run_id,
+            parent_run_id=parent_run_id,
+            fork_step=fork_step,
+            task=task,
+            kind=kind,
+            fork_checkpoint_id=fork_checkpoint_id,
+            background=background,
+        )
 
     def wait_for_writes(self, timeout: float | None = None, *, task_id: str | None = None) -> bool:
         """Wait until every queued run, outcome and pair write (only ``task_id``'s, if given) is written or lost;

@@ -4,7 +4,8 @@ Why one place: a newcomer sees every part and what each is given here, and the g
 Assembled once per guard, in dependency order: the counters (:class:`Tally`) first, since every part reports faults
 to them; then the events, which the counters, the spans and the user's listeners hear in that order; the write path
 over the guard's store; the lifecycle view over it; the arm rules over the lifecycle; pairs; runs (whose outcomes
-complete pairs); steps. Closing stops the critic workers, then finishes the writes, then closes the store.
+complete pairs); forks (a branch's run and pair, recorded together); steps. Closing stops the critic workers, then
+finishes the writes, then closes the store.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from critic_guard.arms import ArmRules
 from critic_guard.config import GuardConfig
 from critic_guard.critics import Critic
+from critic_guard.fork_records import ForkRecords
 from critic_guard.guard_counters import GuardCounters, Tally
 from critic_guard.guard_events import GuardEvents, ListenerFanout
 from critic_guard.guard_traces import GuardTraces
@@ -42,6 +44,7 @@ class GuardParts:
     arms: ArmRules
     pairs: PairBook
     runs: RunRecorder
+    forks: ForkRecords
     steps: StepReviewer
 
     @classmethod
@@ -94,7 +97,8 @@ class GuardParts:
             tally=tally,
             content=telemetry.content,
         )
-        return cls(stores, tally, listeners, writes, lifecycle, arms, pairs, runs, steps)
+        forks = ForkRecords(runs, pairs, writes, tally)
+        return cls(stores, tally, listeners, writes, lifecycle, arms, pairs, runs, forks, steps)
 
     def counters(self) -> GuardCounters:
         """The counts now (:class:`GuardCounters`), with the store's lost step rows and the write queue's counts."""
