@@ -494,6 +494,8 @@ def test_an_interrupt_under_the_guard_reaches_langgraph_and_resumes(make_guard: 
     assert answers == ["go on"]
     assert final_answer(out["messages"]) == RIGHT
     assert (2, 0, ROLLBACK, "flag") in summary(guard)
+    assert guard.wait_for_writes(10)
+    assert [r.status for r in guard.store.runs()] == ["completed"]  # resumed, one run: not taken for an unended one
 
 
 def test_the_guard_adds_no_node_per_step(make_guard: GuardFactory) -> None:

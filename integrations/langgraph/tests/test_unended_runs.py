@@ -18,6 +18,7 @@ from calc_agent import PLAN, SHADOW_TOOLS, TOOLS, GuardFactory, steps_done
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import interrupt
 from pilot_suites import critic, judge, make_model, task
 
 from critic_guard.guard import CriticGuard
@@ -134,4 +135,34 @@ def test_runs_whose_threads_never_run_again_are_abandoned_past_the_bound(
     assert (pairs[run_ids[0]].status, pairs[run_ids[0]].reason) == (PairStatus.INCOMPLETE, judging.EVICTED)
     assert [pairs[r].status for r in run_ids[1:]] == [PairStatus.OPEN] * 2  # shown as open by status, not counted
     assert sorted(middleware._judging._flag_steps) == sorted(run_ids[1:])  # what the process keeps: bounded
+    middleware.close()
+
+
+def test_a_run_left_at_an_interrupt_is_abandoned_when_its_thread_takes_a_new_input(make_guard: GuardFactory) -> None:
+    """A human-in-the-loop pause that is never resumed: the thread's next input starts a new run, and the paused
+    one is ended ``abandoned`` (a resumed one is not: tests/test_middleware.py)."""
+    guard = make_guard(critic, mode="observe", critic_timeout_s=DEADLOCK_S)
+    review = guard.review
+
+    def review_with_a_human(ctx: Any, **kwargs: Any) -> Any:
+        if ctx.step == 1:
+            interrupt({"approve step": ctx.step})
+        return review(ctx, **kwargs)
+
+    guard.review = review_with_a_human  # type: ignore[method-assign]
+    middleware = CriticGuardMiddleware(guard, judge_on_path=True)  # the interrupt is raised on the user's path
+    agent = create_agent(make_model(), TOOLS, middleware=[middleware], checkpointer=InMemorySaver())
+    paused = agent.invoke(message(SLIP), THREAD)
+    assert [i.value for i in paused["__interrupt__"]] == [{"approve step": 1}]
+    left = agent.get_state(THREAD).values["critic_guard"]["run_id"]
+    guard.review = review  # type: ignore[method-assign]
+    agent.invoke(message(CLEAN), THREAD)  # a new input, not Command(resume=...)
+    assert middleware.wait(DEADLOCK_S, thread_id="conversation")
+    assert guard.wait_for_writes(DEADLOCK_S)
+    store = guard.store
+    assert store is not None
+    assert {r.run_id: r.status for r in store.runs()} == {
+        left: "abandoned",
+        next(r.run_id for r in store.runs() if r.run_id != left): "completed",
+    }
     middleware.close()
