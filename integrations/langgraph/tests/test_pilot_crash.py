@@ -9,9 +9,11 @@ twice, the two interrupted pairs excluded as abandoned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -42,14 +44,26 @@ def run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def wait_until_held(proc: subprocess.Popen[str], markers: list[Path]) -> None:
+def open_pairs(db: Path, tasks: tuple[str, ...]) -> int:
+    """Open pairs of ``tasks`` committed to the pilot's store so far (read while the pilot writes: WAL)."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=WAIT_S)) as reader:
+        marks = ",".join("?" * len(tasks))
+        query = f"SELECT count(*) FROM pairs WHERE status = 'open' AND task_id IN ({marks})"
+        return int(reader.execute(query, tasks).fetchone()[0])
+
+
+def wait_until_held(proc: subprocess.Popen[str], markers: list[Path], db: Path, tasks: tuple[str, ...]) -> None:
+    """Until both tasks wait at their judge *and* their pairs are in the store: the verdicts that fork them are
+    judged off the user's path, so a pair may land a little after its run reached the judge."""
     deadline = time.monotonic() + WAIT_S
-    while not all(m.exists() for m in markers):
+    while not all(m.exists() for m in markers) or open_pairs(db, tasks) < len(tasks):
         if proc.poll() is not None:
             raise AssertionError(f"the pilot ended before it was held: {proc.communicate()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError(f"the pilot was not held at {markers} within {WAIT_S}s")
+            raise AssertionError(f"the pilot was not held at {markers} with its pairs stored within {WAIT_S}s")
         time.sleep(0.05)
 
 
@@ -63,7 +77,9 @@ def test_kill_9_mid_pilot_and_rerun_loses_no_pair_and_counts_none_twice(tmp_path
 
     cmd = command("pilot_suites:gated_suite", tmp_path, "crashed")
     proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until_held(proc, [tmp_path / f"gate.waiting-{task}" for task in ("t04", "t05")])
+    held_tasks = ("t04", "t05")
+    markers = [tmp_path / f"gate.waiting-{task}" for task in held_tasks]
+    wait_until_held(proc, markers, tmp_path / "crashed.db", held_tasks)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=WAIT_S)
     assert proc.returncode == -signal.SIGKILL
