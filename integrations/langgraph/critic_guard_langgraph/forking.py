@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PilotForks", "forks"]
 
-_UNKNOWN_FLAG = "a verdict judged off the user's path failed before the run's first flag (see the log)"
-
 
 def forks(guard: CriticGuard) -> bool:
     """Whether runs under ``guard`` may fork shadow branches (modes pilot and auto, fork design): the only case with
@@ -191,20 +189,18 @@ class PilotForks:
         safely("record_fork_step", self.guard.record_fork_step, review, default=None)
         return branch.proposal, review
 
-    def production_end(self, record: GuardRun, *, unknown_flag: bool = False, excluded: str | None = None) -> None:
+    def production_end(self, record: GuardRun, *, excluded: str | None = None) -> None:
         """At the end of a production run of a pilot: open the concordant pair of a run never flagged.
 
-        ``unknown_flag``: a verdict judged off the user's path failed before the run's first flag, so whether (and
-        where) the run would have forked is unknown: counting it concordant could bias the pilot, so its pair is
-        recorded excluded, with the reason (``status`` shows it). ``excluded``: any other reason the pair must not
-        count (the run was abandoned before its end, so it has no outcome).
+        ``excluded``: why that pair must not count (a verdict judged off the user's path failed before the run's
+        first flag, so whether it would have forked is unknown; or the run was abandoned, so it has no outcome): it
+        is recorded excluded, with the reason (``status`` shows it), rather than counted concordant.
         """
         if not self.piloting:
             return
         run_id = record["run_id"]
         assert run_id is not None
         if record.get("flag_step") is None:
-            excluded = _UNKNOWN_FLAG if unknown_flag else excluded
             safely(
                 "open_pair", open_unflagged_pair, self.guard, run_id, excluded=excluded, background=True, default=None
             )

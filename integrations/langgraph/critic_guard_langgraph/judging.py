@@ -34,7 +34,7 @@ from critic_guard_langgraph.model_step import ModelStep
 from critic_guard_langgraph.offpath import OffPathJudging
 from critic_guard_langgraph.run_state import GuardRun, thread_of
 
-__all__ = ["EVICTED", "MAX_OPEN_RUNS", "StepJudging"]
+__all__ = ["EVICTED", "MAX_OPEN_RUNS", "UNKNOWN_FLAG", "StepJudging"]
 
 MAX_OPEN_RUNS: Final = 100_000
 """Runs judged off the path whose end this process has not seen, kept at most (a few hundred bytes each)."""
@@ -42,6 +42,9 @@ EVICTED: Final = (
     f"the run's end was not seen while {MAX_OPEN_RUNS:,} newer runs started in this process (it raised and its "
     "thread never ran again, or it waits at an interrupt)"
 )
+UNKNOWN_FLAG: Final = "a verdict judged off the user's path failed before the run's first flag (see the log)"
+"""Why the pair of a run whose background verdict failed before its first flag is excluded (where, or whether,
+it would have forked is unknown)."""
 
 
 class StepJudging:
@@ -192,22 +195,23 @@ class StepJudging:
 
         await self.offpath.asubmit(run_id, end, fallback=finish, thread_id=thread_of(get_config()))
 
-    def settle(self, record: GuardRun) -> tuple[GuardRun, bool]:
-        """At the run's end: its record with the first flag found off the path, and whether a background verdict
-        failed before that flag (where the run would have forked is then unknown). Forgets the run."""
+    def settle(self, record: GuardRun) -> tuple[GuardRun, str | None]:
+        """At the run's end: its record with the first flag found off the path, and :data:`UNKNOWN_FLAG` if a
+        background verdict failed before that flag (where the run would have forked is then unknown), else None.
+        Forgets the run."""
         run_id = record["run_id"]
         assert run_id is not None
         with self._flag_lock:
             if run_id in self._flag_steps:
                 record = cast("GuardRun", {**record, "flag_step": self._flag_steps.pop(run_id)})
-        unknown_flag = self.offpath.failed(run_id)  # a background verdict failed before the run's first flag
+        excluded = UNKNOWN_FLAG if self.offpath.failed(run_id) else None
         self.offpath.forget(run_id)
         self.histories.forget(run_id)
-        return record, unknown_flag
+        return record, excluded
 
     def abandon(self, record: GuardRun, reason: str) -> None:
         """A production run that will never reach its end: it ends ``abandoned`` and its pairs are excluded with
         ``reason`` (a run never flagged gets its concordant pair recorded excluded), and it is forgotten here."""
-        record, unknown_flag = self.settle(record)
-        self.forks.production_end(record, unknown_flag=unknown_flag, excluded=reason)
+        record, excluded = self.settle(record)
+        self.forks.production_end(record, excluded=excluded or reason)
         safely("abandon_run", self.guard.abandon_run, record["run_id"], reason, background=True, default=None)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -60,7 +60,15 @@ from critic_guard_langgraph.forking import PilotForks, forks
 from critic_guard_langgraph.judging import StepJudging
 from critic_guard_langgraph.model_step import ModelStep
 from critic_guard_langgraph.run_end import RunEnds
-from critic_guard_langgraph.run_state import RECORD, CriticGuardState, GuardRun, current_branch, new_record, task_of
+from critic_guard_langgraph.run_state import (
+    RECORD,
+    CriticGuardState,
+    GuardRun,
+    current_branch,
+    new_record,
+    open_run,
+    task_of,
+)
 from critic_guard_langgraph.runner import Judge, ShadowRunner
 from critic_guard_langgraph.settings import middleware_guard
 from critic_guard_langgraph.shadow import ShadowTools, ToolSafety
@@ -210,11 +218,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     async def aclose(self) -> None:
         """Async :meth:`close`: await the verdicts and branches on this loop, then finish the writes off the loop."""
         await self._work.aclose()
-        guard_aclose = getattr(self.guard, "aclose", None)
-        if self._owns_guard and guard_aclose is not None:
-            await guard_aclose()
-        elif self._owns_guard:
-            await asyncio.to_thread(self.guard.close)
+        if self._owns_guard:
+            await self.guard.aclose()
         else:
             await asyncio.to_thread(self.guard.wait_for_writes, None)
 
@@ -291,8 +296,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
     def after_agent(self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]) -> dict[str, Any] | None:
         """End the run in the store (:mod:`.run_end`); keep the counters for inspection, drop a warning no model
         call consumed."""
-        record = state.get(RECORD)
-        if record is None or record["run_id"] is None:
+        record = open_run(state)
+        if record is None:
             return None
         self._ends.end(record, state, runtime)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -301,8 +306,8 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
         self, state: CriticGuardState[ResponseT], runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
         """Async :meth:`after_agent`: an async judge is awaited, a sync one runs in a worker thread."""
-        record = state.get(RECORD)
-        if record is None or record["run_id"] is None:
+        record = open_run(state)
+        if record is None:
             return None
         await self._ends.aend(record, state, runtime)
         return {RECORD: {**record, "run_id": None, "warning": None}}
@@ -365,11 +370,11 @@ class CriticGuardMiddleware(AgentMiddleware[CriticGuardState[ResponseT], Context
 
     def _open(self, request: ModelRequest[ContextT]) -> ModelStep[ResponseT] | None:
         """This step's bookkeeping, or None when the run is not tracked (mode off, no run started, run ended)."""
-        record = request.state.get(RECORD)
-        if not isinstance(record, dict) or record.get("run_id") is None or is_off(self.guard):
+        record = open_run(request.state)
+        if record is None or is_off(self.guard):
             return None
         branch = self._forks.branch_of(request, current_branch()) if self._forks.piloting else None
-        return ModelStep.open(request, cast("GuardRun", record), branch)
+        return ModelStep.open(request, record, branch)
 
     # -- the tool gate of shadow branches -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from critic_guard.guard import CriticGuard
 from critic_guard_langgraph._runs import asafely, logger, safely
 from critic_guard_langgraph.forking import PilotForks
 from critic_guard_langgraph.judging import StepJudging
-from critic_guard_langgraph.run_state import GuardRun, current_branch, task_of, unended
+from critic_guard_langgraph.run_state import GuardRun, current_branch, open_run, task_of
 from critic_guard_langgraph.runner import Judge, call_judge
 
 if TYPE_CHECKING:
@@ -58,15 +58,15 @@ class RunEnds:
         """At a run's start: the thread's previous production run, if it never reached ``after_agent``, ends
         ``abandoned`` and its pairs are excluded (they could never have its outcome), after its background
         verdicts, so its first flag is known (docs/faults.md, "A run that never ends")."""
-        record = unended(state)
+        record = open_run(state)
         if record is not None:
-            self._after_verdicts(record, functools.partial(self._abandoned, record))
+            self._after_verdicts(record, functools.partial(self._judging.abandon, record, ABANDONED))
 
     async def aabandon_unended(self, state: Mapping[str, Any]) -> None:
         """Async :meth:`abandon_unended`."""
-        record = unended(state)
+        record = open_run(state)
         if record is not None:
-            await self._aafter_verdicts(record, functools.partial(self._abandoned, record))
+            await self._aafter_verdicts(record, functools.partial(self._judging.abandon, record, ABANDONED))
 
     def _after_verdicts(self, record: GuardRun, finish: Callable[[], None]) -> None:
         """``finish`` now, or as the run's last background job if it has any (its first flag is known only then)."""
@@ -86,9 +86,6 @@ class RunEnds:
         else:
             finish()
 
-    def _abandoned(self, record: GuardRun) -> None:
-        self._judging.abandon(record, ABANDONED)
-
     def _finish(self, record: GuardRun, ok: object, *, production: bool) -> None:
         """The concordant pair of a pilot run never flagged, then ``end_run`` with the outcome, if judged (outcome
         first, so it lands on the run's open span).
@@ -96,10 +93,10 @@ class RunEnds:
         Runs on the path, or, for a run judged off the path, as its last background job (no LangGraph config there:
         ``production`` says whether the run is a production run rather than a shadow branch).
         """
-        record, unknown_flag = self._judging.settle(record)
+        record, excluded = self._judging.settle(record)
         if not production:
             return
-        self._forks.production_end(record, unknown_flag=unknown_flag)
+        self._forks.production_end(record, excluded=excluded)
         success = ok if isinstance(ok, bool) else None
         if ok is not None and success is None:
             logger.warning("critic-guard: the judge returned %r, not a bool; no outcome recorded", ok)

@@ -6,7 +6,7 @@ so far and the step of the last one, a pending APPEND warning, and the run's inp
 holds credentials, so its fields are added to the task in process at each use (:func:`task_of`) and never reach the
 checkpoint (docs/telemetry.md, "What the store keeps"). A run is one agent invocation: ``before_agent`` starts it in
 the guard's store, ``after_agent`` ends it; a run that never got there (it raised, or was left at an interrupt) is
-ended ``abandoned`` by the thread's next run (:func:`unended`).
+ended ``abandoned`` by the thread's next run (:func:`open_run` finds it).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ __all__ = [
     "GuardRun",
     "current_branch",
     "new_record",
+    "open_run",
     "task_of",
     "thread_of",
-    "unended",
 ]
 
 RECORD: Final = "critic_guard"
@@ -75,9 +75,10 @@ def new_record(run_id: str | None, arm: str, task: dict[str, Any]) -> GuardRun:
     )
 
 
-def unended(state: Mapping[str, Any]) -> GuardRun | None:
-    """The record of the thread's previous run if it never reached its end (``after_agent`` clears its ``run_id``):
-    it raised, or the thread took a new input instead of resuming it from an interrupt."""
+def open_run(state: Mapping[str, Any]) -> GuardRun | None:
+    """The run record in ``state`` while its run is open: started, and not ended yet (``after_agent`` clears its
+    ``run_id``). At ``after_agent`` that is the run ending now; at ``before_agent`` a previous run of the thread
+    that never reached its end (it raised, or the thread took a new input instead of resuming it)."""
     record: GuardRun | None = state.get(RECORD)
     return record if record is not None and record["run_id"] is not None else None
 

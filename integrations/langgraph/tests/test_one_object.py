@@ -26,6 +26,7 @@ from critic_guard.store.sqlite import SQLiteStore
 from critic_guard.types import Action
 from critic_guard_langgraph import CriticGuardMiddleware
 from critic_guard_langgraph.fork import ForkError
+from critic_guard_langgraph.judging import UNKNOWN_FLAG
 
 MODES = ["off", "observe", "on", "pilot", "auto"]
 ANSWER = {"off": wrong_answer(2), "observe": wrong_answer(2), "on": RIGHT, "pilot": wrong_answer(2), "auto": "44"}
@@ -226,9 +227,6 @@ def test_sync_close_waits_for_branches_on_a_loop_in_another_thread(
     assert "Traceback" not in capfd.readouterr().err
 
 
-UNKNOWN = "a verdict judged off the user's path failed before the run's first flag (see the log)"
-
-
 def test_close_after_the_loop_ended_leaves_no_pair_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -246,7 +244,8 @@ def test_close_after_the_loop_ended_leaves_no_pair_open(
     assert len(pairs) == 3
     for pair in pairs:
         assert pair.status is PairStatus.COMPLETE or (
-            pair.status is PairStatus.INCOMPLETE and pair.reason in {"branch cancelled before it finished", UNKNOWN}
+            pair.status is PairStatus.INCOMPLETE
+            and pair.reason in {"branch cancelled before it finished", UNKNOWN_FLAG}
         )
     assert [r for r in caplog.records if r.exc_info] == []
     assert "Traceback" not in capfd.readouterr().err
